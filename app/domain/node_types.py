@@ -1,0 +1,215 @@
+"""Node types: the config schema of every type and what each can branch to.
+
+A config model declares, as class variables, how the planner treats its fields:
+``expressions`` are compiled as conditions, ``graphs`` hold nested graphs that are validated and
+planned recursively, ``static`` fields are used as written (names, case labels) and everything
+else is compiled as a template (strings with ``{{ }}`` anywhere inside). A scalar field may be
+given as a lone template (``"seconds": "{{ inputs.wait }}"``): the schema accepts the string and
+the value is checked against the field's type when it is rendered at run time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from app.domain.workflow import NODE_ID_PATTERN, GraphSpec
+
+TemplateStr = Annotated[str, StringConstraints(pattern=r"^\s*\{\{.*\}\}\s*$")]
+"""A string that is exactly one ``{{ expression }}``: stands in for a scalar of another type."""
+
+ExpressionStr = Annotated[str, StringConstraints(min_length=1)]
+
+DEFAULT_MAX_ITERATIONS = 1000
+
+
+class NodeConfig(BaseModel):
+    """Base of every node type's config: unknown keys are rejected."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, serialize_by_alias=True)
+
+    expressions: ClassVar[frozenset[str]] = frozenset()
+    graphs: ClassVar[frozenset[str]] = frozenset()
+    static: ClassVar[frozenset[str]] = frozenset()
+
+    def branches(self) -> frozenset[str] | None:
+        """Branch labels this node can take, or None when it does not branch."""
+        return None
+
+
+class StartConfig(NodeConfig):
+    pass
+
+
+class EndConfig(NodeConfig):
+    outputs: dict[str, Any] | None = None
+
+
+class TransformConfig(NodeConfig):
+    value: Any
+
+
+class SetVarConfig(NodeConfig):
+    static = frozenset({"name"})
+    name: str = Field(pattern=NODE_ID_PATTERN)
+    value: Any
+
+
+class IfConfig(NodeConfig):
+    expressions = frozenset({"condition"})
+    condition: ExpressionStr
+
+    def branches(self) -> frozenset[str]:
+        return frozenset({"true", "false"})
+
+
+class SwitchConfig(NodeConfig):
+    expressions = frozenset({"value"})
+    static = frozenset({"cases"})
+    value: ExpressionStr
+    cases: list[Annotated[str, StringConstraints(min_length=1, max_length=64)]] = Field(
+        min_length=1,
+        max_length=256,
+        json_schema_extra={"uniqueItems": True, "not": {"contains": {"const": "default"}}},
+    )
+
+    @model_validator(mode="after")
+    def _distinct_cases(self) -> SwitchConfig:
+        if len(set(self.cases)) != len(self.cases):
+            raise ValueError("cases must be distinct")
+        if "default" in self.cases:
+            raise ValueError("'default' is the fallback branch and cannot be a case")
+        return self
+
+    def branches(self) -> frozenset[str]:
+        return frozenset({*self.cases, "default"})
+
+
+class DelayConfig(NodeConfig):
+    seconds: Annotated[float, Field(ge=0, le=31_536_000)] | TemplateStr
+
+
+class FailConfig(NodeConfig):
+    message: str = Field(min_length=1, max_length=10_000)
+
+
+class ForeachConfig(NodeConfig):
+    graphs = frozenset({"body"})
+    items: Any = Field(description="Template (or literal list) giving the items.")
+    body: GraphSpec
+    concurrency: Annotated[int, Field(ge=1, le=1000)] | TemplateStr = 1
+    max_iterations: int = Field(default=DEFAULT_MAX_ITERATIONS, ge=1, le=1_000_000)
+
+
+class WhileConfig(NodeConfig):
+    expressions = frozenset({"condition"})
+    graphs = frozenset({"body"})
+    condition: ExpressionStr
+    body: GraphSpec
+    max_iterations: int = Field(default=DEFAULT_MAX_ITERATIONS, ge=1, le=1_000_000)
+
+
+class RepeatConfig(NodeConfig):
+    graphs = frozenset({"body"})
+    count: Annotated[int, Field(ge=0, le=1_000_000)] | TemplateStr
+    body: GraphSpec
+    max_iterations: int = Field(default=DEFAULT_MAX_ITERATIONS, ge=1, le=1_000_000)
+
+
+class TryConfig(NodeConfig):
+    graphs = frozenset({"try", "catch", "finally"})
+    static = frozenset({"error_var"})
+    try_: GraphSpec = Field(alias="try")
+    catch: GraphSpec | None = None
+    finally_: GraphSpec | None = Field(default=None, alias="finally")
+    error_var: str = Field(default="error", pattern=NODE_ID_PATTERN)
+    rethrow: bool = False
+
+
+class InlineWorkflow(GraphSpec):
+    outputs: dict[str, Any] | None = None
+
+
+class SubworkflowConfig(NodeConfig):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "oneOf": [{"required": ["workflow_id"]}, {"required": ["graph"]}],
+            "dependentRequired": {"version": ["workflow_id"]},
+        }
+    )
+    graphs = frozenset({"graph"})
+    static = frozenset({"workflow_id", "version"})
+    workflow_id: str | None = Field(default=None, min_length=1, max_length=200)
+    version: int | None = Field(default=None, ge=1)
+    graph: InlineWorkflow | None = None
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    outputs: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> SubworkflowConfig:
+        if (self.workflow_id is None) == (self.graph is None):
+            raise ValueError("give exactly one of 'workflow_id' or 'graph'")
+        if self.version is not None and self.workflow_id is None:
+            raise ValueError("'version' needs 'workflow_id'")
+        return self
+
+
+@dataclass(frozen=True, slots=True)
+class NodeType:
+    """A registered node type: its name, config schema and a one-line description."""
+
+    name: str
+    config: type[NodeConfig]
+    description: str = ""
+
+
+class NodeTypes(Mapping[str, NodeType]):
+    """The set of node types a deployment knows; validation rejects any other ``type``."""
+
+    def __init__(self, types: Mapping[str, NodeType] | None = None) -> None:
+        self._types: dict[str, NodeType] = dict(types or {})
+
+    def register(self, node_type: NodeType) -> None:
+        if node_type.name in self._types:
+            raise ValueError(f"node type {node_type.name!r} is already registered")
+        self._types[node_type.name] = node_type
+
+    def with_types(self, *extra: NodeType) -> NodeTypes:
+        merged = NodeTypes(self._types)
+        for node_type in extra:
+            merged.register(node_type)
+        return merged
+
+    def __getitem__(self, name: str) -> NodeType:
+        return self._types[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._types)
+
+    def __len__(self) -> int:
+        return len(self._types)
+
+
+CORE_NODE_TYPES = NodeTypes(
+    {
+        t.name: t
+        for t in (
+            NodeType("start", StartConfig, "Entry point; outputs the run's inputs."),
+            NodeType("end", EndConfig, "Exit point; outputs its mapping, else its inputs."),
+            NodeType("transform", TransformConfig, "Outputs `value` with templates resolved."),
+            NodeType("set_var", SetVarConfig, "Sets vars.<name> for later nodes."),
+            NodeType("if", IfConfig, "Branches `true` or `false` on a condition."),
+            NodeType("switch", SwitchConfig, "Branches to the matching case or `default`."),
+            NodeType("delay", DelayConfig, "Sleeps for `seconds`."),
+            NodeType("fail", FailConfig, "Always fails with `message`."),
+            NodeType("foreach", ForeachConfig, "Runs `body` once per item."),
+            NodeType("while", WhileConfig, "Runs `body` while `condition` holds."),
+            NodeType("repeat", RepeatConfig, "Runs `body` `count` times."),
+            NodeType("try", TryConfig, "Runs `try`; on error `catch`; always `finally`."),
+            NodeType("subworkflow", SubworkflowConfig, "Runs another workflow as one node."),
+        )
+    }
+)

@@ -1,0 +1,113 @@
+"""Run configuration, node records, checkpoints and outcomes.
+
+A checkpoint holds only what changed since the previous one (the node records finished in
+between), so a run's checkpoints grow linearly with the run; the state at checkpoint ``k`` is the
+fold of checkpoints ``1..k`` (:func:`fold_records`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.domain.status import ExecutionStatus, NodeStatus
+
+
+class EveryNLevels(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    every_n_levels: int = Field(ge=1)
+
+
+class EveryNNodes(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    every_n_nodes: int = Field(ge=1)
+
+
+CheckpointPolicy = Literal["every_node", "every_level", "never"] | EveryNLevels | EveryNNodes
+
+
+class RunLimits(BaseModel):
+    """Hard caps on what one run may consume; exceeding one fails the run with a clear error."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_nodes: int | None = Field(
+        default=None, ge=1, description="Node executions, nested ones and retries included."
+    )
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_api_calls: int | None = Field(default=None, ge=1)
+
+
+DependencyStrategy = Literal["skip", "defaults", "fail"]
+
+
+class RunConfig(BaseModel):
+    """Per-run options (the ``config`` of ``POST /v1/workflows/{id}/executions``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_concurrency: int = Field(default=16, ge=1, le=10_000)
+    timeout_s: float | None = Field(default=None, gt=0, le=31_536_000)
+    checkpoint: CheckpointPolicy = "every_node"
+    continue_on_error: bool = Field(
+        default=False, description="Failures of nodes marked critical=false do not fail the run."
+    )
+    dependency_strategy: DependencyStrategy = "skip"
+    limits: RunLimits = Field(default_factory=RunLimits)
+
+
+@dataclass(slots=True)
+class NodeRecord:
+    """What one node execution ended with; the unit of checkpoints and of resume.
+
+    ``key`` qualifies nested nodes by their container and iteration (``loop[2].double``) so a
+    resumed loop skips the body nodes that already completed. ``set_vars`` keeps the node's
+    effect on ``vars`` so replaying the record restores them.
+    """
+
+    key: str
+    node_id: str
+    status: NodeStatus
+    output: Any = None
+    error: dict[str, Any] | None = None
+    branch: str | None = None
+    attempt: int = 1
+    set_vars: dict[str, Any] | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    data: dict[str, Any] | None = None
+
+
+@dataclass(slots=True)
+class Checkpoint:
+    """Records finished since the previous checkpoint, and the last event seq they cover."""
+
+    execution_id: str
+    number: int
+    seq: int
+    created_at: datetime
+    records: list[NodeRecord] = field(default_factory=list)
+
+
+def fold_records(checkpoints: Iterable[Checkpoint]) -> dict[str, NodeRecord]:
+    """The node records a run had at the last of ``checkpoints`` (later records win)."""
+    state: dict[str, NodeRecord] = {}
+    for checkpoint in sorted(checkpoints, key=lambda c: c.number):
+        for record in checkpoint.records:
+            state[record.key] = record
+    return state
+
+
+@dataclass(slots=True)
+class RunOutcome:
+    """How a call to the scheduler ended. ``status`` is never ``running``."""
+
+    status: ExecutionStatus
+    outputs: Any = None
+    error: dict[str, Any] | None = None
+    waiting_on: list[str] = field(default_factory=list)
+    nodes: dict[str, NodeStatus] = field(default_factory=dict)

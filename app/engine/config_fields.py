@@ -1,0 +1,91 @@
+"""How the planner treats each field of a node type's config model, and template helpers.
+
+A config model says, in class variables, which fields are ``expressions`` (compiled as
+conditions), ``graphs`` (nested graphs, planned recursively) and ``static`` (used as written);
+every other field is compiled as a template. The class variables may name a field by its alias
+(``try``) or its attribute (``try_``); documents normally use the alias.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from functools import cache
+from typing import Any, Literal, get_args
+
+from pydantic import TypeAdapter
+
+from app.domain.node_types import NodeConfig
+from app.domain.workflow import GraphSpec
+from app.engine import templates
+from app.engine.validation_errors import escape
+from app.errors import ExpressionError
+
+FieldKind = Literal["expression", "graph", "static", "template"]
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigField:
+    """One config field: its attribute, its name in documents, and how it is planned."""
+
+    attr: str
+    name: str  # as written in documents: the alias, else the attribute name
+    kind: FieldKind
+    graph_model: type[GraphSpec] = GraphSpec  # what a ``graph`` field holds
+
+
+@cache
+def field_table(model: type[NodeConfig]) -> dict[str, ConfigField]:
+    """The model's fields under every key a document may use for them (alias and attribute)."""
+    table: dict[str, ConfigField] = {}
+    for attr, info in model.model_fields.items():
+        name = info.alias or attr
+        keys = {attr, name}
+        kind: FieldKind = "template"
+        if keys & model.graphs:
+            kind = "graph"
+        elif keys & model.expressions:
+            kind = "expression"
+        elif keys & model.static:
+            kind = "static"
+        table[attr] = table[name] = ConfigField(attr, name, kind, _graph_model(info.annotation))
+    return table
+
+
+def extra_field(key: str) -> ConfigField:
+    """A key the model does not declare but accepts (``extra="allow"``): a template."""
+    return ConfigField(key, key, "template")
+
+
+@cache
+def list_adapter(model: type[NodeConfig]) -> TypeAdapter[list[NodeConfig]]:
+    """Validates many configs of one type in a single call (about half the cost of a loop)."""
+    return TypeAdapter(list[model])  # type: ignore[valid-type]
+
+
+def strings(value: Any, pointer: str) -> Iterator[tuple[str, str]]:
+    """Every string inside a JSON value with its pointer (keys are not templates)."""
+    if isinstance(value, str):
+        yield pointer, value
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from strings(item, f"{pointer}/{escape(key)}")
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            yield from strings(item, f"{pointer}/{i}")
+
+
+def template_code(text: str) -> str:
+    """``limit_exceeded`` when the template ``text`` fails only for an expression's length."""
+    try:
+        templates.compile_template(text, max_length=len(text))
+    except ExpressionError:
+        return "invalid_template"
+    return "limit_exceeded"
+
+
+def _graph_model(annotation: Any) -> type[GraphSpec]:
+    for candidate in (annotation, *get_args(annotation)):
+        if isinstance(candidate, type) and issubclass(candidate, GraphSpec):
+            return candidate
+    return GraphSpec

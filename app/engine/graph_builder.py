@@ -1,0 +1,345 @@
+"""One pass over a workflow document that validates it and, when it is valid, builds its plan.
+
+The builder never stops at the first problem: it records an :class:`ErrorDetail` (JSON pointer,
+message, stable code) for each and goes on with whatever still makes sense, so one answer lists
+everything to fix. Graphs are walked recursively (container bodies, try blocks, inline
+sub-workflows) with their own id scope, their pointer prefix and their nesting depth.
+
+It is also the hot path of planning (a 10,000-node document), so the common case is kept lean:
+configs are validated one batch per node type, strings without ``{{`` skip the template
+compiler, equal expressions and template strings are compiled once per document, and error
+pointers are only built for errors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, cast
+
+import jsonschema
+from jsonschema import validators
+from jsonschema.exceptions import best_match
+from pydantic import ValidationError
+
+from app.domain.node_types import NodeConfig, NodeType, NodeTypes
+from app.domain.workflow import GraphSpec, NodeSpec, WorkflowDocument
+from app.engine import (
+    config_fields,
+    expressions,
+    graph_shape,
+    graph_wiring,
+    templates,
+    topology,
+)
+from app.engine.expressions import Expression
+from app.engine.graph_shape import GraphParts
+from app.engine.plan import Plan, PlanNode
+from app.engine.templates import CompiledValue
+from app.engine.validation_errors import errors_from_validation, escape, join
+from app.errors import ErrorDetail, ExpressionError
+
+_NO_NAMES: frozenset[str] = frozenset()
+_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Bounds on what one document may ask of the planner (and so of every run)."""
+
+    max_nodes: int = 10_000  # all nodes incl. nested graphs
+    max_depth: int = 8  # container nesting depth
+    max_expression_length: int = expressions.DEFAULT_MAX_EXPRESSION_LENGTH  # characters
+    max_edges: int = 50_000  # all edges incl. nested graphs
+
+
+DEFAULT_LIMITS = Limits()
+
+
+class GraphBuilder:
+    """Validates and plans one document; every problem found ends up in ``errors``."""
+
+    def __init__(self, node_types: NodeTypes, limits: Limits) -> None:
+        self.node_types = node_types
+        self.limits = limits
+        self.errors: list[ErrorDetail] = []
+        self._types: dict[str, NodeType | None] = {}
+        self._expressions: dict[str, Expression] = {}
+        self._texts: dict[str, CompiledValue] = {}
+        self._nodes_seen = 0
+        self._edges_seen = 0
+        self._over_limit = False
+
+    def error(self, pointer: str, message: str, code: str) -> None:
+        self.errors.append(ErrorDetail(pointer, message, code))
+
+    def document(self, document: Mapping[str, Any] | WorkflowDocument) -> Plan | None:
+        """The plan of a whole document, or None when ``errors`` says what is wrong."""
+        name: Any
+        inputs: Any
+        if isinstance(document, WorkflowDocument):
+            parts = self.graph_from_model(document, "")
+            name, inputs = document.name, document.inputs
+        elif isinstance(document, Mapping):
+            parts = self.parse_graph(document, WorkflowDocument, "")
+            name, inputs = document.get("name"), document.get("inputs")
+        else:
+            self.error("", "expected a JSON object (the workflow document)", "invalid_value")
+            return None
+        if isinstance(inputs, Mapping):
+            self._check_input_schema(inputs)
+        plan = self.graph(parts, 0) if parts is not None else None
+        if plan is None or self.errors:
+            return None
+        plan.name = name
+        plan.input_schema = dict(inputs) if inputs is not None else None
+        return plan
+
+    def graph_from_model(self, graph: GraphSpec, pointer: str) -> GraphParts | None:
+        """The parts of an already validated graph (None past the size limits)."""
+        if not self._within_limits(pointer, len(graph.nodes), len(graph.edges)):
+            return None
+        return graph_shape.from_model(graph, pointer)
+
+    def parse_graph(self, raw: Any, model: type[GraphSpec], pointer: str) -> GraphParts | None:
+        """The parts of a raw graph that have the right shape (the others are reported)."""
+        if not isinstance(raw, Mapping):
+            self.error(pointer, "expected an object with 'nodes' and 'edges'", "invalid_value")
+            return None
+        nodes, edges = graph_shape.size(raw.get("nodes")), graph_shape.size(raw.get("edges"))
+        if not self._within_limits(pointer, nodes, edges):
+            return None
+        return graph_shape.parse(raw, model, pointer, self.errors)
+
+    def graph(self, parts: GraphParts, depth: int) -> Plan | None:
+        """Every check of one graph and its nested graphs; its plan when nothing was wrong."""
+        index = self._index(parts)
+        planned = self._nodes(parts, depth)
+        wiring = graph_wiring.wire(parts, index, planned, self.error)
+        outputs = None
+        if parts.outputs is not None:
+            outputs = self._compile(parts.outputs, parts.pointer, "outputs")
+        order = topology.kahn_order(wiring.successors, wiring.indegree)
+        if len(order) < len(planned) and wiring.complete:
+            graph_wiring.report_cycles(parts, wiring, order, self.error)
+        if self.errors:
+            return None
+        return graph_wiring.assemble(parts, cast(list[PlanNode], planned), wiring, order, outputs)
+
+    def depth_ok(self, pointer: str, depth: int) -> bool:
+        """Whether a graph at ``depth`` is allowed (reported at ``pointer`` when not)."""
+        if depth <= self.limits.max_depth:
+            return True
+        message = f"graphs nested too deeply (limit {self.limits.max_depth} levels of containers)"
+        self.error(pointer, message, "limit_exceeded")
+        return False
+
+    def _within_limits(self, pointer: str, nodes: int, edges: int) -> bool:
+        self._nodes_seen += nodes
+        self._edges_seen += edges
+        limits = self.limits
+        if self._nodes_seen <= limits.max_nodes and self._edges_seen <= limits.max_edges:
+            return True
+        if not self._over_limit:
+            self._over_limit = True
+            many, what, limit = (
+                (self._nodes_seen, "nodes", limits.max_nodes)
+                if self._nodes_seen > limits.max_nodes
+                else (self._edges_seen, "edges", limits.max_edges)
+            )
+            message = f"too many {what}: at least {many}, limit {limit} (nested graphs count)"
+            self.error(join(pointer, what), message, "limit_exceeded")
+        return False
+
+    def _index(self, parts: GraphParts) -> dict[str, int]:
+        """Node id -> position; reports duplicate ids and extra ``start`` nodes."""
+        index: dict[str, int] = {}
+        for i, node_id in enumerate(parts.ids):
+            if node_id is None:
+                continue
+            first = index.setdefault(node_id, i)
+            if first != i:
+                where = join(parts.pointer, "nodes", first)
+                message = f"duplicate node id {node_id!r} (first used at {where})"
+                self.error(join(parts.pointer, "nodes", i, "id"), message, "duplicate_id")
+        starts = [i for i, node_type in enumerate(parts.types) if node_type == "start"]
+        for i in starts[1:]:
+            message = f"a graph has at most one start node (the first is {parts.ids[starts[0]]!r})"
+            self.error(join(parts.pointer, "nodes", i, "type"), message, "multiple_starts")
+        return index
+
+    def _lookup(self, name: str) -> NodeType | None:
+        if name not in self._types:
+            self._types[name] = self.node_types.get(name)
+        return self._types[name]
+
+    def _batch_configs(self, parts: GraphParts) -> list[NodeConfig | None]:
+        """Configs validated one batch per type; None where a batch failed (checked one by one)."""
+        groups: dict[str | None, list[int]] = {}
+        for i, type_name in enumerate(parts.types):
+            groups.setdefault(type_name, []).append(i)
+        configs: list[NodeConfig | None] = [None] * len(parts.nodes)
+        specs = parts.nodes
+        for name, members in groups.items():
+            node_type = self._lookup(name) if name is not None and len(members) > 1 else None
+            if node_type is None or not parts.intact:
+                continue
+            raw = [cast(NodeSpec, specs[i]).config for i in members]
+            try:
+                validated = config_fields.list_adapter(node_type.config).validate_python(raw)
+            except ValidationError:
+                continue
+            for i, config in zip(members, validated, strict=True):
+                configs[i] = config
+        return configs
+
+    def _nodes(self, parts: GraphParts, depth: int) -> list[PlanNode | None]:
+        """A PlanNode per node whose type and config hold up, None for the others."""
+        configs = self._batch_configs(parts)
+        planned: list[PlanNode | None] = []
+        append, base = planned.append, parts.pointer
+        for i, spec in enumerate(parts.nodes):
+            node = None
+            if spec is not None:
+                pointer = f"{base}/nodes/{i}"
+                config = configs[i]
+                if config is None:
+                    config = self._config(spec, pointer, depth)
+                if config is not None:
+                    node = PlanNode(spec.id, spec, config, pointer)
+                    if spec.config:
+                        self._fields(node, spec.config, depth)
+            append(node)
+        return planned
+
+    def _config(self, spec: NodeSpec, pointer: str, depth: int) -> NodeConfig | None:
+        node_type = self._lookup(spec.type)
+        if node_type is None:
+            known = ", ".join(sorted(self.node_types))
+            message = f"unknown node type {spec.type!r} (known types: {known})"
+            self.error(f"{pointer}/type", message, "unknown_type")
+            return None
+        try:
+            return node_type.config.model_validate(spec.config)
+        except ValidationError as exc:
+            self._config_errors(exc, node_type.config, spec.config, pointer, depth)
+            return None
+
+    def _fields(self, node: PlanNode, raw: dict[str, Any], depth: int) -> None:
+        """Compile the node's expressions and templates and plan its nested graphs."""
+        table = config_fields.field_table(type(node.config))
+        constant = "{{" not in repr(raw)  # no template anywhere: skip the compiler
+        for key, value in raw.items():
+            entry = table.get(key) or config_fields.extra_field(key)  # a model may allow extras
+            kind = entry.kind
+            if kind == "template":
+                compiled = (
+                    CompiledValue(value, None, _NO_NAMES)
+                    if constant
+                    else self._compile(value, node.pointer, "config", key)
+                )
+                if compiled is not None:
+                    node.templates[entry.name] = compiled
+            elif kind == "expression":
+                expression = self._expression(value, node.pointer, key)
+                if expression is not None:
+                    node.expressions[entry.name] = expression
+            elif kind == "graph" and (nested := getattr(node.config, entry.attr)) is not None:
+                plan = self._nested(nested, join(node.pointer, "config", key), depth + 1)
+                if plan is not None:
+                    node.graphs[entry.name] = plan
+
+    def _config_errors(
+        self,
+        exc: ValidationError,
+        model: type[NodeConfig],
+        raw: dict[str, Any],
+        pointer: str,
+        depth: int,
+    ) -> None:
+        """Report a config that failed its schema, and still check every field that did not."""
+        table = config_fields.field_table(model)
+        base = f"{pointer}/config"
+        names = {entry.name for entry in table.values()}
+        details = errors_from_validation(
+            exc, base=base, data=raw, code="invalid_config", known_fields=names
+        )
+        graphs = {k for k, v in raw.items() if k in table and table[k].kind == "graph"}
+        graphs = {k for k in graphs if isinstance(raw[k], Mapping)}
+        inside = tuple(f"{base}/{escape(key)}/" for key in graphs)
+        details = [d for d in details if not d.pointer.startswith(inside)]  # re-found below
+        self.errors += details
+        failed = tuple(d.pointer for d in details)
+        for key, value in raw.items():
+            entry = table.get(key)
+            where = f"{base}/{escape(key)}"
+            if entry is None or where in failed or where.startswith(tuple(p + "/" for p in failed)):
+                continue
+            if key in graphs and self.depth_ok(where, depth + 1):
+                parts = self.parse_graph(value, entry.graph_model, where)
+                if parts is not None:
+                    self.graph(parts, depth + 1)
+            elif entry.kind == "template":
+                self._compile(value, base, key)
+            elif entry.kind == "expression" and isinstance(value, str):
+                self._expression(value, pointer, key)
+
+    def _nested(self, nested: GraphSpec, pointer: str, depth: int) -> Plan | None:
+        if not self.depth_ok(pointer, depth):
+            return None
+        parts = self.graph_from_model(nested, pointer)
+        return self.graph(parts, depth) if parts is not None else None
+
+    def _expression(self, source: str, pointer: str, key: str) -> Expression | None:
+        """The compiled condition (shared by equal sources), or None once reported."""
+        compiled = self._expressions.get(source)
+        if compiled is not None:
+            return compiled
+        limit = self.limits.max_expression_length
+        where = join(pointer, "config", key)
+        if len(source) > limit:
+            message = f"expression is too long ({len(source)} characters, limit {limit})"
+            self.error(where, message, "limit_exceeded")
+            return None
+        try:
+            compiled = expressions.compile_expression(source, max_length=limit)
+        except ExpressionError as exc:
+            self.error(where, exc.message, "invalid_expression")
+            return None
+        self._expressions[source] = compiled
+        return compiled
+
+    def _compile(self, value: Any, pointer: str, *tokens: str) -> CompiledValue | None:
+        """The compiled templates of ``value``, or None once every bad string is reported."""
+        if isinstance(value, str) and value in self._texts:
+            return self._texts[value]
+        limit = self.limits.max_expression_length
+        try:
+            compiled = templates.compile_value(value, max_length=limit)
+        except ExpressionError:
+            for where, text in config_fields.strings(value, join(pointer, *tokens)):
+                try:
+                    templates.compile_template(text, max_length=limit)
+                except ExpressionError as exc:
+                    self.error(where, exc.message, config_fields.template_code(text))
+            return None
+        if isinstance(value, str):
+            self._texts[value] = compiled
+        return compiled
+
+    def _check_input_schema(self, schema: Mapping[str, Any]) -> None:
+        """``inputs`` must be a JSON Schema (2020-12 unless its ``$schema`` names another)."""
+        declared = schema.get("$schema")
+        validator = jsonschema.Draft202012Validator
+        if declared is not None:
+            known = isinstance(declared, str) and validators.validator_for(schema, default=None)
+            if not known:
+                message = f"unknown JSON Schema dialect {declared!r} (use {_DIALECT!r})"
+                self.error("/inputs/$schema", message, "invalid_schema")
+                return
+            validator = known
+        for problem in validator(validator.META_SCHEMA).iter_errors(schema):
+            if problem.context:  # "not valid under any of the given schemas": say which way
+                problem = best_match(problem.context)
+            where = join("/inputs", *problem.absolute_path)
+            self.error(where, f"not a valid JSON Schema: {problem.message}", "invalid_schema")

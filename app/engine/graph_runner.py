@@ -1,0 +1,392 @@
+"""The async loop that drives one graph: dispatch ready nodes, collect results, propagate.
+
+Dependency-driven: a node starts the moment its last incoming edge resolves (bounded by
+``max_concurrency``); levels only label progress. Completions are delivered by task callbacks
+into a queue, so each step costs O(1) regardless of how many nodes are in flight. Executors
+marked ``inline`` (pure, never suspending) run without a task of their own when the node has no
+retry or timeout, which keeps per-node overhead to a few microseconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from typing import Any
+
+from app.domain.events import EventType
+from app.domain.run import NodeRecord
+from app.domain.status import ExecutionStatus, NodeStatus
+from app.engine import planner
+from app.engine.attempts import AttemptRunner, Failure, error_payload
+from app.engine.context import NodeContext
+from app.engine.outcomes import NodeOutput, Suspend
+from app.engine.plan import Plan, PlanNode
+from app.engine.runtime import GraphInterrupted, GraphResult, RunRuntime
+from app.engine.scope import Scope
+from app.errors import NodeError, OxifyError, RunLimitExceeded
+
+Outcome = NodeOutput | Suspend | Failure | GraphInterrupted
+_SKIPPED_RESULT: dict[str, Any] = {"output": None, "status": "skipped"}
+_ENDED = frozenset({ExecutionStatus.FAILED, ExecutionStatus.CANCELLED, ExecutionStatus.TIMED_OUT})
+
+
+class GraphRun:
+    """One execution of one graph (the workflow, a loop iteration, a try block...)."""
+
+    def __init__(
+        self, runtime: RunRuntime, plan: Plan, scope: Scope, prefix: str, depth: int
+    ) -> None:
+        self.rt = runtime
+        self.plan = plan
+        self.scope = scope
+        self.prefix = prefix
+        self.depth = depth
+        self.top = depth == 0
+        self.state = planner.initial_state(plan)
+        self.ready: deque[str] = deque()
+        self.running: dict[asyncio.Task[Outcome], tuple[str, float]] = {}
+        self.done: deque[asyncio.Task[Outcome]] = deque()
+        self.wake = asyncio.Event()
+        self.failure: dict[str, Any] | None = None
+        self.waiting: list[str] = []
+        self.interrupted = False
+        self.announced: set[int] = set()
+        self.attempts = AttemptRunner(runtime)
+
+    async def run(self) -> GraphResult:
+        rt = self.rt
+        rt.control.subscribe(self.wake.set)
+        self.ready.extend(planner.roots(self.state))
+        try:
+            while True:
+                if not self._halted:
+                    await self._dispatch()
+                if rt.control.cancelling or self.failure is not None:
+                    self._cancel_running()
+                await rt.journal.checkpoint()
+                await rt.journal.flush()
+                if not self.running and (not self.ready or self._halted):
+                    break
+                if not self.done:
+                    self.wake.clear()
+                    await self.wake.wait()
+                while self.done:
+                    self._collect(self.done.popleft())
+        finally:
+            rt.control.unsubscribe(self.wake.set)
+            await self._reap()
+        return self._result()
+
+    @property
+    def _halted(self) -> bool:
+        return self.rt.control.stopping or self.failure is not None
+
+    # -- dispatch -------------------------------------------------------------------------
+
+    async def _dispatch(self) -> None:
+        limit = self.rt.config.max_concurrency
+        journal = self.rt.journal
+        while self.ready and len(self.running) < limit and self.failure is None:
+            if journal.checkpoint_due:
+                # What finished is saved before anything that depends on it starts.
+                await journal.checkpoint()
+            node = self.plan.nodes[self.ready.popleft()]
+            key = self.prefix + node.id
+            memo = self.rt.restored.get(key)
+            if memo is not None and memo.status is NodeStatus.COMPLETED:
+                self._replay(node, memo)
+                continue
+            if self.state.poisoned[node.id]:
+                self._fail(node, key, Failure(NodeError("a dependency failed", retryable=False)))
+                continue
+            ctx = self._context(node, key, memo)
+            started = time.monotonic()
+            self._started(node, key, ctx.attempt)
+            if self.attempts.can_inline(node):
+                outcome = await self.attempts.run(ctx)
+                self._handle(node, key, outcome, started)
+                continue
+            task = asyncio.ensure_future(self._guarded(ctx))
+            task.add_done_callback(self._on_done)
+            self.running[task] = (node.id, started)
+
+    def _context(self, node: PlanNode, key: str, memo: NodeRecord | None) -> NodeContext:
+        prior = self.rt.prior_attempts.get(key, memo.attempt if memo is not None else 0)
+        return NodeContext(
+            self.rt,
+            node,
+            key,
+            self.scope,
+            attempt=prior + 1,
+            depth=self.depth,
+            previous=memo,
+            resume_value=self.rt.resume_values.get(key),
+        )
+
+    async def _guarded(self, ctx: NodeContext) -> Outcome:
+        try:
+            return await self.attempts.run(ctx)
+        except GraphInterrupted as interrupted:
+            return interrupted
+
+    def _on_done(self, task: asyncio.Task[Outcome]) -> None:
+        self.done.append(task)
+        self.wake.set()
+
+    def _collect(self, task: asyncio.Task[Outcome]) -> None:
+        node_id, started = self.running.pop(task)
+        node = self.plan.nodes[node_id]
+        key = self.prefix + node_id
+        if task.cancelled():
+            self._cancelled(node, key)
+            return
+        self._handle(node, key, task.result(), started)
+
+    # -- results --------------------------------------------------------------------------
+
+    def _handle(self, node: PlanNode, key: str, outcome: Outcome, started: float) -> None:
+        if isinstance(outcome, NodeOutput):
+            self._complete(node, key, outcome, started)
+        elif isinstance(outcome, Failure):
+            self._fail(node, key, outcome, started)
+        elif isinstance(outcome, Suspend):
+            self._suspend(node, key, outcome)
+        elif outcome.status is ExecutionStatus.WAITING:
+            planner.mark_waiting(self.state, node.id)
+            self.waiting.extend(outcome.waiting_on)
+        elif outcome.status is ExecutionStatus.CANCELLED:
+            self._cancelled(node, key)
+        else:
+            self.interrupted = True
+
+    def _complete(self, node: PlanNode, key: str, out: NodeOutput, started: float) -> None:
+        rt = self.rt
+        if out.set_vars:
+            self.scope.variables.update(out.set_vars)
+        self.scope.results[node.id] = {"output": out.output, **out.data}
+        now = rt.clock.now()
+        payload: dict[str, Any] = {
+            "output": out.output,
+            "duration_ms": round((time.monotonic() - started) * 1000, 3),
+        }
+        if out.branch is not None:
+            payload["branch"] = out.branch
+        if out.data:
+            payload.update(out.data)
+        attempt = self._attempt_of(key)
+        payload["attempt"] = attempt
+        rt.journal.event(EventType.NODE_COMPLETED, node_id=key, level=node.level, data=payload)
+        rt.journal.record(
+            NodeRecord(
+                key=key,
+                node_id=node.id,
+                status=NodeStatus.COMPLETED,
+                output=out.output,
+                branch=out.branch,
+                attempt=attempt,
+                set_vars=out.set_vars,
+                finished_at=now,
+                data=out.data or None,
+            )
+        )
+        self._resolve(node.id, NodeStatus.COMPLETED, out.branch)
+
+    def _fail(
+        self, node: PlanNode, key: str, failure: Failure, started: float | None = None
+    ) -> None:
+        rt = self.rt
+        error = error_payload(failure.error, key)
+        tolerated = self._tolerated(node, failure.error)
+        attempt = failure.attempt or self._attempt_of(key)
+        data: dict[str, Any] = {"error": error, "attempt": attempt, "tolerated": tolerated}
+        if started is not None:
+            data["duration_ms"] = round((time.monotonic() - started) * 1000, 3)
+        rt.journal.event(EventType.NODE_FAILED, node_id=key, level=node.level, data=data)
+        rt.journal.record(
+            NodeRecord(
+                key=key,
+                node_id=node.id,
+                status=NodeStatus.FAILED,
+                error=error,
+                attempt=attempt,
+                finished_at=rt.clock.now(),
+            )
+        )
+        if tolerated:
+            self.scope.results[node.id] = {"output": None, "error": error}
+            self._resolve(node.id, NodeStatus.FAILED, None)
+            return
+        planner.halt(self.state, node.id, NodeStatus.FAILED)
+        self._progress()
+        if self.failure is None:
+            self.failure = error
+
+    def _tolerated(self, node: PlanNode, error: NodeError) -> bool:
+        if isinstance(error, RunLimitExceeded):
+            return False
+        spec = node.spec
+        return spec.continue_on_error or (not spec.critical and self.rt.config.continue_on_error)
+
+    def _suspend(self, node: PlanNode, key: str, suspend: Suspend) -> None:
+        planner.mark_waiting(self.state, node.id)
+        self.waiting.append(key)
+        data = {"reason": suspend.reason, **suspend.data}
+        self.rt.journal.event(EventType.NODE_WAITING, node_id=key, level=node.level, data=data)
+        self.rt.journal.record(
+            NodeRecord(
+                key=key,
+                node_id=node.id,
+                status=NodeStatus.WAITING,
+                attempt=self._attempt_of(key),
+                data=data,
+            )
+        )
+
+    def _cancelled(self, node: PlanNode, key: str) -> None:
+        planner.halt(self.state, node.id, NodeStatus.CANCELLED)
+        self.rt.journal.event(EventType.NODE_CANCELLED, node_id=key, level=node.level)
+        self._progress()
+
+    def _replay(self, node: PlanNode, memo: NodeRecord) -> None:
+        """A node completed before this run resumed: reuse its result, emit nothing."""
+        if memo.set_vars:
+            self.scope.variables.update(memo.set_vars)
+        self.scope.results[node.id] = {"output": memo.output, **(memo.data or {})}
+        self._resolve(node.id, NodeStatus.COMPLETED, memo.branch, replayed=True)
+
+    def _resolve(
+        self, node_id: str, status: NodeStatus, branch: str | None, *, replayed: bool = False
+    ) -> None:
+        transition = planner.resolve(
+            self.state, node_id, status, branch=branch, strategy=self.rt.config.dependency_strategy
+        )
+        self.ready.extend(transition.ready)
+        self.ready.extend(transition.doomed)
+        journal = self.rt.journal
+        for skipped in transition.skipped:
+            node = self.plan.nodes[skipped]
+            # Joins after a branch read the untaken side as null instead of failing.
+            self.scope.results[skipped] = _SKIPPED_RESULT
+            self._announce(node.level)
+            journal.event(
+                EventType.NODE_SKIPPED,
+                node_id=self.prefix + skipped,
+                level=node.level,
+                data={"reason": "no live incoming edge"},
+            )
+        for level in transition.levels_completed:
+            if level in self.announced:
+                journal.event(EventType.LEVEL_COMPLETED, level=level, data={"level": level})
+                journal.level_completed()
+        if not replayed:
+            self._progress()
+
+    def _started(self, node: PlanNode, key: str, attempt: int) -> None:
+        planner.mark_started(self.state, node.id)
+        self._announce(node.level)
+        self.rt.journal.event(
+            EventType.NODE_STARTED,
+            node_id=key,
+            level=node.level,
+            data={"type": node.type, "attempt": attempt},
+        )
+
+    def _announce(self, level: int) -> None:
+        """``level.started`` before the first event of a level (top-level graph only)."""
+        if not self.top or level in self.announced:
+            return
+        self.announced.add(level)
+        self.rt.journal.event(
+            EventType.LEVEL_STARTED,
+            level=level,
+            data={"level": level, "nodes": self.plan.levels[level]},
+        )
+
+    def _attempt_of(self, key: str) -> int:
+        return self.attempts.last_attempt.get(key, 1)
+
+    def _progress(self) -> None:
+        if not self.top:
+            return
+        done, total = self.state.final_count, len(self.plan.nodes)
+        self.rt.journal.event(
+            EventType.PROGRESS_UPDATE,
+            data={"completed": done, "total": total, "percent": round(100.0 * done / total, 1)},
+        )
+
+    # -- ending ---------------------------------------------------------------------------
+
+    def _cancel_running(self) -> None:
+        for task in self.running:
+            if not task.cancelling():
+                task.cancel()
+
+    async def _reap(self) -> None:
+        """Cancel and await whatever is still running (we were cancelled from outside)."""
+        if not self.running:
+            return
+        self._cancel_running()
+        await asyncio.wait(list(self.running))
+        while self.done:
+            self._collect(self.done.popleft())
+
+    def _result(self) -> GraphResult:
+        statuses = self.state.status
+        control = self.rt.control
+        if self.failure is not None:
+            status = ExecutionStatus.FAILED
+        elif self.state.is_finished and not (
+            control.cancelling and NodeStatus.CANCELLED in statuses.values()
+        ):
+            status = ExecutionStatus.COMPLETED
+        elif control.cancelling:
+            status = (
+                ExecutionStatus.TIMED_OUT
+                if control.state == "timeout"
+                else ExecutionStatus.CANCELLED
+            )
+        elif control.stopping or self.interrupted:
+            status = ExecutionStatus.PAUSED
+        else:
+            status = ExecutionStatus.WAITING
+        output = None
+        if status is ExecutionStatus.COMPLETED:
+            try:
+                output = self._output()
+            except OxifyError as exc:
+                status = ExecutionStatus.FAILED
+                self.failure = {
+                    "code": exc.code,
+                    "message": f"the graph's outputs could not be rendered: {exc.message}",
+                    "node_id": None,
+                    "pointer": f"{self.plan.pointer}/outputs",
+                }
+        if status in _ENDED:
+            # Nothing more will run in this graph: what never started ends as cancelled.
+            planner.cancel_unfinished(self.state)
+        return GraphResult(
+            status=status,
+            output=output,
+            error=self.failure,
+            statuses=dict(statuses),
+            waiting_on=list(self.waiting),
+        )
+
+    def _output(self) -> Any:
+        """Its ``outputs`` mapping, else its end node's output, else the last node's."""
+        if self.plan.outputs is not None:
+            return self.plan.outputs.render(self.scope)
+        results, statuses = self.scope.results, self.state.status
+        for candidates in (self.plan.end_nodes, self.plan.order):
+            for node_id in reversed(candidates):
+                if statuses[node_id] is NodeStatus.COMPLETED:
+                    return results[node_id]["output"]
+        return None
+
+
+async def run_graph(
+    runtime: RunRuntime, plan: Plan, scope: Scope, prefix: str, depth: int
+) -> GraphResult:
+    """Run ``plan`` to its end under ``runtime`` (the callable the runtime uses for nesting)."""
+    return await GraphRun(runtime, plan, scope, prefix, depth).run()

@@ -1,0 +1,52 @@
+"""Run inputs against a workflow's ``inputs`` JSON Schema: defaults, then validation."""
+
+from __future__ import annotations
+
+import copy
+import json
+from functools import lru_cache
+from typing import Any
+
+from jsonschema import Draft202012Validator
+
+from app.errors import ErrorDetail
+
+
+def apply_defaults(schema: dict[str, Any] | None, inputs: Any) -> Any:
+    """``inputs`` with the schema's top-level ``properties.*.default`` filled in where absent.
+
+    Only an object gets defaults (anything else is returned as is, for validation to judge); the
+    given object is not modified.
+    """
+    properties = schema.get("properties") if isinstance(schema, dict) else None
+    if not isinstance(inputs, dict) or not isinstance(properties, dict):
+        return inputs
+    filled = dict(inputs)
+    for name, spec in properties.items():
+        if name not in filled and isinstance(spec, dict) and "default" in spec:
+            filled[name] = copy.deepcopy(spec["default"])
+    return filled
+
+
+def validate_inputs(schema: dict[str, Any] | None, inputs: Any) -> list[ErrorDetail]:
+    """Every way ``inputs`` breaks ``schema`` (none when there is no schema), with pointers."""
+    if schema is None:
+        return []
+    validator = _validator(json.dumps(schema, sort_keys=True))
+    return [
+        ErrorDetail(
+            pointer="/" + "/".join(_escape(str(p)) for p in error.absolute_path),
+            message=error.message,
+            code=f"schema_{error.validator}",
+        )
+        for error in sorted(validator.iter_errors(inputs), key=lambda e: list(e.absolute_path))
+    ]
+
+
+@lru_cache(maxsize=256)
+def _validator(schema_json: str) -> Draft202012Validator:
+    return Draft202012Validator(json.loads(schema_json))
+
+
+def _escape(part: str) -> str:
+    return part.replace("~", "~0").replace("/", "~1")

@@ -1,0 +1,77 @@
+"""What the engine needs from the outside world, as Protocols.
+
+Adapters (the in-memory store, the SQL store, the event bus) implement these; the scheduler
+is the only writer. Executors live in ``app.nodes`` and reach the world only through clients
+injected when they are built.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+from app.domain.events import Event
+from app.domain.run import Checkpoint
+
+if TYPE_CHECKING:
+    from app.engine.context import NodeContext
+    from app.engine.outcomes import NodeOutput, Suspend
+
+
+class EventSink(Protocol):
+    """Receives events in ``seq`` order, persists them, then publishes them."""
+
+    async def emit(self, events: Sequence[Event]) -> None:
+        """Persist ``events`` (already numbered, gap-free) before returning."""
+        ...
+
+
+class CheckpointStore(Protocol):
+    """Stores checkpoints; a checkpoint and the events up to it are saved together."""
+
+    async def save_checkpoint(self, checkpoint: Checkpoint, events: Sequence[Event]) -> None:
+        """Persist ``checkpoint`` and ``events`` atomically (events in order), then publish."""
+        ...
+
+    async def load_checkpoints(self, execution_id: str) -> list[Checkpoint]:
+        """Every checkpoint of the execution, oldest first (empty when there is none)."""
+        ...
+
+
+class WorkflowLoader(Protocol):
+    """Finds stored workflow documents for ``subworkflow`` nodes that name a ``workflow_id``."""
+
+    async def load_workflow(self, workflow_id: str, version: int | None) -> Mapping[str, Any]:
+        """The document (latest version when ``version`` is None); raises WorkflowNotFound."""
+        ...
+
+
+class Clock(Protocol):
+    """Time as the engine sees it; tests substitute a fake to make retries instant."""
+
+    def now(self) -> datetime:
+        """Aware UTC wall-clock time, for timestamps."""
+        ...
+
+    def monotonic(self) -> float:
+        """Seconds on a monotonic clock, for durations and deadlines."""
+        ...
+
+    async def sleep(self, seconds: float) -> None:
+        """Sleep; cancellable."""
+        ...
+
+
+class NodeExecutor(Protocol):
+    """Runs one node type.
+
+    An executor returns a :class:`NodeOutput` or a :class:`Suspend` (the run must wait for
+    something outside, e.g. a person), or raises (``NodeError`` for an expected failure). It
+    must stop promptly when cancelled. Executors whose class sets ``inline = True`` promise
+    never to suspend on I/O; the scheduler then runs them without a task of their own.
+    """
+
+    async def execute(self, ctx: NodeContext) -> NodeOutput | Suspend:
+        """Run the node once (the scheduler owns retries and timeouts)."""
+        ...

@@ -1,0 +1,169 @@
+"""The scheduler: runs a planned workflow to an end, a pause, or a wait for people.
+
+It owns the run's lifecycle events (``workflow.*``), the run timeout, the final checkpoint and
+the outcome; graph loops (``graph_runner``) do the node-level work. Resuming is replay: the
+checkpoints' completed node records are reused without executing (and without new events),
+failed and interrupted nodes run again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from app.domain.events import EventType
+from app.domain.node_types import CORE_NODE_TYPES, NodeTypes
+from app.domain.run import RunConfig, RunOutcome, fold_records
+from app.domain.status import ExecutionStatus
+from app.engine import graph_runner
+from app.engine.clock import SystemClock
+from app.engine.graph import Limits, PlanCache, default_plan_cache
+from app.engine.journal import Journal
+from app.engine.plan import Plan
+from app.engine.ports import CheckpointStore, Clock, EventSink, NodeExecutor, WorkflowLoader
+from app.engine.runtime import RunControl, RunRuntime
+from app.engine.scope import Scope
+
+_TERMINAL_EVENT = {
+    ExecutionStatus.COMPLETED: EventType.WORKFLOW_COMPLETED,
+    ExecutionStatus.FAILED: EventType.WORKFLOW_FAILED,
+    ExecutionStatus.CANCELLED: EventType.WORKFLOW_CANCELLED,
+    ExecutionStatus.TIMED_OUT: EventType.WORKFLOW_TIMED_OUT,
+    ExecutionStatus.PAUSED: EventType.WORKFLOW_PAUSED,
+    ExecutionStatus.WAITING: EventType.WORKFLOW_WAITING,
+}
+
+
+@dataclass(slots=True)
+class RunRequest:
+    """One call to run (or continue) an execution.
+
+    ``resume`` continues from the execution's checkpoints; ``last_seq`` is the seq of the last
+    event already logged for it; ``resume_values`` deliver answers to waiting nodes by key;
+    ``prior_attempts`` counts attempts already started per node key (a node interrupted by a
+    crash runs again as attempt + 1); ``elapsed_s`` is run time already spent, charged against
+    ``config.timeout_s``.
+    """
+
+    execution_id: str
+    plan: Plan
+    inputs: Any = None
+    config: RunConfig = field(default_factory=RunConfig)
+    resume: bool = False
+    resume_reason: str = "resumed"
+    last_seq: int = 0
+    resume_values: Mapping[str, Any] = field(default_factory=dict)
+    prior_attempts: Mapping[str, int] = field(default_factory=dict)
+    elapsed_s: float = 0.0
+
+
+class Scheduler:
+    """Runs workflows with the given executors and ports. One instance serves many runs."""
+
+    def __init__(
+        self,
+        *,
+        executors: Mapping[str, NodeExecutor],
+        events: EventSink,
+        checkpoints: CheckpointStore,
+        loader: WorkflowLoader | None = None,
+        clock: Clock | None = None,
+        node_types: NodeTypes = CORE_NODE_TYPES,
+        limits: Limits | None = None,
+        plan_cache: PlanCache | None = None,
+        seed: int | None = None,
+    ) -> None:
+        self._executors = executors
+        self._events = events
+        self._checkpoints = checkpoints
+        self._loader = loader
+        self._clock = clock or SystemClock()
+        self._node_types = node_types
+        self._limits = limits or Limits()
+        self._plans = plan_cache or default_plan_cache
+        self._seed = seed
+
+    def plan(self, document: Mapping[str, Any]) -> Plan:
+        """Validate and plan a document (cached by content hash); raises WorkflowInvalid."""
+        return self._plans.get_or_plan(document, node_types=self._node_types, limits=self._limits)
+
+    async def run(self, request: RunRequest, control: RunControl | None = None) -> RunOutcome:
+        """Run to an end, a pause or a wait. Cancelling the calling task cancels the run."""
+        control = control or RunControl()
+        checkpoints = (
+            await self._checkpoints.load_checkpoints(request.execution_id) if request.resume else []
+        )
+        journal = Journal(
+            request.execution_id,
+            sink=self._events,
+            checkpoints=self._checkpoints,
+            clock=self._clock,
+            policy=request.config.checkpoint,
+            last_seq=request.last_seq,
+            last_checkpoint=max((c.number for c in checkpoints), default=0),
+        )
+        runtime = RunRuntime(
+            execution_id=request.execution_id,
+            config=request.config,
+            journal=journal,
+            control=control,
+            executors=self._executors,
+            clock=self._clock,
+            node_types=self._node_types,
+            loader=self._loader,
+            restored=fold_records(checkpoints),
+            resume_values=request.resume_values,
+            prior_attempts=request.prior_attempts,
+            rng=random.Random(self._seed),
+            graph_runner=graph_runner.run_graph,
+            planner=self.plan,
+        )
+        if request.resume:
+            journal.event(
+                EventType.WORKFLOW_RESUMED,
+                data={"reason": request.resume_reason, "checkpoint": journal.checkpoint_number},
+            )
+        else:
+            journal.event(
+                EventType.WORKFLOW_STARTED,
+                data={"total_nodes": len(request.plan.nodes), "levels": len(request.plan.levels)},
+            )
+        timer = self._arm_timeout(request, control)
+        try:
+            result = await graph_runner.run_graph(
+                runtime, request.plan, Scope.root(request.inputs), "", 0
+            )
+        finally:
+            if timer is not None:
+                timer.cancel()
+        outcome = RunOutcome(
+            status=result.status,
+            outputs=result.output,
+            error=result.error,
+            waiting_on=result.waiting_on,
+            nodes=result.statuses,
+        )
+        # Whatever the policy left unsaved: a resume or retry must not redo finished nodes.
+        await journal.checkpoint(force=True)
+        journal.event(_TERMINAL_EVENT[result.status], data=_terminal_data(outcome))
+        await journal.flush()
+        return outcome
+
+    def _arm_timeout(self, request: RunRequest, control: RunControl) -> asyncio.TimerHandle | None:
+        if request.config.timeout_s is None:
+            return None
+        remaining = max(0.0, request.config.timeout_s - request.elapsed_s)
+        return asyncio.get_running_loop().call_later(remaining, control.time_out)
+
+
+def _terminal_data(outcome: RunOutcome) -> dict[str, Any]:
+    if outcome.status is ExecutionStatus.COMPLETED:
+        return {"outputs": outcome.outputs}
+    if outcome.status is ExecutionStatus.WAITING:
+        return {"waiting_on": outcome.waiting_on}
+    if outcome.error is not None:
+        return {"error": outcome.error}
+    return {}

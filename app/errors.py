@@ -1,0 +1,144 @@
+"""One root error for everything Oxify raises on purpose.
+
+Each subclass carries a stable ``code`` (clients and tests match on it, never on the text) and
+typed fields; its docstring is the default message. The API layer maps these to problem+json;
+the engine and services never raise HTTP errors themselves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorDetail:
+    """One precise complaint about an input: where (RFC 6901 JSON pointer) and what."""
+
+    pointer: str
+    message: str
+    code: str = "invalid"
+
+    def as_dict(self) -> dict[str, str]:
+        return {"pointer": self.pointer, "message": self.message, "code": self.code}
+
+
+class OxifyError(Exception):
+    """Oxify failed."""
+
+    code: ClassVar[str] = "oxify_error"
+
+    def __init__(self, message: str | None = None) -> None:
+        self.message = message or (type(self).__doc__ or self.code).strip().splitlines()[0]
+        super().__init__(self.message)
+
+
+class ExpressionError(OxifyError):
+    """The expression is not valid."""
+
+    code = "expression_invalid"
+
+    def __init__(self, message: str | None = None, *, source: str = "") -> None:
+        super().__init__(message)
+        self.source = source
+
+
+class ExpressionEvalError(OxifyError):
+    """The expression could not be evaluated."""
+
+    code = "expression_failed"
+
+    def __init__(self, message: str | None = None, *, source: str = "") -> None:
+        super().__init__(message)
+        self.source = source
+
+
+class WorkflowInvalid(OxifyError):
+    """The workflow document is not valid."""
+
+    code = "workflow_invalid"
+
+    def __init__(self, errors: list[ErrorDetail], message: str | None = None) -> None:
+        self.errors = errors
+        summary = message or f"{len(errors)} problem(s) in the workflow document"
+        super().__init__(summary)
+
+    def __str__(self) -> str:
+        lines = [self.message, *(f"  {e.pointer or '/'}: {e.message}" for e in self.errors)]
+        return "\n".join(lines)
+
+
+class InputsInvalid(OxifyError):
+    """The run inputs do not match the workflow's input schema."""
+
+    code = "inputs_invalid"
+
+    def __init__(self, errors: list[ErrorDetail]) -> None:
+        self.errors = errors
+        super().__init__(f"{len(errors)} problem(s) in the run inputs")
+
+
+class WorkflowNotFound(OxifyError):
+    """No such workflow."""
+
+    code = "workflow_not_found"
+
+
+class NodeError(OxifyError):
+    """A node failed.
+
+    ``retryable`` tells the scheduler whether the node's retry policy applies: a transient failure
+    (timeout, network) is worth another attempt, a broken template is not.
+    """
+
+    code = "node_failed"
+    retryable: bool = True
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        retryable: bool | None = None,
+        details: dict[str, Any] | None = None,
+        retry_after_s: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        if retryable is not None:
+            self.retryable = retryable
+        self.details = details or {}
+        # A server's own pacing (HTTP Retry-After) overrides the backoff schedule when given.
+        self.retry_after_s = retry_after_s
+
+
+class NodeConfigError(NodeError):
+    """The node's configuration could not be applied at run time."""
+
+    code = "node_config_invalid"
+    retryable = False
+
+
+class NodeTimeout(NodeError):
+    """The node exceeded its timeout."""
+
+    code = "node_timeout"
+
+
+class LoopLimitExceeded(NodeError):
+    """The loop reached its max_iterations guard."""
+
+    code = "loop_limit_exceeded"
+    retryable = False
+
+
+class FailNodeError(NodeError):
+    """The workflow reached a fail node."""
+
+    code = "fail_node"
+    retryable = False
+
+
+class RunLimitExceeded(NodeError):
+    """The run exceeded one of its configured limits."""
+
+    code = "run_limit_exceeded"
+    retryable = False

@@ -1,0 +1,84 @@
+"""Data nodes: start, end, transform, set_var, delay, fail."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, cast
+
+from app.domain.node_types import EndConfig, SetVarConfig
+from app.engine.context import NodeContext
+from app.engine.outcomes import NodeOutput
+from app.errors import FailNodeError
+
+
+class StartExecutor:
+    """Outputs the graph's inputs (the run's, or a sub-workflow's)."""
+
+    inline: ClassVar[bool] = True
+
+    async def execute(self, ctx: NodeContext) -> NodeOutput:
+        return NodeOutput(ctx.scope["inputs"])
+
+
+class EndExecutor:
+    """Outputs its ``outputs`` mapping; without one, what flows into it.
+
+    One live predecessor passes its output through; several give ``{node_id: output}``; none
+    (an end node alone) gives the inputs.
+    """
+
+    inline: ClassVar[bool] = True
+
+    async def execute(self, ctx: NodeContext) -> NodeOutput:
+        config = cast(EndConfig, ctx.config)
+        if config.outputs is not None:
+            return NodeOutput(ctx.render("outputs"))
+        results = ctx.scope.results
+        upstream = {
+            e.source: results[e.source]["output"]
+            for e in ctx.node.incoming
+            if e.source in results and results[e.source].get("status") != "skipped"
+        }
+        if not upstream:
+            return NodeOutput(ctx.scope["inputs"])
+        if len(upstream) == 1:
+            return NodeOutput(next(iter(upstream.values())))
+        return NodeOutput(upstream)
+
+
+class TransformExecutor:
+    """Outputs ``value`` with its templates rendered (JSON types kept for lone templates)."""
+
+    inline: ClassVar[bool] = True
+
+    async def execute(self, ctx: NodeContext) -> NodeOutput:
+        return NodeOutput(ctx.render("value"))
+
+
+class SetVarExecutor:
+    """Sets ``vars.<name>`` for the nodes after it; outputs the value."""
+
+    inline: ClassVar[bool] = True
+
+    async def execute(self, ctx: NodeContext) -> NodeOutput:
+        name = cast(SetVarConfig, ctx.config).name
+        value = ctx.render("value")
+        return NodeOutput(value, set_vars={name: value})
+
+
+class DelayExecutor:
+    """Sleeps ``seconds`` on the run's clock (cancellable)."""
+
+    async def execute(self, ctx: NodeContext) -> NodeOutput:
+        seconds = float(ctx.render("seconds"))
+        await ctx.runtime.clock.sleep(seconds)
+        return NodeOutput({"slept": seconds})
+
+
+class FailExecutor:
+    """Always fails with ``message`` (rendered)."""
+
+    inline: ClassVar[bool] = True
+
+    async def execute(self, ctx: NodeContext) -> NodeOutput:
+        message: Any = ctx.render("message")
+        raise FailNodeError(str(message))

@@ -1,0 +1,37 @@
+"""Branching nodes: if and switch."""
+
+from __future__ import annotations
+
+from typing import ClassVar, cast
+
+from app.domain.node_types import SwitchConfig
+from app.engine.context import NodeContext
+from app.engine.outcomes import NodeOutput
+
+
+class IfExecutor:
+    """Evaluates ``condition``; branch ``true`` or ``false`` by its truthiness."""
+
+    inline: ClassVar[bool] = True
+
+    async def execute(self, ctx: NodeContext) -> NodeOutput:
+        value = bool(ctx.evaluate("condition"))
+        return NodeOutput(value, branch="true" if value else "false")
+
+
+class SwitchExecutor:
+    """Evaluates ``value``; branch = the case equal to it (as text), else ``default``."""
+
+    inline: ClassVar[bool] = True
+
+    async def execute(self, ctx: NodeContext) -> NodeOutput:
+        value = ctx.evaluate("value")
+        cases = cast(SwitchConfig, ctx.config).cases
+        label = _as_label(value)
+        return NodeOutput(value, branch=label if label in cases else "default")
+
+
+def _as_label(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)

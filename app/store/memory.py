@@ -1,0 +1,77 @@
+"""In-memory implementation of the engine's ports, for ``oxify run``, tests and benchmarks.
+
+Nothing survives the process. It keeps the same guarantees the SQL store gives within one
+process: events are stored (in seq order) before subscribers see them, and a checkpoint is
+stored together with the events that precede it.
+"""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from app.domain.events import Event
+from app.domain.run import Checkpoint
+from app.errors import WorkflowNotFound
+
+EventListener = Callable[[Sequence[Event]], None]
+
+
+class MemoryStore:
+    """Events, checkpoints and workflow versions kept in dicts."""
+
+    def __init__(self) -> None:
+        self.events: dict[str, list[Event]] = defaultdict(list)
+        self.checkpoints: dict[str, list[Checkpoint]] = defaultdict(list)
+        self.workflows: dict[str, list[dict[str, Any]]] = {}
+        self._listeners: list[EventListener] = []
+
+    # -- EventSink ------------------------------------------------------------------------
+
+    async def emit(self, events: Sequence[Event]) -> None:
+        self._append(events)
+
+    # -- CheckpointStore ------------------------------------------------------------------
+
+    async def save_checkpoint(self, checkpoint: Checkpoint, events: Sequence[Event]) -> None:
+        self.checkpoints[checkpoint.execution_id].append(checkpoint)
+        self._append(events)
+
+    async def load_checkpoints(self, execution_id: str) -> list[Checkpoint]:
+        return list(self.checkpoints.get(execution_id, ()))
+
+    # -- WorkflowLoader -------------------------------------------------------------------
+
+    async def load_workflow(self, workflow_id: str, version: int | None) -> Mapping[str, Any]:
+        versions = self.workflows.get(workflow_id)
+        if not versions or (version is not None and not 1 <= version <= len(versions)):
+            suffix = "" if version is None else f" version {version}"
+            raise WorkflowNotFound(f"no workflow {workflow_id!r}{suffix}")
+        return versions[-1 if version is None else version - 1]
+
+    def save_workflow(self, document: Mapping[str, Any], workflow_id: str | None = None) -> str:
+        """Store a new workflow (or a new version of ``workflow_id``); returns its id."""
+        workflow_id = workflow_id or str(uuid.uuid4())
+        self.workflows.setdefault(workflow_id, []).append(copy.deepcopy(dict(document)))
+        return workflow_id
+
+    # -- reading --------------------------------------------------------------------------
+
+    def last_seq(self, execution_id: str) -> int:
+        log = self.events.get(execution_id)
+        return log[-1].seq if log else 0
+
+    def subscribe(self, listener: EventListener) -> Callable[[], None]:
+        """Call ``listener`` with every batch after it is stored; returns an unsubscribe."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    def _append(self, events: Sequence[Event]) -> None:
+        if not events:
+            return
+        self.events[events[0].execution_id].extend(events)
+        for listener in self._listeners:
+            listener(events)
