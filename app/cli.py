@@ -26,6 +26,7 @@ from typing import Any, TypeAlias
 from pydantic import ValidationError
 
 from app import cli_display
+from app.cli_server import add_server_commands
 from app.domain.run import RunConfig, RunOutcome
 from app.domain.status import ExecutionStatus
 from app.engine import graph, render
@@ -34,6 +35,7 @@ from app.engine.plan import Plan
 from app.engine.runtime import RunControl
 from app.engine.scheduler import RunRequest, Scheduler
 from app.errors import ErrorDetail, OxifyError, WorkflowInvalid
+from app.nodes import http
 from app.nodes.registry import Registry, load_registry
 from app.store.memory import MemoryStore
 
@@ -210,7 +212,10 @@ def report(outcome: RunOutcome, interrupted: bool) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    registry = load_registry()
+    # One client for every http node of the run, opened and closed on the run's event loop; on
+    # the early exits below it was never opened and holds nothing.
+    http_client = http.make_client()
+    registry = load_registry(http_client=http_client)
     store = MemoryStore()
     scheduler = Scheduler(
         executors=registry.executors,
@@ -228,8 +233,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     request = RunRequest(str(uuid.uuid4()), plan, inputs, run_config(args))
     name = plan.name or Path(args.file).stem
     display = cli_display.make_display(name, quiet=args.quiet, stream=sys.stderr)
+
+    async def run() -> tuple[RunOutcome, bool]:
+        async with http_client:
+            return await execute(scheduler, request, store, display)
+
     try:
-        outcome, interrupted = asyncio.run(execute(scheduler, request, store, display))
+        outcome, interrupted = asyncio.run(run())
     except (KeyboardInterrupt, asyncio.CancelledError):
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -308,7 +318,7 @@ def add_graph(commands: Commands) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="oxify", description="Oxify: durable workflow execution.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (add_run, add_validate, add_graph):
+    for add in (add_run, add_validate, add_graph, add_server_commands):
         add(commands)
     return parser
 

@@ -142,3 +142,43 @@ class RunLimitExceeded(NodeError):
 
     code = "run_limit_exceeded"
     retryable = False
+
+
+class ExecutionNotFound(OxifyError):
+    """No such execution."""
+
+    code = "execution_not_found"
+
+
+class WorkflowArchived(OxifyError):
+    """The workflow is archived: it cannot be run or changed."""
+
+    code = "workflow_archived"
+
+
+class InvalidState(OxifyError):
+    """The execution is not in a state that allows this."""
+
+    code = "invalid_state"
+
+
+class IdempotencyConflict(OxifyError):
+    """This Idempotency-Key was already used with a different request."""
+
+    code = "idempotency_conflict"
+
+
+class RunConfigInvalid(OxifyError):
+    """The run config is not valid."""
+
+    code = "run_config_invalid"
+
+    def __init__(self, errors: list[ErrorDetail]) -> None:
+        self.errors = errors
+        super().__init__(f"{len(errors)} problem(s) in the run config")
+
+
+class CursorInvalid(OxifyError, ValueError):
+    """The cursor is not one this list handed out."""
+
+    code = "cursor_invalid"

@@ -53,15 +53,16 @@ FINAL_NODE_STATUSES = frozenset(
 
 _E = ExecutionStatus
 EXECUTION_TRANSITIONS: dict[ExecutionStatus, frozenset[ExecutionStatus]] = {
-    # A queued run may be cancelled before it ever starts; it cannot pause (nothing to pause).
-    _E.QUEUED: frozenset({_E.RUNNING, _E.CANCELLED}),
+    # A queued run may be held (paused) or cancelled before it ever starts.
+    _E.QUEUED: frozenset({_E.RUNNING, _E.PAUSED, _E.CANCELLED}),
     # A running run pauses through `pausing` (running nodes finish first) or, when nothing is in
     # flight, directly; it waits for people, or ends. `queued` again when its process stops it
     # for a restart elsewhere.
     _E.RUNNING: frozenset(
         {_E.PAUSING, _E.PAUSED, _E.WAITING, _E.QUEUED, *TERMINAL_EXECUTION_STATUSES}
     ),
-    _E.PAUSING: frozenset({_E.PAUSED, _E.RUNNING, *TERMINAL_EXECUTION_STATUSES}),
+    # Pausing ends paused, or queued when its process stopped before the pause completed.
+    _E.PAUSING: frozenset({_E.PAUSED, _E.RUNNING, _E.QUEUED, *TERMINAL_EXECUTION_STATUSES}),
     # Paused and waiting runs hold no task: they resume (running or queued for a replica) or are
     # cancelled; a waiting run can also time out under a run-level deadline.
     _E.PAUSED: frozenset({_E.RUNNING, _E.QUEUED, _E.CANCELLED}),

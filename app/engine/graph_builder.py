@@ -228,7 +228,10 @@ class GraphBuilder:
     def _fields(self, node: PlanNode, raw: dict[str, Any], depth: int) -> None:
         """Compile the node's expressions and templates and plan its nested graphs."""
         table = config_fields.field_table(type(node.config))
-        constant = "{{" not in repr(raw)  # no template anywhere: skip the compiler
+        try:
+            constant = "{{" not in repr(raw)  # no template anywhere: skip the compiler
+        except RecursionError:  # deeper than JSON can be; _compile reports it
+            constant = False
         for key, value in raw.items():
             entry = table.get(key) or config_fields.extra_field(key)  # a model may allow extras
             kind = entry.kind
@@ -316,6 +319,10 @@ class GraphBuilder:
         limit = self.limits.max_expression_length
         try:
             compiled = templates.compile_value(value, max_length=limit)
+        except RecursionError:
+            message = "value nested too deeply"
+            self.error(join(pointer, *tokens), message, "limit_exceeded")
+            return None
         except ExpressionError:
             for where, text in config_fields.strings(value, join(pointer, *tokens)):
                 try:

@@ -52,6 +52,7 @@ class GraphRun:
         self.waiting: list[str] = []
         self.interrupted = False
         self.announced: set[int] = set()
+        self.replayed: set[str] = set()  # resolved from checkpoints, not run again
         self.attempts = AttemptRunner(runtime)
 
     async def run(self) -> GraphResult:
@@ -87,12 +88,19 @@ class GraphRun:
     async def _dispatch(self) -> None:
         limit = self.rt.config.max_concurrency
         journal = self.rt.journal
-        while self.ready and len(self.running) < limit and self.failure is None:
-            if journal.checkpoint_due:
-                # What finished is saved before anything that depends on it starts.
-                await journal.checkpoint()
+        prefix = self.prefix
+        while self.ready and len(self.running) < limit and not self._halted:
             node = self.plan.nodes[self.ready.popleft()]
-            key = self.prefix + node.id
+            if journal.checkpoint_due and any(
+                journal.is_unsaved(prefix + edge.source) for edge in node.incoming
+            ):
+                # A due checkpoint goes out before anything that depends on it starts; nodes
+                # independent of the unsaved results share the next one.
+                await journal.checkpoint()
+                if self._halted:  # paused or cancelled while the checkpoint was written
+                    self.ready.appendleft(node.id)
+                    break
+            key = prefix + node.id
             memo = self.rt.restored.get(key)
             if memo is not None and memo.status is NodeStatus.COMPLETED:
                 self._replay(node, memo)
@@ -250,6 +258,8 @@ class GraphRun:
 
     def _replay(self, node: PlanNode, memo: NodeRecord) -> None:
         """A node completed before this run resumed: reuse its result, emit nothing."""
+        self.replayed.add(node.id)
+        self.announced.add(node.level)  # its level was announced before the checkpoint
         if memo.set_vars:
             self.scope.variables.update(memo.set_vars)
         self.scope.results[node.id] = {"output": memo.output, **(memo.data or {})}
@@ -268,6 +278,11 @@ class GraphRun:
             node = self.plan.nodes[skipped]
             # Joins after a branch read the untaken side as null instead of failing.
             self.scope.results[skipped] = _SKIPPED_RESULT
+            if all(edge.source in self.replayed for edge in node.incoming):
+                # Decided by results from before the resume: it was logged back then.
+                self.replayed.add(skipped)
+                self.announced.add(node.level)
+                continue
             self._announce(node.level)
             journal.event(
                 EventType.NODE_SKIPPED,
@@ -276,7 +291,8 @@ class GraphRun:
                 data={"reason": "no live incoming edge"},
             )
         for level in transition.levels_completed:
-            if level in self.announced:
+            finished_before = all(n in self.replayed for n in self.plan.levels[level])
+            if self.top and level in self.announced and not finished_before:
                 journal.event(EventType.LEVEL_COMPLETED, level=level, data={"level": level})
                 journal.level_completed()
         if not replayed:

@@ -39,6 +39,7 @@ class Journal:
         self._policy = policy
         self._pending: list[Event] = []
         self._records: list[NodeRecord] = []
+        self._unsaved: set[str] = set()
         self._levels_since = 0
         self._lock = asyncio.Lock()
 
@@ -59,6 +60,11 @@ class Journal:
     def record(self, record: NodeRecord) -> None:
         """Keep a finished node for the next checkpoint."""
         self._records.append(record)
+        self._unsaved.add(record.key)
+
+    def is_unsaved(self, key: str) -> bool:
+        """Whether node ``key`` finished after the last checkpoint."""
+        return key in self._unsaved
 
     def level_completed(self) -> None:
         self._levels_since += 1
@@ -81,7 +87,7 @@ class Journal:
 
     @property
     def has_unsaved_records(self) -> bool:
-        return bool(self._records) and self._policy != "never"
+        return bool(self._records)
 
     async def flush(self) -> None:
         """Hand buffered events to the sink, in seq order."""
@@ -103,6 +109,7 @@ class Journal:
         async with self._lock:
             self.checkpoint_number += 1
             records, self._records = self._records, []
+            self._unsaved.clear()
             self._levels_since = 0
             self.event(
                 EventType.CHECKPOINT_CREATED,

@@ -147,7 +147,9 @@ class Scheduler:
             nodes=result.statuses,
         )
         # Whatever the policy left unsaved: a resume or retry must not redo finished nodes.
-        await journal.checkpoint(force=True)
+        # A pause, a wait or an early end always saves (even under "never").
+        if result.status is not ExecutionStatus.COMPLETED or request.config.checkpoint != "never":
+            await journal.checkpoint(force=True)
         journal.event(_TERMINAL_EVENT[result.status], data=_terminal_data(outcome))
         await journal.flush()
         return outcome

@@ -11,15 +11,21 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any
 
+import httpx
+
 from app.domain.node_types import CORE_NODE_TYPES, NodeType, NodeTypes
 from app.engine.ports import NodeExecutor
-from app.nodes import basic, branching, composition, loops
+from app.nodes import basic, branching, composition, http, loops
 
 ENTRY_POINT_GROUP = "oxify.nodes"
 
 
-def core_executors() -> dict[str, NodeExecutor]:
-    """An executor for every core node type."""
+def core_executors(http_client: httpx.AsyncClient | None = None) -> dict[str, NodeExecutor]:
+    """An executor for every core node type.
+
+    ``http_client`` is the one client every ``http`` node shares (the composition root owns and
+    closes it); without one, each ``http`` node execution opens a short-lived client of its own.
+    """
     return {
         "start": basic.StartExecutor(),
         "end": basic.EndExecutor(),
@@ -34,6 +40,7 @@ def core_executors() -> dict[str, NodeExecutor]:
         "repeat": loops.RepeatExecutor(),
         "try": composition.TryExecutor(),
         "subworkflow": composition.SubworkflowExecutor(),
+        "http": http.HttpExecutor(http_client),
     }
 
 
@@ -51,14 +58,18 @@ class Registry:
         )
 
 
-def core_registry() -> Registry:
-    """The built-in node types (no plug-ins)."""
-    return Registry(CORE_NODE_TYPES, core_executors())
+def core_registry(http_client: httpx.AsyncClient | None = None) -> Registry:
+    """The built-in node types (no plug-ins); ``http_client`` as for ``core_executors``."""
+    return Registry(CORE_NODE_TYPES, core_executors(http_client))
 
 
-def load_registry(extra: Mapping[str, tuple[NodeType, NodeExecutor]] | None = None) -> Registry:
+def load_registry(
+    extra: Mapping[str, tuple[NodeType, NodeExecutor]] | None = None,
+    *,
+    http_client: httpx.AsyncClient | None = None,
+) -> Registry:
     """Core types, then plug-ins from entry points, then ``extra``."""
-    registry = core_registry()
+    registry = core_registry(http_client)
     for entry in entry_points(group=ENTRY_POINT_GROUP):
         factory: Any = entry.load()
         node_type, executor = factory()

@@ -60,6 +60,11 @@ class MemoryStore:
 
     # -- reading --------------------------------------------------------------------------
 
+    async def read_events(self, execution_id: str, after_seq: int, limit: int) -> list[Event]:
+        log = self.events.get(execution_id, [])
+        # seq n sits at index n - 1: the log is gap-free from 1.
+        return log[after_seq : after_seq + limit]
+
     def last_seq(self, execution_id: str) -> int:
         log = self.events.get(execution_id)
         return log[-1].seq if log else 0

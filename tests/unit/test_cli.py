@@ -238,7 +238,7 @@ def test_waiting_run_exits_3(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     registry, _ = probe_registry()
-    monkeypatch.setattr(cli, "load_registry", lambda: registry)
+    monkeypatch.setattr(cli, "load_registry", lambda **_: registry)
     document = workflow([node("ask", "probe", suspend=True)], [])
     code, out, err = run(capsys, "run", write(tmp_path, document))
     assert code == 3

@@ -618,3 +618,11 @@ def test_extra_keys_a_config_model_allows_are_templates() -> None:
     templates = graph.plan_workflow(document, node_types=types).nodes["o"].templates
     assert set(templates) == {"known", "anything"}
     assert templates["anything"].names == {"inputs"}
+
+
+def test_value_nested_deeper_than_json_allows_is_reported_not_raised() -> None:
+    value: Any = "x"
+    for _ in range(2000):
+        value = {"a": [value]}
+    error = only(workflow([node("t", value=value)], []))
+    assert (error.code, error.pointer) == ("limit_exceeded", "/nodes/0/config/value")

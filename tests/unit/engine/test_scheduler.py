@@ -295,7 +295,7 @@ async def test_resume_after_failure_reruns_only_failed_node_with_next_attempt() 
 @pytest.mark.parametrize(
     ("policy", "expected"),
     [
-        ("every_node", 4),
+        ("every_node", 3),
         ("every_level", 3),
         ({"every_n_nodes": 2}, 2),
         ({"every_n_levels": 2}, 2),
@@ -314,6 +314,14 @@ async def test_checkpoint_policies(policy: Any, expected: int) -> None:
     if expected:
         saved = [r.key for c in h.store.checkpoints["run-1"] for r in c.records]
         assert sorted(saved) == ["a", "b", "c", "d"]
+    if policy == "every_node":
+        # Each result is saved before anything that depends on it starts; b and c are
+        # independent, so they share a checkpoint.
+        started = {e.node_id: e.seq for e in h.of_type(E.NODE_STARTED)}
+        successors = {"a": "bc", "b": "d", "c": "d", "d": ""}
+        for checkpoint in h.of_type(E.CHECKPOINT_CREATED):
+            for key in checkpoint.data["nodes"]:
+                assert all(checkpoint.seq < started[s] for s in successors[key])
 
 
 async def test_suspended_node_makes_run_wait_and_resume_value_completes_it() -> None:

@@ -1,0 +1,1 @@
+"""The HTTP edge: parse requests, call the services, shape the answers (problem+json errors)."""

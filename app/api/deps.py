@@ -1,0 +1,32 @@
+"""Dependencies: the services the composition root started (``app.state.services``)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from app.api.errors import ApiProblem
+from app.services.container import Services
+from app.services.executions import ExecutionService
+from app.services.workflows import WorkflowService
+
+
+def get_services(request: Request) -> Services:
+    services: Services | None = getattr(request.app.state, "services", None)
+    if services is None:
+        raise ApiProblem(503, "not_ready", "The service is starting or stopping.")
+    return services
+
+
+def get_workflows(services: Annotated[Services, Depends(get_services)]) -> WorkflowService:
+    return services.workflows
+
+
+def get_executions(services: Annotated[Services, Depends(get_services)]) -> ExecutionService:
+    return services.executions
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+WorkflowsDep = Annotated[WorkflowService, Depends(get_workflows)]
+ExecutionsDep = Annotated[ExecutionService, Depends(get_executions)]

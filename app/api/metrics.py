@@ -1,0 +1,126 @@
+"""Prometheus metrics of one app, in a registry of its own (two apps in a process never collide).
+
+HTTP requests are counted and timed by route template (``/v1/executions/{execution_id}``, never
+the raw path) by a pure ASGI middleware; the number of runs this process drives is read from the
+runner when scraped.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.domain.events import Event
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+UNMATCHED_ROUTE = "<unmatched>"  # one label for every unknown path: bounded cardinality
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+class Metrics:
+    """The metric objects of one app."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self.registry = CollectorRegistry()
+        self.http_requests = Counter(
+            "oxify_http_requests",
+            "HTTP requests answered, by method, route template and status.",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.http_latency = Histogram(
+            "oxify_http_request_duration_seconds",
+            "Time to answer HTTP requests (seconds), by method and route template.",
+            ["method", "route"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.runs_started = Counter(
+            "oxify_runs_started", "Runs created through this API.", registry=self.registry
+        )
+        self.runs_finished = Counter(
+            "oxify_runs_finished",
+            "Runs that reached a terminal status, by status (fed by observe_events).",
+            ["status"],
+            registry=self.registry,
+        )
+        self.registry.register(_RunningRuns(app))
+
+    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        self.http_requests.labels(method, route, str(status)).inc()
+        self.http_latency.labels(method, route).observe(seconds)
+
+    def observe_events(self, events: Sequence[Event]) -> None:
+        """Count terminal events; meant to be chained to the journal's publisher."""
+        for event in events:
+            if event.type.is_terminal:
+                self.runs_finished.labels(event.type.value.removeprefix("workflow.")).inc()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class _RunningRuns(Collector):
+    """``oxify_runs_running``: runs this process drives right now (0 before start-up)."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self._app = app
+
+    def collect(self) -> Iterator[Metric]:
+        services = getattr(self._app.state, "services", None)
+        running = services.runner.running_count if services is not None else 0
+        yield GaugeMetricFamily(
+            "oxify_runs_running", "Runs this process is executing now.", value=running
+        )
+
+
+class MetricsMiddleware:
+    """Counts and times every HTTP request by route template and status."""
+
+    def __init__(self, app: ASGIApp, *, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500  # unless a response starts
+
+        async def watched_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched_send)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path_format", None) or getattr(route, "path", None)
+            self.metrics.observe_request(
+                scope["method"],
+                template or UNMATCHED_ROUTE,
+                status,
+                time.perf_counter() - started,
+            )
+
+
+def install(app: FastAPI) -> Metrics:
+    """Give ``app`` its metrics (``app.state.metrics``) and the middleware that feeds them."""
+    metrics = Metrics(app)
+    app.state.metrics = metrics
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    return metrics
+
+
+def of(app: FastAPI) -> Metrics:
+    metrics: Metrics = app.state.metrics
+    return metrics

@@ -1,0 +1,139 @@
+"""The OpenAPI document: FastAPI's, plus the workflow JSON Schema and problem+json errors.
+
+Two things FastAPI cannot say by itself: a workflow document body (taken as a raw object so the
+service reports document pointers) is typed by the full workflow JSON Schema, whose ``$defs``
+join ``components/schemas``; and error answers are ``application/problem+json``.
+
+Run ``python -m app.api.openapi [PATH]`` to regenerate ``openapi/openapi.json``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from app.api.schemas import PROBLEM_MEDIA_TYPE, ProblemDetails, WorkflowDocument
+from app.domain.schema import workflow_json_schema
+from app.settings import Settings
+
+DEFAULT_PATH = Path("openapi") / "openapi.json"
+SCHEMAS_REF = "#/components/schemas/"
+_DEFS_REF = "#/$defs/"
+_USAGE = "usage: python -m app.api.openapi [PATH]"
+
+
+def openapi_document(app: FastAPI) -> dict[str, Any]:
+    """A fresh OpenAPI document of ``app`` (not cached)."""
+    document = get_openapi(
+        title=app.title,
+        version=app.version,
+        openapi_version=app.openapi_version,
+        summary=app.summary,
+        description=app.description,
+        routes=app.routes,
+        tags=app.openapi_tags,
+        servers=app.servers,
+        separate_input_output_schemas=app.separate_input_output_schemas,
+    )
+    schemas: dict[str, Any] = document.setdefault("components", {}).setdefault("schemas", {})
+    if WorkflowDocument.__name__ in schemas:
+        _add_workflow_schema(schemas)
+    _errors_as_problems(document)
+    return document
+
+
+def _add_workflow_schema(schemas: dict[str, Any]) -> None:
+    """Replace the raw-object body schema by the workflow JSON Schema, ``$defs`` alongside."""
+    full = _rewrite_refs(workflow_json_schema())
+    defs: dict[str, Any] = full.pop("$defs")
+    full.pop("$schema", None)
+    for name, schema in defs.items():
+        if name in schemas and schemas[name] != schema:
+            raise ValueError(f"workflow schema definition {name!r} clashes with an API schema")
+        schemas[name] = schema
+    schemas[WorkflowDocument.__name__] = full
+
+
+def _rewrite_refs(node: Any) -> Any:
+    """Point ``$defs`` references (``$ref`` and discriminator mappings) at the components."""
+    if isinstance(node, list):
+        return [_rewrite_refs(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key == "$ref" and isinstance(value, str):
+            out[key] = value.replace(_DEFS_REF, SCHEMAS_REF, 1)
+        elif key == "mapping" and isinstance(value, dict):
+            out[key] = {k: v.replace(_DEFS_REF, SCHEMAS_REF, 1) for k, v in value.items()}
+        else:
+            out[key] = _rewrite_refs(value)
+    return out
+
+
+def _errors_as_problems(document: dict[str, Any]) -> None:
+    """Error answers documented with ProblemDetails are served as problem+json, whatever the
+    route's own media type (FastAPI files them under it)."""
+    problem_schema = {"$ref": SCHEMAS_REF + ProblemDetails.__name__}
+    for operations in document.get("paths", {}).values():
+        for operation in operations.values():
+            for response in operation.get("responses", {}).values():
+                content = response.get("content", {})
+                if any(media.get("schema") == problem_schema for media in content.values()):
+                    response["content"] = {PROBLEM_MEDIA_TYPE: {"schema": problem_schema}}
+
+
+def install(app: FastAPI) -> None:
+    """Serve this document at ``/openapi.json`` (built once, on first use)."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = openapi_document(app)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def dump(document: dict[str, Any]) -> str:
+    """The document as committed: indent 2, sorted keys, UTF-8 text, trailing newline."""
+    return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def generate() -> str:
+    """The committed form of the app's document (the app is built, its lifespan not run)."""
+    # The composition root sits above the API layer: looked up at run time, as a script would.
+    main_module = importlib.import_module("app.main")
+    app: FastAPI = main_module.create_app(Settings(database_url="sqlite+aiosqlite:///:memory:"))
+    return dump(openapi_document(app))
+
+
+def write_openapi(path: str | os.PathLike[str] = DEFAULT_PATH) -> None:
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(generate(), encoding="utf-8")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if any(arg in ("-h", "--help") for arg in args):
+        print(_USAGE)
+        return 0
+    if len(args) > 1:
+        print(_USAGE, file=sys.stderr)
+        return 2
+    path = Path(args[0]) if args else DEFAULT_PATH
+    write_openapi(path)
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

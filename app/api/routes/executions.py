@@ -1,0 +1,233 @@
+"""Executions: start (idempotent), list, read, long-poll, pause, resume, cancel, retry, history."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Header, Query, Request, Response, status
+from fastapi.exceptions import RequestValidationError
+
+from app.api import metrics
+from app.api.deps import ExecutionsDep
+from app.api.errors import problems
+from app.api.routes.params import MAX_SEQ, Cursor, ExecutionId, Limit, WorkflowId
+from app.api.schemas import CheckpointList, StartExecution
+from app.domain import views as models
+from app.domain.status import ExecutionStatus
+from app.errors import CursorInvalid
+
+router = APIRouter(tags=["executions"])
+
+MAX_IDEMPOTENCY_KEY = 200  # characters
+MAX_WAIT_S = 60.0  # seconds
+DEFAULT_WAIT_S = 30.0  # seconds
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=MAX_IDEMPOTENCY_KEY,
+        description="Same key and body: the first execution again (200); other body: 409.",
+    ),
+]
+StatusFilter = Annotated[
+    list[str] | None,
+    Query(
+        alias="status",
+        description="Only runs in these statuses; repeat the parameter or separate with commas.",
+    ),
+]
+
+
+def _located(execution: models.Execution, response: Response) -> models.Execution:
+    response.headers["Location"] = f"/v1/executions/{execution.id}"
+    return execution
+
+
+@router.post(
+    "/v1/workflows/{workflow_id}/executions",
+    summary="Start a run of a workflow",
+    responses={
+        200: {"model": models.Execution, "description": "An idempotent replay: the first run."},
+        **problems(404, 409, 413, 422),
+    },
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=models.Execution,
+)
+async def start_execution(
+    workflow_id: WorkflowId,
+    executions: ExecutionsDep,
+    request: Request,
+    response: Response,
+    body: Annotated[StartExecution | None, Body()] = None,
+    version: Annotated[int | None, Query(ge=1, description="Run this version.")] = None,
+    idempotency_key: IdempotencyKey = None,
+) -> models.Execution:
+    body = body or StartExecution()
+    execution, created = await executions.start(
+        workflow_id,
+        inputs=body.inputs,
+        config=body.config_dict(),
+        version=version,
+        idempotency_key=idempotency_key,
+    )
+    if created:
+        metrics.of(request.app).runs_started.inc()
+    else:
+        response.status_code = status.HTTP_200_OK
+    return _located(execution, response)
+
+
+@router.get(
+    "/v1/executions",
+    summary="List executions, newest first",
+    response_model=models.Page[models.ExecutionSummary],
+    responses=problems(422),
+)
+async def list_executions(
+    executions: ExecutionsDep,
+    workflow_id: Annotated[str | None, Query(max_length=200)] = None,
+    status_: StatusFilter = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> models.Page[models.ExecutionSummary]:
+    return await executions.list(
+        workflow_id=workflow_id, statuses=_statuses(status_), limit=limit, cursor=cursor
+    )
+
+
+def _statuses(values: list[str] | None) -> set[ExecutionStatus] | None:
+    if not values:
+        return None
+    wanted = [part.strip() for value in values for part in value.split(",") if part.strip()]
+    known = [s.value for s in ExecutionStatus]
+    unknown = [name for name in wanted if name not in known]
+    if unknown:
+        raise RequestValidationError(
+            [
+                {
+                    "type": "enum",
+                    "loc": ("query", "status"),
+                    "msg": f"unknown status {name!r}; expected one of: {', '.join(known)}",
+                    "input": name,
+                }
+                for name in unknown
+            ]
+        )
+    return {ExecutionStatus(name) for name in wanted} or None
+
+
+@router.get(
+    "/v1/executions/{execution_id}",
+    summary="Read an execution: status, progress, node states, outputs, error",
+    response_model=models.Execution,
+    responses=problems(404, 422),
+)
+async def get_execution(execution_id: ExecutionId, executions: ExecutionsDep) -> models.Execution:
+    return await executions.get(execution_id)
+
+
+@router.get(
+    "/v1/executions/{execution_id}/wait",
+    summary="Long-poll until the run is terminal, paused or waiting (or the timeout passes)",
+    response_model=models.Execution,
+    responses=problems(404, 422),
+)
+async def wait_execution(
+    execution_id: ExecutionId,
+    executions: ExecutionsDep,
+    timeout_s: Annotated[
+        float, Query(gt=0, le=MAX_WAIT_S, description="Seconds to wait at most (≤ 60).")
+    ] = DEFAULT_WAIT_S,
+) -> models.Execution:
+    return await executions.wait(execution_id, timeout_s)
+
+
+@router.post(
+    "/v1/executions/{execution_id}/pause",
+    summary="Pause a run: running nodes finish, nothing new starts, then a checkpoint",
+    responses=problems(404, 409, 422),
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=models.Execution,
+)
+async def pause_execution(execution_id: ExecutionId, executions: ExecutionsDep) -> models.Execution:
+    return await executions.pause(execution_id)
+
+
+@router.post(
+    "/v1/executions/{execution_id}/resume",
+    summary="Resume a paused run",
+    responses=problems(404, 409, 422),
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=models.Execution,
+)
+async def resume_execution(
+    execution_id: ExecutionId, executions: ExecutionsDep
+) -> models.Execution:
+    return await executions.resume(execution_id)
+
+
+@router.post(
+    "/v1/executions/{execution_id}/cancel",
+    summary="Cancel a run; with wait=true answer once its nodes have really stopped",
+    responses={
+        200: {"model": models.Execution, "description": "With wait=true: the stopped run."},
+        **problems(404, 409, 422),
+    },
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=models.Execution,
+)
+async def cancel_execution(
+    execution_id: ExecutionId,
+    executions: ExecutionsDep,
+    response: Response,
+    wait: Annotated[bool, Query(description="Answer once the run has stopped (200).")] = False,
+) -> models.Execution:
+    execution = await executions.cancel(execution_id, wait=wait)
+    if wait:
+        response.status_code = status.HTTP_200_OK
+    return execution
+
+
+@router.post(
+    "/v1/executions/{execution_id}/retry",
+    summary="Re-run a failed, timed-out or cancelled run from where it stopped",
+    responses=problems(404, 409, 422),
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=models.Execution,
+)
+async def retry_execution(execution_id: ExecutionId, executions: ExecutionsDep) -> models.Execution:
+    return await executions.retry(execution_id)
+
+
+@router.get(
+    "/v1/executions/{execution_id}/checkpoints",
+    summary="Checkpoints the run has taken",
+    response_model=CheckpointList,
+    responses=problems(404, 422),
+)
+async def list_checkpoints(execution_id: ExecutionId, executions: ExecutionsDep) -> CheckpointList:
+    return CheckpointList(items=await executions.checkpoints(execution_id))
+
+
+@router.get(
+    "/v1/executions/{execution_id}/events/log",
+    summary="The run's events as JSON pages (the same events as the SSE stream)",
+    response_model=models.Page[models.EventOut],
+    responses=problems(404, 422),
+)
+async def events_log(
+    execution_id: ExecutionId,
+    executions: ExecutionsDep,
+    after: Annotated[int, Query(ge=0, le=MAX_SEQ, description="Events with a greater seq.")] = 0,
+    limit: Limit = 50,
+    cursor: Annotated[
+        str | None, Query(max_length=20, description="`next_cursor` of the previous page.")
+    ] = None,
+) -> models.Page[models.EventOut]:
+    if cursor is not None:
+        if not cursor.isdigit() or int(cursor) > MAX_SEQ:
+            raise CursorInvalid(f"cursor {cursor!r} is not valid")
+        after = int(cursor)
+    return await executions.events(execution_id, after=after, limit=limit)

@@ -1,0 +1,155 @@
+"""A run's events as they happen: Server-Sent Events and a WebSocket.
+
+Both replay the stored events after the client's position, then follow the run live, and end
+after its terminal event. A client that goes away stops its subscription at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, cast
+
+from fastapi import APIRouter, Header, Query, Response, WebSocket
+from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.websockets import WebSocketDisconnect, WebSocketState
+
+from app.api import errors as api_errors
+from app.api.deps import ServicesDep
+from app.api.routes.params import MAX_SEQ
+from app.domain.events import Event
+from app.errors import ExecutionNotFound
+from app.services.container import Services
+
+router = APIRouter(tags=["events"])
+
+RETRY_MS = 2000  # milliseconds a browser's EventSource waits before it reconnects
+WS_NOT_FOUND = 4404  # WebSocket close codes: 4000 + the HTTP status they stand for
+WS_INVALID = 4422
+WS_TRY_AGAIN = 1013
+
+_SSE_DOC = (
+    "One SSE message per event: `id` = seq, `event` = type, `data` = the event as JSON. "
+    "Comment lines (`: ping`) keep the connection alive; the stream ends after the run's "
+    "terminal event."
+)
+_EVENT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": _SSE_DOC,
+        "content": {
+            "text/event-stream": {
+                "schema": {"type": "string"},
+                "example": 'id: 1\nevent: workflow.started\ndata: {"seq": 1, ...}\n\n',
+            }
+        },
+    },
+    204: {"description": "The run ended at or before the requested position: nothing to send."},
+    **api_errors.problems(404, 422),
+}
+
+
+@router.get(
+    "/v1/executions/{execution_id}/events",
+    summary="Follow a run's events (Server-Sent Events)",
+    description="Replays the events after `Last-Event-ID` (or, without it, `?after=`), then "
+    "follows the run live until its terminal event.",
+    response_class=EventSourceResponse,
+    responses=_EVENT_RESPONSES,
+)
+async def stream_events(
+    execution_id: str,
+    services: ServicesDep,
+    after: Annotated[
+        int, Query(ge=0, le=MAX_SEQ, description="Send the events after this seq.")
+    ] = 0,
+    last_event_id: Annotated[
+        int | None,
+        Header(ge=0, le=MAX_SEQ, description="Set by EventSource on reconnect; wins over `after`."),
+    ] = None,
+) -> Response:
+    position = after if last_event_id is None else last_event_id
+    events = await services.executions.stream(execution_id, position)
+    if events is None:
+        return Response(status_code=204)
+    return EventSourceResponse(
+        sse_messages(events),
+        ping=services.settings.sse_ping_s,
+        sep="\n",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+async def sse_messages(events: AsyncIterator[Event]) -> AsyncIterator[ServerSentEvent]:
+    """A reconnect hint, then one SSE message per event; closes ``events`` when stopped."""
+    async with contextlib.aclosing(cast(Any, events)):
+        yield ServerSentEvent(retry=RETRY_MS, sep="\n")
+        async for event in events:
+            yield ServerSentEvent(_json(event), event=event.type.value, id=str(event.seq), sep="\n")
+
+
+@router.websocket("/v1/executions/{execution_id}/ws", name="stream_events_ws")
+async def stream_events_ws(websocket: WebSocket, execution_id: str) -> None:
+    await websocket.accept()
+    services: Services | None = getattr(websocket.app.state, "services", None)
+    if services is None:
+        await websocket.close(WS_TRY_AGAIN, "the service is starting or stopping")
+        return
+    after = _position(websocket.query_params.get("after", "0"))
+    if after is None:
+        await websocket.close(WS_INVALID, f"after must be an integer from 0 to {MAX_SEQ}")
+        return
+    try:
+        events = await services.executions.stream(execution_id, after)
+    except ExecutionNotFound:
+        await websocket.close(WS_NOT_FOUND, "no such execution")
+        return
+    if events is None:
+        await websocket.close(1000)
+        return
+    sender = asyncio.create_task(_send_all(websocket, events))
+    watcher = asyncio.create_task(_until_disconnect(websocket))
+    try:
+        await asyncio.wait((sender, watcher), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (sender, watcher):
+            task.cancel()
+        await asyncio.gather(sender, watcher, return_exceptions=True)
+    if watcher.done() and not watcher.cancelled():
+        return  # the client went away: nothing more to say
+    error = None if sender.cancelled() else sender.exception()
+    if isinstance(error, WebSocketDisconnect | OSError):
+        return
+    if error is not None:
+        raise error  # the server closes with 1011 and logs it
+    await websocket.close(1000)
+
+
+async def _send_all(websocket: WebSocket, events: AsyncIterator[Event]) -> None:
+    async with contextlib.aclosing(cast(Any, events)):
+        async for event in events:
+            await websocket.send_text(_json(event))
+
+
+async def _until_disconnect(websocket: WebSocket) -> None:
+    """Return once the client has gone (clients have nothing to say on this socket)."""
+    while websocket.client_state is not WebSocketState.DISCONNECTED:
+        try:
+            message = await websocket.receive()
+        except (WebSocketDisconnect, RuntimeError):
+            return
+        if message["type"] == "websocket.disconnect":
+            return
+
+
+def _position(text: str) -> int | None:
+    if not (text.isascii() and text.isdigit()):
+        return None
+    value = int(text)
+    return value if value <= MAX_SEQ else None
+
+
+def _json(event: Event) -> str:
+    # ASCII only: no U+2028 or U+0085 for a client that splits lines too eagerly.
+    return json.dumps(event.to_dict(), separators=(",", ":"), default=str)

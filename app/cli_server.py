@@ -1,0 +1,64 @@
+"""``oxify serve``, ``oxify migrate`` and ``oxify openapi``: the service side of the CLI."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from typing import Any
+
+from app.settings import get_settings
+from app.store import db
+
+EXIT_OK = 0
+
+
+def cmd_migrate(_args: argparse.Namespace) -> int:
+    url = get_settings().resolved_database_url
+    asyncio.run(db.migrate(url))
+    print(f"database at {db.head_revision()}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from app.main import create_app
+
+    settings = get_settings()
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    if not args.no_migrate:
+        asyncio.run(db.migrate(settings.resolved_database_url))
+    uvicorn.run(
+        create_app(settings),
+        host=args.host,
+        port=args.port,
+        log_level=settings.log_level.lower(),
+        # Open event streams must not hold the process past the runs' pause-and-checkpoint.
+        timeout_graceful_shutdown=max(1, int(settings.shutdown_grace_s)),
+    )
+    return EXIT_OK
+
+
+def cmd_openapi(args: argparse.Namespace) -> int:
+    from app.api.openapi import write_openapi
+
+    write_openapi(args.path)
+    print(f"wrote {args.path}", file=sys.stderr)
+    return EXIT_OK
+
+
+def add_server_commands(commands: Any) -> None:
+    p = commands.add_parser("serve", help="migrate the database and serve the HTTP API")
+    p.add_argument("--host", default="127.0.0.1", help="default: 127.0.0.1")
+    p.add_argument("--port", type=int, default=8000, help="default: 8000")
+    p.add_argument("--no-migrate", action="store_true", help="do not run migrations first")
+    p.set_defaults(handler=cmd_serve)
+    p = commands.add_parser("migrate", help="upgrade the database to the latest schema")
+    p.set_defaults(handler=cmd_migrate)
+    p = commands.add_parser("openapi", help="write the OpenAPI document")
+    p.add_argument("path", nargs="?", default="openapi/openapi.json")
+    p.set_defaults(handler=cmd_openapi)

@@ -1,0 +1,100 @@
+"""Read models: what services return and the API serves (and documents in OpenAPI)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, Field
+
+from app.domain.status import ExecutionStatus, NodeStatus
+
+T = TypeVar("T")
+
+
+class Page(BaseModel, Generic[T]):
+    """A page of a list; pass ``next_cursor`` back as ``?cursor=`` for the next one."""
+
+    items: list[T]
+    next_cursor: str | None = None
+
+
+class WorkflowSummary(BaseModel):
+    id: str
+    name: str
+    version: int = Field(description="The latest version.")
+    created_at: datetime
+    updated_at: datetime
+    archived: bool = False
+
+
+class Workflow(WorkflowSummary):
+    """One version of a workflow with its document."""
+
+    document: dict[str, Any]
+    content_hash: str
+    version_created_at: datetime
+
+
+class Progress(BaseModel):
+    completed: int = 0
+    total: int = 0
+    percent: float = 0.0
+
+
+class NodeState(BaseModel):
+    node_key: str = Field(description="Node id, qualified inside loops: loop[2].double.")
+    node_id: str
+    status: NodeStatus
+    attempt: int
+    output: Any = None
+    error: dict[str, Any] | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    duration_ms: float | None = None
+
+
+class ExecutionSummary(BaseModel):
+    id: str
+    workflow_id: str
+    workflow_version: int
+    status: ExecutionStatus
+    progress: Progress
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    last_seq: int = Field(description="Seq of the last event logged.")
+
+
+class Execution(ExecutionSummary):
+    """A run with its inputs, config, outputs or error, and the state of every node."""
+
+    inputs: Any
+    config: dict[str, Any]
+    outputs: Any = None
+    error: dict[str, Any] | None = None
+    nodes: list[NodeState] = Field(default_factory=list)
+
+
+class CheckpointInfo(BaseModel):
+    number: int
+    seq: int = Field(description="Seq of the last event the checkpoint covers.")
+    created_at: datetime
+    nodes: list[str] = Field(description="Node keys whose results the checkpoint saved.")
+
+
+class EventOut(BaseModel):
+    seq: int
+    execution_id: str
+    type: str
+    ts: datetime
+    node_id: str | None = None
+    level: int | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class ValidationResult(BaseModel):
+    valid: bool = True
+    levels: list[list[str]]
+    node_count: int
+    content_hash: str

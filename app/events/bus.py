@@ -1,0 +1,141 @@
+"""In-process fan-out of persisted events to stream subscribers (SSE, WebSocket, waiters).
+
+Publishing happens after the events are stored and never blocks the run: each subscriber has a
+bounded queue, and one that falls behind is marked overflowed and re-reads what it missed from
+the events table. A stream replays stored events after the client's position first, then goes
+live, with no gap and no duplicate (live events at or below the replayed position are dropped).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Protocol
+
+from app.domain.events import Event
+
+READ_PAGE = 500  # events per re-read from the table
+
+
+class EventReader(Protocol):
+    async def read_events(self, execution_id: str, after_seq: int, limit: int) -> list[Event]:
+        """Stored events with seq > ``after_seq``, in seq order, at most ``limit``."""
+        ...
+
+
+class Subscription:
+    """A bounded mailbox of event batches for one subscriber."""
+
+    __slots__ = ("_capacity", "_queue", "_size", "overflowed", "wake")
+
+    def __init__(self, capacity: int) -> None:
+        self._queue: list[Sequence[Event]] = []
+        self._size = 0
+        self._capacity = capacity
+        self.overflowed = False
+        self.wake = asyncio.Event()
+
+    def offer(self, events: Sequence[Event]) -> None:
+        if self.overflowed:
+            return
+        if self._size + len(events) > self._capacity:
+            # Dropping here keeps the publisher (the run) at full speed; the reader catches up
+            # from the table.
+            self._queue.clear()
+            self._size = 0
+            self.overflowed = True
+        else:
+            self._queue.append(events)
+            self._size += len(events)
+        self.wake.set()
+
+    def take(self) -> list[Sequence[Event]]:
+        batches, self._queue, self._size = self._queue, [], 0
+        self.wake.clear()
+        return batches
+
+
+class EventBus:
+    """Subscribers per execution; ``publish`` is called by the store after each commit."""
+
+    def __init__(self, reader: EventReader, *, queue_size: int = 1024) -> None:
+        self._reader = reader
+        self._queue_size = queue_size
+        self._subscribers: dict[str, set[Subscription]] = defaultdict(set)
+        self._listeners: list[Callable[[Sequence[Event]], None]] = []
+
+    def listen(self, listener: Callable[[Sequence[Event]], None]) -> None:
+        """Also hand every published batch to ``listener`` (metrics); it must not block."""
+        self._listeners.append(listener)
+
+    def publish(self, events: Sequence[Event]) -> None:
+        """Hand stored events to the subscribers of their executions (never blocks)."""
+        if not events:
+            return
+        for listener in self._listeners:
+            listener(events)
+        by_execution: dict[str, list[Event]] = {}
+        for event in events:
+            by_execution.setdefault(event.execution_id, []).append(event)
+        for execution_id, batch in by_execution.items():
+            for subscription in self._subscribers.get(execution_id, ()):
+                subscription.offer(batch)
+
+    async def read(self, execution_id: str, after_seq: int, limit: int) -> list[Event]:
+        """Stored events after ``after_seq`` (a page of the log, no live part)."""
+        return await self._reader.read_events(execution_id, after_seq, limit)
+
+    def subscriber_count(self, execution_id: str) -> int:
+        return len(self._subscribers.get(execution_id, ()))
+
+    async def stream(self, execution_id: str, after_seq: int = 0) -> AsyncIterator[Event]:
+        """Every event after ``after_seq`` exactly once, in order; ends after the run's newest
+        event when that is a terminal one.
+
+        Paused and waiting runs keep the stream open: they may continue. The caller stops
+        iterating (or cancels) to leave earlier.
+        """
+        subscription = Subscription(self._queue_size)
+        self._subscribers[execution_id].add(subscription)
+        last = after_seq
+        try:
+            while True:
+                # Catch up from the table: at the start, and whenever the mailbox overflowed.
+                subscription.overflowed = False
+                subscription.take()
+                ended = False
+                while True:
+                    page = await self._reader.read_events(execution_id, last, READ_PAGE)
+                    for event in page:
+                        yield event
+                        last = event.seq
+                        # A terminal event ends the stream only when it is the newest one: a
+                        # retried run logs more after its first ending.
+                        ended = event.type.is_terminal
+                    if len(page) < READ_PAGE:
+                        break
+                if ended:
+                    return
+                while not subscription.overflowed:
+                    await subscription.wake.wait()
+                    for batch in subscription.take():
+                        for event in batch:
+                            if event.seq <= last:
+                                continue
+                            if event.seq != last + 1:
+                                # A gap means a batch was missed: re-read from the table.
+                                subscription.overflowed = True
+                                break
+                            yield event
+                            last = event.seq
+                            if event.type.is_terminal:
+                                return
+                        if subscription.overflowed:
+                            break
+        finally:
+            subscribers = self._subscribers.get(execution_id)
+            if subscribers is not None:
+                subscribers.discard(subscription)
+                if not subscribers:
+                    del self._subscribers[execution_id]

@@ -1,0 +1,35 @@
+"""The services one process runs, as built by the composition root (``app.main``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.events.bus import EventBus
+from app.services.executions import ExecutionService
+from app.services.runner import Runner
+from app.services.workflows import WorkflowService
+from app.settings import Settings
+from app.store import db
+
+
+@dataclass(slots=True)
+class Services:
+    settings: Settings
+    engine: AsyncEngine
+    workflows: WorkflowService
+    executions: ExecutionService
+    runner: Runner
+    bus: EventBus
+
+    async def ready(self) -> tuple[bool, str]:
+        """Database reachable and migrated to head: (ready, reason)."""
+        try:
+            current = await db.current_revision(self.engine)
+        except Exception as exc:
+            return False, f"database unreachable: {type(exc).__name__}"
+        head = db.head_revision()
+        if current != head:
+            return False, f"database at migration {current}, expected {head}"
+        return True, "ok"

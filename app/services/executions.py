@@ -1,0 +1,322 @@
+"""Execution use cases: start (idempotent), read, wait, pause, resume, cancel, retry, events.
+
+Status changes made here are conditional updates (``WHERE status IN …``) so they cannot race
+the runner; changes the engine makes arrive through its events (the journal derives the row's
+status from them in the same transaction).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import hashlib
+import json
+import uuid
+from collections.abc import AsyncIterator, Collection
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.domain import views as models
+from app.domain.events import Event, EventType
+from app.domain.run import RunConfig
+from app.domain.status import ExecutionStatus
+from app.engine.inputs import apply_defaults, validate_inputs
+from app.engine.ports import EventSink
+from app.errors import (
+    ErrorDetail,
+    ExecutionNotFound,
+    IdempotencyConflict,
+    InputsInvalid,
+    InvalidState,
+    RunConfigInvalid,
+    WorkflowArchived,
+)
+from app.events.bus import EventBus
+from app.services.runner import Runner
+from app.services.workflows import WorkflowService
+from app.store import executions as store
+
+_E = ExecutionStatus
+MAX_WAIT_S = 60.0  # seconds; the contract's cap for GET /wait
+_SETTLED = frozenset({_E.COMPLETED, _E.FAILED, _E.TIMED_OUT, _E.CANCELLED, _E.PAUSED, _E.WAITING})
+_SETTLING_EVENTS = frozenset(
+    {
+        EventType.WORKFLOW_COMPLETED,
+        EventType.WORKFLOW_FAILED,
+        EventType.WORKFLOW_CANCELLED,
+        EventType.WORKFLOW_TIMED_OUT,
+        EventType.WORKFLOW_PAUSED,
+        EventType.WORKFLOW_WAITING,
+    }
+)
+
+
+class ExecutionService:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        workflows: WorkflowService,
+        runner: Runner,
+        journal: EventSink,
+        bus: EventBus,
+    ) -> None:
+        self._engine = engine
+        self._workflows = workflows
+        self._runner = runner
+        self._journal = journal
+        self._bus = bus
+
+    # -- start ----------------------------------------------------------------------------
+
+    async def start(
+        self,
+        workflow_id: str,
+        *,
+        inputs: Any,
+        config: dict[str, Any] | None,
+        version: int | None = None,
+        idempotency_key: str | None = None,
+        started_by: str | None = None,
+    ) -> tuple[models.Execution, bool]:
+        """Queue a run; returns it and whether it was created (False: an idempotent replay)."""
+        run_config = _parse_config(config or {})
+        # The key is checked first, against the request as sent: a replay answers with the
+        # first run even if the workflow changed or was archived since.
+        request_hash = _hash(workflow_id, version, inputs, config or {})
+        if idempotency_key is not None:
+            replay = await self._replay(workflow_id, idempotency_key, request_hash)
+            if replay is not None:
+                return replay, False
+        workflow, plan = await self._workflows.plan_for(workflow_id, version)
+        if workflow.archived:
+            raise WorkflowArchived(f"workflow {workflow_id!r} is archived")
+        inputs = apply_defaults(plan.input_schema, {} if inputs is None else inputs)
+        problems = validate_inputs(plan.input_schema, inputs)
+        if problems:
+            raise InputsInvalid([_prefixed("/inputs", p) for p in problems])
+        execution_id = str(uuid.uuid4())
+        now = datetime.now(UTC)
+        try:
+            async with self._engine.begin() as conn:
+                await store.insert_execution(
+                    conn,
+                    execution_id=execution_id,
+                    workflow_id=workflow_id,
+                    workflow_version=workflow.version,
+                    inputs=inputs,
+                    config=run_config.model_dump(mode="json"),
+                    started_by=started_by,
+                    now=now,
+                )
+                if idempotency_key is not None:
+                    await store.insert_idempotency(
+                        conn,
+                        workflow_id=workflow_id,
+                        key=idempotency_key,
+                        request_hash=request_hash,
+                        execution_id=execution_id,
+                        now=now,
+                    )
+        except IntegrityError:
+            # A concurrent request with the same key won the race: answer with its run.
+            if idempotency_key is None:
+                raise
+            replay = await self._replay(workflow_id, idempotency_key, request_hash)
+            if replay is None:
+                raise
+            return replay, False
+        self._runner.notify()
+        return await self.get(execution_id), True
+
+    async def _replay(
+        self, workflow_id: str, key: str, request_hash: str
+    ) -> models.Execution | None:
+        async with self._engine.connect() as conn:
+            found = await store.find_idempotency(conn, workflow_id, key)
+        if found is None:
+            return None
+        stored_hash, execution_id = found
+        if stored_hash != request_hash:
+            raise IdempotencyConflict(
+                f"Idempotency-Key {key!r} was used for a different request to this workflow"
+            )
+        return await self.get(execution_id)
+
+    # -- reading --------------------------------------------------------------------------
+
+    async def get(self, execution_id: str) -> models.Execution:
+        async with self._engine.connect() as conn:
+            execution = await store.get_execution(conn, execution_id)
+        if execution is None:
+            raise ExecutionNotFound(f"no execution {execution_id!r}")
+        return execution
+
+    async def list(
+        self,
+        *,
+        workflow_id: str | None,
+        statuses: Collection[ExecutionStatus] | None,
+        limit: int,
+        cursor: str | None,
+    ) -> models.Page[models.ExecutionSummary]:
+        async with self._engine.connect() as conn:
+            return await store.list_executions(
+                conn, workflow_id=workflow_id, statuses=statuses, limit=limit, cursor=cursor
+            )
+
+    async def wait(self, execution_id: str, timeout_s: float) -> models.Execution:
+        """The execution once it is terminal, paused or waiting — or after ``timeout_s``."""
+        execution = await self.get(execution_id)
+        if execution.status in _SETTLED:
+            return execution
+        try:
+            async with asyncio.timeout(min(timeout_s, MAX_WAIT_S)):
+                async for event in self._bus.stream(execution_id, execution.last_seq):
+                    if event.type in _SETTLING_EVENTS:
+                        break
+        except TimeoutError:
+            pass
+        return await self.get(execution_id)
+
+    async def checkpoints(self, execution_id: str) -> builtins.list[models.CheckpointInfo]:
+        await self.get(execution_id)
+        async with self._engine.connect() as conn:
+            return await store.list_checkpoints(conn, execution_id)
+
+    async def events(
+        self, execution_id: str, *, after: int, limit: int
+    ) -> models.Page[models.EventOut]:
+        await self.get(execution_id)
+        page = await self._bus.read(execution_id, after, limit + 1)  # one more: is there a next?
+        items = [models.EventOut.model_validate(e.to_dict()) for e in page[:limit]]
+        cursor = str(items[-1].seq) if len(page) > limit else None
+        return models.Page[models.EventOut](items=items, next_cursor=cursor)
+
+    async def stream(self, execution_id: str, after: int) -> AsyncIterator[Event] | None:
+        """Replay-then-live events after ``after``; None when the run ended at or before it."""
+        execution = await self.get(execution_id)
+        if execution.status.is_terminal and after >= execution.last_seq:
+            return None
+        # A position past the log (another run's id, a stale client) means "from now on".
+        return self._bus.stream(execution_id, min(after, execution.last_seq))
+
+    # -- control --------------------------------------------------------------------------
+
+    async def pause(self, execution_id: str) -> models.Execution:
+        """Running: nothing new starts, running nodes finish, then a checkpoint. Queued or
+        waiting: held as paused at once."""
+        if await self._change(execution_id, (_E.RUNNING,), _E.PAUSING):
+            control = self._runner.control(execution_id)
+            if control is not None:
+                control.pause()
+        elif not await self._settle(execution_id, (_E.QUEUED, _E.WAITING), _E.PAUSED):
+            await self._refuse(execution_id, "pause", allowed_now=(_E.PAUSING, _E.PAUSED))
+        return await self.get(execution_id)
+
+    async def resume(self, execution_id: str) -> models.Execution:
+        if await self._change(execution_id, (_E.PAUSED,), _E.QUEUED, resume_reason="resumed"):
+            self._runner.notify()
+        else:
+            await self._refuse(execution_id, "resume", allowed_now=(_E.QUEUED, _E.RUNNING))
+        return await self.get(execution_id)
+
+    async def cancel(self, execution_id: str, *, wait: bool) -> models.Execution:
+        """Running nodes really stop; with ``wait`` the answer comes once they have."""
+        if await self._settle(execution_id, (_E.QUEUED, _E.PAUSED, _E.WAITING), _E.CANCELLED):
+            return await self.get(execution_id)
+        control = self._runner.control(execution_id)
+        execution = await self.get(execution_id)
+        if execution.status in (_E.RUNNING, _E.PAUSING):
+            if control is not None:
+                control.cancel()
+                if wait:
+                    await self._runner.wait_stopped(execution_id)
+        elif execution.status is not _E.CANCELLED:
+            await self._refuse(execution_id, "cancel")
+        return await self.get(execution_id)
+
+    async def retry(self, execution_id: str) -> models.Execution:
+        """Run a failed, timed-out or cancelled run again from where it stopped."""
+        expected = (_E.FAILED, _E.TIMED_OUT, _E.CANCELLED)
+        if await self._change(execution_id, expected, _E.QUEUED, resume_reason="retry"):
+            self._runner.notify()
+        else:
+            await self._refuse(execution_id, "retry")
+        return await self.get(execution_id)
+
+    async def _change(
+        self,
+        execution_id: str,
+        expected: Collection[ExecutionStatus],
+        status: ExecutionStatus,
+        **fields: Any,
+    ) -> bool:
+        async with self._engine.begin() as conn:
+            return await store.set_status(
+                conn, execution_id, expected=expected, status=status, **fields
+            )
+
+    async def _settle(
+        self, execution_id: str, expected: Collection[ExecutionStatus], status: ExecutionStatus
+    ) -> bool:
+        """Change a run that no process drives, and log the matching workflow event."""
+        if not await self._change(execution_id, expected, status):
+            return False
+        event_type = {
+            _E.PAUSED: EventType.WORKFLOW_PAUSED,
+            _E.CANCELLED: EventType.WORKFLOW_CANCELLED,
+        }[status]
+        async with self._engine.connect() as conn:
+            row = await store.execution_row(conn, execution_id)
+        assert row is not None
+        # No process drives the run (the conditional update above made sure), so nothing else
+        # appends to its log: last_seq + 1 is the next seq.
+        event = Event(execution_id, row.last_seq + 1, event_type, datetime.now(UTC))
+        await self._journal.emit([event])
+        return True
+
+    async def _refuse(
+        self,
+        execution_id: str,
+        action: str,
+        allowed_now: Collection[ExecutionStatus] = (),
+    ) -> None:
+        execution = await self.get(execution_id)
+        if execution.status in allowed_now:
+            return  # asked twice: already on its way, nothing to do
+        raise InvalidState(f"cannot {action} an execution that is {execution.status.value}")
+
+
+def _parse_config(config: dict[str, Any]) -> RunConfig:
+    try:
+        return RunConfig.model_validate(config)
+    except ValidationError as exc:
+        raise RunConfigInvalid(
+            [
+                ErrorDetail(
+                    pointer="/config" + "".join(f"/{part}" for part in error["loc"]),
+                    message=error["msg"],
+                    code=error["type"],
+                )
+                for error in exc.errors()
+            ]
+        ) from None
+
+
+def _prefixed(prefix: str, detail: ErrorDetail) -> ErrorDetail:
+    return ErrorDetail(prefix + detail.pointer.rstrip("/"), detail.message, detail.code)
+
+
+def _hash(workflow_id: str, version: int | None, inputs: Any, config: Any) -> str:
+    canonical = json.dumps(
+        {"workflow_id": workflow_id, "version": version, "inputs": inputs, "config": config},
+        sort_keys=True,
+        separators=(",", ":"),
+        default=str,
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()

@@ -1,0 +1,129 @@
+"""Workflow use cases: validate, store versions, list, archive, draw, and plan stored versions."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from app.domain import views as models
+from app.domain.node_types import NodeTypes
+from app.engine import render
+from app.engine.graph import Limits, PlanCache
+from app.engine.plan import Plan
+from app.errors import WorkflowNotFound
+from app.store import workflows as store
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class WorkflowService:
+    """Workflows and their versions. Every method is one transaction."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        plan_cache: PlanCache,
+        limits: Limits,
+        node_types: NodeTypes,
+        now: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        self._engine = engine
+        self._plans = plan_cache
+        self._limits = limits
+        self._node_types = node_types
+        self._now = now
+
+    async def validate(self, document: dict[str, Any]) -> models.ValidationResult:
+        """Check a document (stores nothing); raises WorkflowInvalid listing every problem."""
+        plan = self._plan(document)
+        return models.ValidationResult(
+            valid=True,
+            levels=[[*level] for level in plan.levels],
+            node_count=plan.node_count,
+            content_hash=plan.content_hash,
+        )
+
+    async def create(self, document: dict[str, Any]) -> models.Workflow:
+        plan = self._plan(document)
+        workflow_id = str(uuid.uuid4())
+        async with self._engine.begin() as conn:
+            await store.insert_workflow(
+                conn,
+                workflow_id=workflow_id,
+                name=str(document["name"]),
+                document=document,
+                content_hash=plan.content_hash,
+                now=self._now(),
+            )
+            return await self._get(conn, workflow_id, 1)
+
+    async def update(self, workflow_id: str, document: dict[str, Any]) -> models.Workflow:
+        """Store ``document`` as the next version (validated first; old versions stay).
+
+        Raises WorkflowInvalid, WorkflowNotFound or WorkflowArchived.
+        """
+        plan = self._plan(document)
+        async with self._engine.begin() as conn:
+            version = await store.insert_version(
+                conn,
+                workflow_id,
+                name=str(document["name"]),
+                document=document,
+                content_hash=plan.content_hash,
+                now=self._now(),
+            )
+            return await self._get(conn, workflow_id, version)
+
+    async def get(self, workflow_id: str, version: int | None = None) -> models.Workflow:
+        """A version (the latest by default), archived or not; raises WorkflowNotFound."""
+        async with self._engine.connect() as conn:
+            return await self._get(conn, workflow_id, version)
+
+    async def list(
+        self, *, limit: int, cursor: str | None = None, include_archived: bool = False
+    ) -> models.Page[models.WorkflowSummary]:
+        """Newest first; raises CursorInvalid for a cursor this list did not hand out."""
+        async with self._engine.connect() as conn:
+            return await store.list_workflows(
+                conn, limit=limit, cursor=cursor, include_archived=include_archived
+            )
+
+    async def archive(self, workflow_id: str) -> None:
+        """Archive (idempotent); its runs stay readable. Raises WorkflowNotFound."""
+        async with self._engine.begin() as conn:
+            if not await store.archive_workflow(conn, workflow_id, self._now()):
+                raise WorkflowNotFound(f"no workflow {workflow_id!r}")
+
+    async def graph(self, workflow_id: str, version: int | None, fmt: render.Format) -> str:
+        """The plan drawn as Mermaid, DOT or text; ValueError for another format."""
+        if fmt not in render.FORMATS:
+            raise ValueError(f"unknown graph format {fmt!r}: expected one of {render.FORMATS}")
+        _workflow, plan = await self.plan_for(workflow_id, version)
+        return render.render(plan, fmt)
+
+    async def plan_for(self, workflow_id: str, version: int | None) -> tuple[models.Workflow, Plan]:
+        """A stored version and its plan (cached by content hash)."""
+        workflow = await self.get(workflow_id, version)
+        return workflow, self._plan(workflow.document)
+
+    async def load_workflow(self, workflow_id: str, version: int | None) -> Mapping[str, Any]:
+        """The engine's WorkflowLoader port, for ``subworkflow`` nodes naming a stored workflow."""
+        return (await self.get(workflow_id, version)).document
+
+    def _plan(self, document: Mapping[str, Any]) -> Plan:
+        return self._plans.get_or_plan(document, node_types=self._node_types, limits=self._limits)
+
+    @staticmethod
+    async def _get(conn: AsyncConnection, workflow_id: str, version: int | None) -> models.Workflow:
+        workflow = await store.get_workflow(conn, workflow_id, version)
+        if workflow is None:
+            suffix = "" if version is None else f" version {version}"
+            raise WorkflowNotFound(f"no workflow {workflow_id!r}{suffix}")
+        return workflow

@@ -1,0 +1,48 @@
+"""Configuration, from ``OXIFY_*`` environment variables (and a ``.env`` file). Nothing else in
+the code reads the environment."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_SQLITE_FILE = "oxify.db"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="OXIFY_", env_file=".env", extra="ignore")
+
+    database_url: str | None = Field(
+        default=None,
+        description="postgresql+asyncpg://… or sqlite+aiosqlite:///path; unset: SQLite file "
+        "oxify.db in the working directory.",
+    )
+    max_concurrent_runs: int = Field(
+        default=64, ge=1, description="Runs executing at once in this process; more wait queued."
+    )
+    max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, description="Request body cap.")
+    max_workflow_nodes: int = Field(default=10_000, ge=1, description="Nodes per workflow, nested.")
+    max_workflow_depth: int = Field(default=8, ge=1, description="Container nesting depth.")
+    max_expression_length: int = Field(default=2000, ge=16, description="Characters.")
+    sse_ping_s: float = Field(default=15.0, gt=0, description="Seconds between SSE keep-alives.")
+    subscriber_queue: int = Field(
+        default=1024, ge=16, description="Events buffered per stream subscriber before it re-reads."
+    )
+    shutdown_grace_s: float = Field(
+        default=20.0, ge=0, description="Seconds running runs get to pause on SIGTERM."
+    )
+    log_level: str = Field(default="info")
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{Path.cwd() / DEFAULT_SQLITE_FILE}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

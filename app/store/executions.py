@@ -1,0 +1,315 @@
+"""Execution queries (Core) on a connection the caller passes: the service owns the transaction.
+
+Events, node runs and checkpoints are written by the journal (``app.store.journal``); this
+module creates runs, reads them, and changes their status for the API and the runner.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Row, func, null, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.domain import views as models
+from app.domain.status import ExecutionStatus, NodeStatus, check_execution_transition
+from app.errors import CursorInvalid
+from app.store.tables import checkpoints, executions, idempotency_keys, node_runs
+from app.store.workflows import decode_cursor, encode_cursor
+
+_E = ExecutionStatus
+# Columns ``set_status`` may change along with the status.
+_STATUS_FIELDS = frozenset({"resume_reason", "started_at", "finished_at", "error", "outputs"})
+# Driven by a process that may have died: queued again on start-up.
+_INTERRUPTED = (_E.RUNNING, _E.PAUSING)
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionRow:
+    """What the runner needs to start or continue a run."""
+
+    id: str
+    status: ExecutionStatus
+    workflow_id: str
+    workflow_version: int
+    inputs: Any
+    config: dict[str, Any]
+    last_seq: int
+    resume_reason: str | None
+    started_at: datetime | None
+
+
+async def insert_execution(
+    conn: AsyncConnection,
+    *,
+    execution_id: str,
+    workflow_id: str,
+    workflow_version: int,
+    inputs: Any,
+    config: dict[str, Any],
+    status: ExecutionStatus = _E.QUEUED,
+    started_by: str | None = None,
+    now: datetime,
+) -> int:
+    """A new run; returns its queue position (``queue_seq``, increasing in submission order)."""
+    values: dict[str, Any] = {
+        "id": execution_id,
+        "workflow_id": workflow_id,
+        "workflow_version": workflow_version,
+        "status": ExecutionStatus(status).value,
+        "inputs": inputs,
+        "config": config,
+        "started_by": started_by,
+        "created_at": now,
+        "updated_at": now,
+    }
+    if conn.dialect.name != "postgresql":
+        # No identity columns on SQLite; its single writer makes MAX + 1 in the insert safe.
+        values["queue_seq"] = select(
+            func.coalesce(func.max(executions.c.queue_seq), 0) + 1
+        ).scalar_subquery()
+    result = await conn.execute(
+        executions.insert().values(**values).returning(executions.c.queue_seq)
+    )
+    return int(result.scalar_one())
+
+
+async def find_idempotency(
+    conn: AsyncConnection, workflow_id: str, key: str
+) -> tuple[str, str] | None:
+    """(request_hash, execution_id) recorded for this key, if any."""
+    result = await conn.execute(
+        select(idempotency_keys.c.request_hash, idempotency_keys.c.execution_id).where(
+            idempotency_keys.c.workflow_id == workflow_id, idempotency_keys.c.key == key
+        )
+    )
+    row = result.first()
+    return None if row is None else (row.request_hash, row.execution_id)
+
+
+async def insert_idempotency(
+    conn: AsyncConnection,
+    *,
+    workflow_id: str,
+    key: str,
+    request_hash: str,
+    execution_id: str,
+    now: datetime,
+) -> None:
+    """Record the key. A concurrent duplicate raises IntegrityError (the primary key): the
+    caller rolls back its transaction, whose execution row goes with it, and re-reads."""
+    await conn.execute(
+        idempotency_keys.insert().values(
+            workflow_id=workflow_id,
+            key=key,
+            request_hash=request_hash,
+            execution_id=execution_id,
+            created_at=now,
+        )
+    )
+
+
+async def get_execution(
+    conn: AsyncConnection, execution_id: str, *, with_nodes: bool = True
+) -> models.Execution | None:
+    row = (await conn.execute(select(executions).where(executions.c.id == execution_id))).first()
+    if row is None:
+        return None
+    nodes: list[models.NodeState] = []
+    if with_nodes:
+        query = (
+            select(node_runs)
+            .where(node_runs.c.execution_id == execution_id)
+            .order_by(node_runs.c.started_at.asc().nulls_last(), node_runs.c.node_key)
+        )
+        nodes = [_node_state(n) for n in await conn.execute(query)]
+    return models.Execution(
+        **_summary_fields(row),
+        inputs=row.inputs,
+        config=row.config,
+        outputs=row.outputs,
+        error=row.error,
+        nodes=nodes,
+    )
+
+
+async def list_executions(
+    conn: AsyncConnection,
+    *,
+    workflow_id: str | None = None,
+    statuses: Collection[ExecutionStatus] | None = None,
+    limit: int,
+    cursor: str | None,
+) -> models.Page[models.ExecutionSummary]:
+    """Newest first (by queue_seq), keyset-paginated. Raises CursorInvalid (a ValueError)."""
+    if limit < 1:
+        raise ValueError(f"limit must be at least 1, not {limit}")
+    query = select(executions).order_by(executions.c.queue_seq.desc())
+    if workflow_id is not None:
+        query = query.where(executions.c.workflow_id == workflow_id)
+    if statuses:
+        query = query.where(executions.c.status.in_([_E(s).value for s in statuses]))
+    if cursor is not None:
+        query = query.where(executions.c.queue_seq < _queue_position(cursor))
+    rows = (await conn.execute(query.limit(limit + 1))).all()
+    items = [models.ExecutionSummary(**_summary_fields(row)) for row in rows[:limit]]
+    next_cursor = encode_cursor("x", rows[limit - 1].queue_seq) if len(rows) > limit else None
+    return models.Page[models.ExecutionSummary](items=items, next_cursor=next_cursor)
+
+
+async def set_status(
+    conn: AsyncConnection,
+    execution_id: str,
+    *,
+    expected: Collection[ExecutionStatus],
+    status: ExecutionStatus,
+    only_if_resume_reason: str | None = None,
+    **fields: Any,
+) -> bool:
+    """Change the status if it is one of ``expected``; True when this call changed it.
+
+    One conditional UPDATE, so of two racing callers exactly one sees its expected status (on
+    Postgres the loser waits for the winner's commit and re-checks the row). ``fields`` may set
+    resume_reason, started_at, finished_at, error and outputs; ``only_if_resume_reason`` adds
+    a condition on the current resume_reason. Raises InvalidTransition (a ValueError) when an
+    expected status may not become ``status`` at all: that is a bug in the caller.
+    """
+    unknown = fields.keys() - _STATUS_FIELDS
+    if unknown:
+        raise TypeError(f"set_status cannot set {sorted(unknown)}")
+    for current in expected:
+        check_execution_transition(_E(current), _E(status))
+    query = update(executions).where(
+        executions.c.id == execution_id,
+        executions.c.status.in_([_E(s).value for s in expected]),
+    )
+    if only_if_resume_reason is not None:
+        query = query.where(executions.c.resume_reason == only_if_resume_reason)
+    values = {name: null() if value is None else value for name, value in fields.items()}
+    values |= {"status": _E(status).value, "updated_at": datetime.now(UTC)}
+    result = await conn.execute(query.values(**values))
+    return bool(result.rowcount)
+
+
+async def requeue_interrupted(conn: AsyncConnection, *, reason: str = "recovered") -> int:
+    """Queue again every run left running (or pausing) by a stopped process; returns how many.
+
+    Only for start-up when no other replica drives runs (leases take over from this later).
+    """
+    result = await conn.execute(
+        update(executions)
+        .where(executions.c.status.in_([s.value for s in _INTERRUPTED]))
+        .values(status=_E.QUEUED.value, resume_reason=reason, updated_at=datetime.now(UTC))
+    )
+    return int(result.rowcount)
+
+
+async def queued_ids(conn: AsyncConnection, limit: int) -> list[str]:
+    """Queued runs in submission order (rows other replicas hold locked are skipped)."""
+    query = (
+        select(executions.c.id)
+        .where(executions.c.status == _E.QUEUED.value)
+        .order_by(executions.c.queue_seq)
+        .limit(limit)
+    )
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    return list((await conn.execute(query)).scalars())
+
+
+async def node_attempts(conn: AsyncConnection, execution_id: str) -> dict[str, int]:
+    """node_key → attempts started so far (a node interrupted mid-run continues at + 1)."""
+    result = await conn.execute(
+        select(node_runs.c.node_key, node_runs.c.attempt).where(
+            node_runs.c.execution_id == execution_id, node_runs.c.attempt > 0
+        )
+    )
+    return {row.node_key: row.attempt for row in result}
+
+
+async def list_checkpoints(conn: AsyncConnection, execution_id: str) -> list[models.CheckpointInfo]:
+    query = (
+        select(checkpoints)
+        .where(checkpoints.c.execution_id == execution_id)
+        .order_by(checkpoints.c.number)
+    )
+    return [
+        models.CheckpointInfo(
+            number=row.number,
+            seq=row.seq,
+            created_at=row.created_at,
+            nodes=[record["key"] for record in row.records],
+        )
+        for row in await conn.execute(query)
+    ]
+
+
+async def execution_row(conn: AsyncConnection, execution_id: str) -> ExecutionRow | None:
+    query = select(
+        executions.c.id,
+        executions.c.status,
+        executions.c.workflow_id,
+        executions.c.workflow_version,
+        executions.c.inputs,
+        executions.c.config,
+        executions.c.last_seq,
+        executions.c.resume_reason,
+        executions.c.started_at,
+    ).where(executions.c.id == execution_id)
+    row = (await conn.execute(query)).first()
+    if row is None:
+        return None
+    return ExecutionRow(
+        id=row.id,
+        status=_E(row.status),
+        workflow_id=row.workflow_id,
+        workflow_version=row.workflow_version,
+        inputs=row.inputs,
+        config=row.config,
+        last_seq=row.last_seq,
+        resume_reason=row.resume_reason,
+        started_at=row.started_at,
+    )
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+
+def _summary_fields(row: Row[Any]) -> dict[str, Any]:
+    completed, total = row.completed_nodes, row.total_nodes
+    percent = round(100.0 * completed / total, 1) if total else 0.0
+    return {
+        "id": row.id,
+        "workflow_id": row.workflow_id,
+        "workflow_version": row.workflow_version,
+        "status": _E(row.status),
+        "progress": models.Progress(completed=completed, total=total, percent=percent),
+        "created_at": row.created_at,
+        "started_at": row.started_at,
+        "finished_at": row.finished_at,
+        "last_seq": row.last_seq,
+    }
+
+
+def _node_state(row: Row[Any]) -> models.NodeState:
+    return models.NodeState(
+        node_key=row.node_key,
+        node_id=row.node_id,
+        status=NodeStatus(row.status),
+        attempt=row.attempt,
+        output=row.output,
+        error=row.error,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        duration_ms=row.duration_ms,
+    )
+
+
+def _queue_position(cursor: str) -> int:
+    position = decode_cursor("x", cursor)
+    if len(position) != 1 or type(position[0]) is not int:
+        raise CursorInvalid(f"cursor {cursor!r} is not valid")
+    return position[0]

@@ -1,0 +1,135 @@
+"""What one batch of events and checkpoints changes in the tables, computed in Python.
+
+The event log is the source: node-run rows and the execution row's status, progress and
+outputs are derived from the events of the same batch and written in the same transaction, so
+a client never sees an event whose effect on the execution is not stored yet (or vice versa).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from app.domain.events import Event, EventType
+from app.domain.run import Checkpoint
+from app.domain.status import ExecutionStatus, NodeStatus
+
+_STATUS_OF_EVENT: dict[EventType, ExecutionStatus] = {
+    EventType.WORKFLOW_STARTED: ExecutionStatus.RUNNING,
+    EventType.WORKFLOW_RESUMED: ExecutionStatus.RUNNING,
+    EventType.WORKFLOW_COMPLETED: ExecutionStatus.COMPLETED,
+    EventType.WORKFLOW_FAILED: ExecutionStatus.FAILED,
+    EventType.WORKFLOW_CANCELLED: ExecutionStatus.CANCELLED,
+    EventType.WORKFLOW_TIMED_OUT: ExecutionStatus.TIMED_OUT,
+    EventType.WORKFLOW_PAUSED: ExecutionStatus.PAUSED,
+    EventType.WORKFLOW_WAITING: ExecutionStatus.WAITING,
+}
+_NODE_STATUS_OF_EVENT: dict[EventType, NodeStatus] = {
+    EventType.NODE_STARTED: NodeStatus.RUNNING,
+    EventType.NODE_RETRY: NodeStatus.RUNNING,
+    EventType.NODE_COMPLETED: NodeStatus.COMPLETED,
+    EventType.NODE_FAILED: NodeStatus.FAILED,
+    EventType.NODE_SKIPPED: NodeStatus.SKIPPED,
+    EventType.NODE_CANCELLED: NodeStatus.CANCELLED,
+    EventType.NODE_WAITING: NodeStatus.WAITING,
+}
+
+
+@dataclass(slots=True)
+class NodeRunRow:
+    execution_id: str
+    node_key: str
+    node_id: str
+    status: str
+    attempt: int = 0  # 0: not known from this batch (a skipped node never had an attempt)
+    output: Any = None
+    error: Any = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    duration_ms: float | None = None
+
+
+@dataclass(slots=True)
+class ExecutionUpdate:
+    """Changes to one execution row; None means "leave as is"."""
+
+    execution_id: str
+    last_seq: int = 0
+    status: str | None = None
+    outputs: Any = None
+    error: Any = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    completed_nodes: int | None = None
+    total_nodes: int | None = None
+    terminal: bool = False
+
+
+@dataclass(slots=True)
+class BatchRows:
+    events: list[Event] = field(default_factory=list)
+    checkpoints: list[Checkpoint] = field(default_factory=list)
+    node_runs: dict[tuple[str, str], NodeRunRow] = field(default_factory=dict)
+    executions: dict[str, ExecutionUpdate] = field(default_factory=dict)
+
+
+def derive(events: list[Event], checkpoints: list[Checkpoint]) -> BatchRows:
+    """Fold a batch (events in seq order per execution) into row changes, one per key."""
+    rows = BatchRows(events=events, checkpoints=checkpoints)
+    for event in events:
+        update = rows.executions.get(event.execution_id)
+        if update is None:
+            update = rows.executions[event.execution_id] = ExecutionUpdate(event.execution_id)
+        update.last_seq = max(update.last_seq, event.seq)
+        status = _STATUS_OF_EVENT.get(event.type)
+        if status is not None:
+            _apply_execution(update, event, status)
+        elif event.type is EventType.PROGRESS_UPDATE:
+            update.completed_nodes = event.data.get("completed")
+            update.total_nodes = event.data.get("total")
+        node_status = _NODE_STATUS_OF_EVENT.get(event.type)
+        if node_status is not None and event.node_id is not None:
+            _apply_node(rows, event, node_status)
+    return rows
+
+
+def _apply_execution(update: ExecutionUpdate, event: Event, status: ExecutionStatus) -> None:
+    update.status = status.value
+    update.terminal = status.is_terminal
+    if status is ExecutionStatus.RUNNING:
+        update.started_at = update.started_at or event.ts
+        update.error = None
+    elif status.is_terminal:
+        update.finished_at = event.ts
+        update.outputs = event.data.get("outputs")
+        update.error = event.data.get("error")
+
+
+def _apply_node(rows: BatchRows, event: Event, status: NodeStatus) -> None:
+    assert event.node_id is not None
+    key = (event.execution_id, event.node_id)
+    row = rows.node_runs.get(key)
+    data = event.data
+    if row is None or event.type is EventType.NODE_STARTED:
+        row = rows.node_runs[key] = NodeRunRow(
+            execution_id=event.execution_id,
+            node_key=event.node_id,
+            node_id=event.node_id.rsplit(".", 1)[-1],
+            status=status.value,
+        )
+    row.status = status.value
+    if event.type is EventType.NODE_STARTED:
+        row.started_at = event.ts
+        row.attempt = data.get("attempt", 1)
+    elif event.type is EventType.NODE_RETRY:
+        row.attempt = data.get("next_attempt", row.attempt)
+        row.error = data.get("error")
+    elif event.type in (EventType.NODE_COMPLETED, EventType.NODE_FAILED):
+        row.attempt = data.get("attempt", row.attempt)
+        row.output = data.get("output")
+        row.error = data.get("error")
+        row.finished_at = event.ts
+        row.duration_ms = data.get("duration_ms")
+    elif event.type in (EventType.NODE_SKIPPED, EventType.NODE_CANCELLED):
+        row.finished_at = event.ts

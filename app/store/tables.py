@@ -1,0 +1,199 @@
+"""The schema, as SQLAlchemy Core tables. Alembic migrations must match it (a test checks).
+
+JSON columns are JSONB on Postgres. The hot path (events, node runs, checkpoints) is written
+with multi-row statements by ``app.store.journal``; ORM objects are never used.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Identity,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+Json = JSON().with_variant(JSONB(), "postgresql")
+
+
+class Timestamp(TypeDecorator[datetime]):
+    """Aware UTC datetimes on every backend (SQLite stores them naive: read back as UTC)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is not None:
+            value = value.astimezone(UTC)
+            if dialect.name == "sqlite":
+                value = value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(
+        self,
+        value: datetime | None,
+        dialect: Dialect,  # noqa: ARG002 - TypeDecorator API
+    ) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value
+
+
+workflows = Table(
+    "workflows",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("latest_version", Integer, nullable=False),
+    Column("created_at", Timestamp(), nullable=False),
+    Column("updated_at", Timestamp(), nullable=False),
+    Column("archived_at", Timestamp()),
+    Index("ix_workflows_created", "created_at", "id"),
+)
+
+workflow_versions = Table(
+    "workflow_versions",
+    metadata,
+    Column("workflow_id", String(64), ForeignKey("workflows.id"), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    # Plain JSON, not JSONB: a document comes back exactly as it was sent (key order kept).
+    Column("document", JSON, nullable=False),
+    Column("content_hash", String(64), nullable=False),
+    Column("created_at", Timestamp(), nullable=False),
+)
+
+executions = Table(
+    "executions",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    # Submission order: queued runs start in this order.
+    # Identity on Postgres; SQLite (one writer at a time) gets MAX + 1 from the insert itself.
+    Column("queue_seq", BigInteger, Identity(), nullable=False, unique=True),
+    Column("workflow_id", String(64), nullable=False),
+    Column("workflow_version", Integer, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("inputs", Json, nullable=False),
+    Column("config", Json, nullable=False),
+    Column("outputs", Json),
+    Column("error", Json),
+    Column("last_seq", Integer, nullable=False, server_default=text("0")),
+    Column("completed_nodes", Integer, nullable=False, server_default=text("0")),
+    Column("total_nodes", Integer, nullable=False, server_default=text("0")),
+    # Why the next start is a resume (paused, shutdown, retry, …); null for a fresh run.
+    Column("resume_reason", String(32)),
+    Column("started_by", String(200)),
+    Column("created_at", Timestamp(), nullable=False),
+    Column("started_at", Timestamp()),
+    Column("finished_at", Timestamp()),
+    Column("updated_at", Timestamp(), nullable=False),
+    ForeignKeyConstraint(
+        ["workflow_id", "workflow_version"],
+        ["workflow_versions.workflow_id", "workflow_versions.version"],
+    ),
+    Index("ix_executions_workflow", "workflow_id", "queue_seq"),
+    Index("ix_executions_status", "status", "queue_seq"),
+)
+
+node_runs = Table(
+    "node_runs",
+    metadata,
+    Column(
+        "execution_id",
+        String(64),
+        ForeignKey("executions.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("node_key", String(512), primary_key=True),
+    Column("node_id", String(64), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("output", Json),
+    Column("error", Json),
+    Column("started_at", Timestamp()),
+    Column("finished_at", Timestamp()),
+    Column("duration_ms", Float),
+)
+
+checkpoints = Table(
+    "checkpoints",
+    metadata,
+    Column(
+        "execution_id",
+        String(64),
+        ForeignKey("executions.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("number", Integer, primary_key=True),
+    Column("seq", Integer, nullable=False),
+    Column("created_at", Timestamp(), nullable=False),
+    Column("records", Json, nullable=False),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column(
+        "execution_id",
+        String(64),
+        ForeignKey("executions.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("seq", Integer, primary_key=True),
+    Column("type", String(32), nullable=False),
+    Column("ts", Timestamp(), nullable=False),
+    Column("node_id", String(512)),
+    Column("level", Integer),
+    Column("data", Json, nullable=False),
+)
+
+form_submissions = Table(
+    "form_submissions",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column(
+        "execution_id", String(64), ForeignKey("executions.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("node_key", String(512), nullable=False),
+    Column("values", Json, nullable=False),
+    Column("by", String(200)),
+    Column("comment", Text),
+    Column("created_at", Timestamp(), nullable=False),
+    Index("ix_form_submissions_execution", "execution_id", "node_key"),
+)
+
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("workflow_id", String(64), primary_key=True),
+    Column("key", String(200), primary_key=True),
+    Column("request_hash", String(64), nullable=False),
+    Column(
+        "execution_id", String(64), ForeignKey("executions.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("created_at", Timestamp(), nullable=False),
+)

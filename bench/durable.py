@@ -1,0 +1,213 @@
+"""Durable execution on Postgres, in-process (engine + SQL journal, no HTTP).
+
+``python -m bench.durable`` (``OXIFY_BENCH_DATABASE_URL`` or ``OXIFY_TEST_DATABASE_URL``, default
+the local test database; a scratch database is created and dropped). Each scenario runs 5 times;
+the median is printed with min and max.
+
+S1  a 100-node chain of no-op transform nodes, ``every_node`` checkpoints: each node's result
+    (and its events) committed before its successor starts — ms per node, beside this machine's
+    single-row commit latency through asyncpg.
+S2  start → 50 parallel no-op nodes → join: total ms.
+S3  200 runs of 10-node chains, 20 at a time: durable node results per second (group commit
+    lets concurrent runs share transactions).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import asyncpg
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.domain.run import RunConfig
+from app.domain.status import ExecutionStatus
+from app.engine.graph import content_hash
+from app.engine.scheduler import RunRequest, Scheduler
+from app.nodes.registry import core_registry
+from app.store import db
+from app.store import executions as executions_store
+from app.store import workflows as workflows_store
+from app.store.journal import SqlJournal
+
+RUNS = 5
+DEFAULT_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+
+
+def chain(size: int) -> dict[str, Any]:
+    nodes = [{"id": f"n{i}", "type": "transform", "config": {"value": i}} for i in range(size)]
+    edges = [{"from": f"n{i}", "to": f"n{i + 1}"} for i in range(size - 1)]
+    return {"name": f"chain-{size}", "nodes": nodes, "edges": edges}
+
+
+def fan(width: int) -> dict[str, Any]:
+    nodes: list[dict[str, Any]] = [{"id": "start", "type": "start"}]
+    nodes += [{"id": f"p{i}", "type": "transform", "config": {"value": i}} for i in range(width)]
+    nodes.append({"id": "join", "type": "end"})
+    edges = [{"from": "start", "to": f"p{i}"} for i in range(width)]
+    edges += [{"from": f"p{i}", "to": "join"} for i in range(width)]
+    return {"name": f"fan-{width}", "nodes": nodes, "edges": edges}
+
+
+class Bench:
+    def __init__(self, engine: AsyncEngine) -> None:
+        registry = core_registry()
+        self.engine = engine
+        self.journal = SqlJournal(engine)
+        self.scheduler = Scheduler(
+            executors=registry.executors,
+            events=self.journal,
+            checkpoints=self.journal,
+            node_types=registry.node_types,
+        )
+
+    async def workflow(self, document: dict[str, Any]) -> str:
+        workflow_id = str(uuid.uuid4())
+        async with self.engine.begin() as conn:
+            await workflows_store.insert_workflow(
+                conn,
+                workflow_id=workflow_id,
+                name=document["name"],
+                document=document,
+                content_hash=content_hash(document),
+                now=datetime.now(UTC),
+            )
+        return workflow_id
+
+    async def executions(self, workflow_id: str, count: int) -> list[str]:
+        ids = [str(uuid.uuid4()) for _ in range(count)]
+        async with self.engine.begin() as conn:
+            for execution_id in ids:
+                await executions_store.insert_execution(
+                    conn,
+                    execution_id=execution_id,
+                    workflow_id=workflow_id,
+                    workflow_version=1,
+                    inputs={},
+                    config={},
+                    now=datetime.now(UTC),
+                )
+        return ids
+
+    async def run(self, document: dict[str, Any], execution_id: str) -> None:
+        request = RunRequest(
+            execution_id, self.scheduler.plan(document), {}, RunConfig(checkpoint="every_node")
+        )
+        outcome = await self.scheduler.run(request)
+        assert outcome.status is ExecutionStatus.COMPLETED, outcome
+
+
+async def timed(repeat: int, make: Callable[[], Awaitable[float]]) -> list[float]:
+    return [await make() for _ in range(repeat)]
+
+
+def summary(values: list[float], unit: str, digits: int = 3) -> str:
+    return (
+        f"{statistics.median(values):.{digits}f} {unit} "
+        f"(min {min(values):.{digits}f}, max {max(values):.{digits}f}; median of {len(values)})"
+    )
+
+
+async def commit_latency_ms(dsn: str) -> list[float]:
+    connection = await asyncpg.connect(dsn)
+    try:
+        await connection.execute("CREATE TABLE IF NOT EXISTS bench_commit (id int, v text)")
+        samples = []
+        for i in range(200):
+            start = time.perf_counter()
+            await connection.execute("INSERT INTO bench_commit VALUES ($1, 'x')", i)
+            samples.append((time.perf_counter() - start) * 1000)
+        return [statistics.median(samples[k : k + 40]) for k in range(0, 200, 40)]
+    finally:
+        await connection.close()
+
+
+async def main(url: str) -> None:
+    admin_dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    name = f"oxify_bench_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(admin_dsn)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    bench_url = make_url(url).set(database=name).render_as_string(hide_password=False)
+    engine = db.create_engine(bench_url)
+    try:
+        await db.migrate(bench_url)
+        bench = Bench(engine)
+        bench_dsn = make_url(bench_url).set(drivername="postgresql")
+        commits = await commit_latency_ms(bench_dsn.render_as_string(hide_password=False))
+        print(f"single-row commit (asyncpg, autocommit insert): {summary(commits, 'ms')}")
+
+        s1 = chain(100)
+        s1_id = await bench.workflow(s1)
+
+        async def s1_once() -> float:
+            (execution_id,) = await bench.executions(s1_id, 1)
+            start = time.perf_counter()
+            await bench.run(s1, execution_id)
+            return (time.perf_counter() - start) * 1000 / len(s1["nodes"])
+
+        await s1_once()  # warm-up: plan cache, connections
+        s1_ms = await timed(RUNS, s1_once)
+        print(f"S1 100-node chain, every_node, commit per step: {summary(s1_ms, 'ms/node')}")
+
+        s2 = fan(50)
+        s2_id = await bench.workflow(s2)
+
+        async def s2_once() -> float:
+            (execution_id,) = await bench.executions(s2_id, 1)
+            start = time.perf_counter()
+            await bench.run(s2, execution_id)
+            return (time.perf_counter() - start) * 1000
+
+        await s2_once()
+        print(f"S2 start → 50 parallel → join: {summary(await timed(RUNS, s2_once), 'ms', 1)}")
+
+        s3 = chain(10)
+        s3_id = await bench.workflow(s3)
+
+        async def s3_once() -> float:
+            ids = await bench.executions(s3_id, 200)
+            gate = asyncio.Semaphore(20)
+            commits_before = bench.journal.commits
+
+            async def one(execution_id: str) -> None:
+                async with gate:
+                    await bench.run(s3, execution_id)
+
+            start = time.perf_counter()
+            await asyncio.gather(*(one(i) for i in ids))
+            elapsed = time.perf_counter() - start
+            s3_once.commits = bench.journal.commits - commits_before  # type: ignore[attr-defined]
+            return 200 * len(s3["nodes"]) / elapsed
+
+        rates = await timed(RUNS, s3_once)
+        print(
+            f"S3 200 runs x 10-node chains, 20 at a time: {summary(rates, 'node results/s', 0)}; "
+            f"{s3_once.commits} commits in the last round"  # type: ignore[attr-defined]
+        )
+    finally:
+        await bench.journal.close() if "bench" in locals() else None
+        await engine.dispose()
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+if __name__ == "__main__":
+    asyncio.run(
+        main(
+            os.environ.get("OXIFY_BENCH_DATABASE_URL")
+            or os.environ.get("OXIFY_TEST_DATABASE_URL")
+            or DEFAULT_URL
+        )
+    )

@@ -1,0 +1,98 @@
+"""Liveness, readiness and metrics."""
+
+from __future__ import annotations
+
+import uuid
+
+import asyncpg
+import httpx
+from sqlalchemy.engine import make_url
+
+from app.main import create_app
+from app.settings import Settings
+from tests.api.helpers import (
+    assert_problem,
+    client_of,
+    create_workflow,
+    doubler,
+    serving,
+    start_run,
+    wait_run,
+)
+
+
+async def test_healthz(client: httpx.AsyncClient) -> None:
+    response = await client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+async def test_readyz_on_a_migrated_database(client: httpx.AsyncClient) -> None:
+    response = await client.get("/readyz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ready"}
+
+
+async def test_readyz_is_503_when_the_database_is_not_at_head(fresh_pg_url: str) -> None:
+    async with serving(fresh_pg_url) as client:
+        dsn = make_url(fresh_pg_url).set(drivername="postgresql").render_as_string(False)
+        conn = await asyncpg.connect(dsn)
+        try:
+            await conn.execute("UPDATE alembic_version SET version_num = 'older'")
+        finally:
+            await conn.close()
+        body = assert_problem(await client.get("/readyz"), 503, "not_ready")
+        assert "older" in body["detail"]
+
+
+async def test_readyz_is_503_before_the_services_start() -> None:
+    app = create_app(Settings(database_url="sqlite+aiosqlite:///:memory:"))
+    async with client_of(app) as client:  # lifespan not entered: no services
+        assert_problem(await client.get("/readyz"), 503, "not_ready")
+        assert (await client.get("/healthz")).status_code == 200
+
+
+async def test_readyz_is_503_on_an_empty_database(postgres_url: str) -> None:
+    name = f"oxify_empty_{uuid.uuid4().hex[:10]}"
+    dsn = make_url(postgres_url).set(drivername="postgresql").render_as_string(False)
+    admin = await asyncpg.connect(dsn)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        url = make_url(postgres_url).set(database=name).render_as_string(False)
+        async with serving(url) as client:
+            assert_problem(await client.get("/readyz"), 503, "not_ready")
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+async def test_metrics_count_requests_by_route_template_and_runs(
+    client: httpx.AsyncClient,
+) -> None:
+    workflow_id = await create_workflow(client, doubler())
+    run = await start_run(client, workflow_id, {"inputs": {"n": 1}})
+    await wait_run(client, run["id"])
+    await client.get("/v1/workflows/nope")
+    await client.get("/no/such/path")
+
+    response = await client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    text = response.text
+    assert 'oxify_http_requests_total{method="POST",route="/v1/workflows",status="201"} 1.0' in text
+    assert (
+        'oxify_http_requests_total{method="GET",route="/v1/workflows/{workflow_id}",status="404"}'
+        in text
+    )
+    assert 'route="<unmatched>",status="404"' in text
+    assert "/no/such/path" not in text
+    assert 'oxify_http_request_duration_seconds_bucket{le="0.005",method="POST"' in text
+    assert "oxify_runs_started_total 1.0" in text
+    assert "oxify_runs_running 0.0" in text
+
+
+async def test_each_app_has_its_own_metrics(pg_database_url: str) -> None:
+    async with serving(pg_database_url) as first, serving(pg_database_url) as second:
+        await first.get("/healthz")
+        text = (await second.get("/metrics")).text
+        assert 'route="/healthz"' not in text

@@ -1,0 +1,99 @@
+"""Real Postgres for store, API and end-to-end tests.
+
+The schema is built once per test session with ``alembic upgrade head`` into a template database;
+each test module gets its own database cloned from it (``CREATE DATABASE … TEMPLATE``), so
+modules are isolated and run in any order. Without a reachable Postgres these tests skip — except
+under CI=true, where that is a failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import asyncpg
+import pytest
+from sqlalchemy.engine import make_url
+
+from app.store.db import migrate
+
+DEFAULT_TEST_DATABASE_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+
+
+def _admin_dsn(url: str) -> str:
+    parsed = make_url(url).set(drivername="postgresql")
+    return parsed.render_as_string(hide_password=False)
+
+
+def _with_database(url: str, name: str) -> str:
+    return make_url(url).set(database=name).render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    return os.environ.get("OXIFY_TEST_DATABASE_URL", DEFAULT_TEST_DATABASE_URL)
+
+
+@pytest.fixture(scope="session")
+def postgres_template(postgres_url: str) -> Iterator[str]:
+    """The name of a migrated template database (dropped at the end of the session)."""
+
+    async def create() -> str:
+        try:
+            admin = await asyncpg.connect(_admin_dsn(postgres_url), timeout=5)
+        except (OSError, asyncpg.PostgresError) as exc:
+            message = f"Postgres is not reachable at {postgres_url}: {exc}"
+            if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+                pytest.fail(message)
+            pytest.skip(message)
+        name = f"oxify_tpl_{uuid.uuid4().hex[:10]}"
+        try:
+            await admin.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await admin.close()
+        await migrate(_with_database(postgres_url, name))
+        return name
+
+    name = asyncio.run(create())
+    yield name
+    asyncio.run(_drop(postgres_url, name))
+
+
+async def _drop(postgres_url: str, name: str) -> None:
+    admin = await asyncpg.connect(_admin_dsn(postgres_url))
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture(scope="module")
+def pg_database_url(postgres_url: str, postgres_template: str) -> Iterator[str]:
+    """A fresh migrated database for one test module; its SQLAlchemy URL."""
+    name = f"oxify_t_{uuid.uuid4().hex[:12]}"
+
+    async def create() -> None:
+        admin = await asyncpg.connect(_admin_dsn(postgres_url))
+        try:
+            await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{postgres_template}"')
+        finally:
+            await admin.close()
+
+    asyncio.run(create())
+    yield _with_database(postgres_url, name)
+    asyncio.run(_drop(postgres_url, name))
+
+
+@pytest.fixture
+async def fresh_pg_url(postgres_url: str, postgres_template: str) -> AsyncIterator[str]:
+    """A fresh migrated database for one test (when a module needs several)."""
+    name = f"oxify_t_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(_admin_dsn(postgres_url))
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{postgres_template}"')
+    finally:
+        await admin.close()
+    yield _with_database(postgres_url, name)
+    await _drop(postgres_url, name)

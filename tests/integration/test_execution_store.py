@@ -1,0 +1,538 @@
+"""Execution queries on real databases: a fresh Postgres clone and a fresh SQLite file per test."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from app.domain.status import ExecutionStatus, InvalidTransition, NodeStatus
+from app.errors import CursorInvalid
+from app.store import executions as store
+from app.store import tables, workflows
+from app.store.db import create_engine, is_postgres, migrate
+
+S = ExecutionStatus
+T0 = datetime(2020, 6, 1, 8, 0, 0, 500000, tzinfo=UTC)
+WORKFLOW = "wf-1"
+OTHER = "wf-2"
+
+
+@pytest.fixture(scope="module")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("sqlite-template") / "template.db"
+    asyncio.run(migrate(f"sqlite+aiosqlite:///{path}"))
+    return path
+
+
+@pytest.fixture(params=["postgres", "sqlite"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path) -> str:
+    if request.param == "postgres":
+        url: str = request.getfixturevalue("fresh_pg_url")
+        return url
+    shutil.copyfile(sqlite_template, tmp_path / "oxify.db")
+    return f"sqlite+aiosqlite:///{tmp_path / 'oxify.db'}"
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(database_url)
+    async with engine.begin() as conn:
+        for workflow_id in (WORKFLOW, OTHER):
+            await workflows.insert_workflow(
+                conn,
+                workflow_id=workflow_id,
+                name=workflow_id,
+                document={"name": workflow_id, "nodes": [], "edges": []},
+                content_hash="0" * 64,
+                now=T0,
+            )
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+async def add(
+    conn: AsyncConnection,
+    *,
+    workflow_id: str = WORKFLOW,
+    status: ExecutionStatus = S.QUEUED,
+    execution_id: str | None = None,
+    **extra: Any,
+) -> str:
+    execution_id = execution_id or str(uuid.uuid4())
+    await store.insert_execution(
+        conn,
+        execution_id=execution_id,
+        workflow_id=workflow_id,
+        workflow_version=1,
+        inputs=extra.pop("inputs", {"n": 1}),
+        config=extra.pop("config", {"max_concurrency": 4}),
+        status=status,
+        now=T0,
+        **extra,
+    )
+    return execution_id
+
+
+async def status_of(engine: AsyncEngine, execution_id: str) -> ExecutionStatus:
+    async with engine.connect() as conn:
+        row = await store.execution_row(conn, execution_id)
+    assert row is not None
+    return row.status
+
+
+# -- insert and read -------------------------------------------------------------------------
+
+
+async def test_inserts_take_increasing_queue_positions(engine: AsyncEngine) -> None:
+    positions = []
+    for _ in range(4):
+        async with engine.begin() as conn:
+            positions.append(
+                await store.insert_execution(
+                    conn,
+                    execution_id=str(uuid.uuid4()),
+                    workflow_id=WORKFLOW,
+                    workflow_version=1,
+                    inputs={},
+                    config={},
+                    now=T0,
+                )
+            )
+    assert positions == sorted(positions) and len(set(positions)) == 4
+
+
+async def test_concurrent_inserts_get_distinct_queue_positions(engine: AsyncEngine) -> None:
+    async def insert() -> str:
+        async with engine.begin() as conn:
+            return await add(conn)
+
+    ids = await asyncio.gather(*(insert() for _ in range(10)))
+
+    async with engine.connect() as conn:
+        rows = (await conn.execute(select(tables.executions.c.queue_seq))).scalars().all()
+        queued = await store.queued_ids(conn, 100)
+    assert len(set(rows)) == 10
+    assert sorted(queued) == sorted(ids)
+
+
+async def test_a_new_execution_reads_back_whole(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        execution_id = await add(
+            conn, inputs=[1, "two", {"three": None}], config={"timeout_s": 5}, started_by="ann"
+        )
+        unknown = add(conn, workflow_id="no-such-workflow")
+        with pytest.raises(IntegrityError):
+            async with conn.begin_nested():
+                await unknown
+
+    async with engine.connect() as conn:
+        execution = await store.get_execution(conn, execution_id)
+        row = await store.execution_row(conn, execution_id)
+        assert await store.get_execution(conn, "missing") is None
+        assert await store.execution_row(conn, "missing") is None
+    assert execution is not None and row is not None
+    assert execution.status is S.QUEUED
+    assert (execution.workflow_id, execution.workflow_version) == (WORKFLOW, 1)
+    assert execution.inputs == [1, "two", {"three": None}]
+    assert execution.config == {"timeout_s": 5}
+    assert execution.created_at == T0 and execution.started_at is None
+    assert execution.last_seq == 0 and execution.nodes == []
+    assert (execution.progress.completed, execution.progress.total) == (0, 0)
+    assert execution.progress.percent == 0.0
+    assert execution.outputs is None and execution.error is None
+    assert row == store.ExecutionRow(
+        id=execution_id,
+        status=S.QUEUED,
+        workflow_id=WORKFLOW,
+        workflow_version=1,
+        inputs=[1, "two", {"three": None}],
+        config={"timeout_s": 5},
+        last_seq=0,
+        resume_reason=None,
+        started_at=None,
+    )
+
+
+async def test_nodes_and_progress_come_with_the_execution(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        execution_id = await add(conn, status=S.RUNNING)
+        await conn.execute(
+            tables.executions.update()
+            .where(tables.executions.c.id == execution_id)
+            .values(completed_nodes=1, total_nodes=3, last_seq=9)
+        )
+        await conn.execute(
+            tables.node_runs.insert(),
+            [
+                node_run(execution_id, "zeta", NodeStatus.COMPLETED, 1, T0, output={"v": 1}),
+                node_run(execution_id, "skipped", NodeStatus.SKIPPED, 0, None),
+                node_run(execution_id, "alpha", NodeStatus.RUNNING, 2, T0 + timedelta(seconds=1)),
+                node_run(execution_id, "beta", NodeStatus.FAILED, 1, T0, error={"code": "x"}),
+            ],
+        )
+
+    async with engine.connect() as conn:
+        execution = await store.get_execution(conn, execution_id)
+        bare = await store.get_execution(conn, execution_id, with_nodes=False)
+    assert execution is not None and bare is not None
+    assert [n.node_key for n in execution.nodes] == ["beta", "zeta", "alpha", "skipped"]
+    zeta = execution.nodes[1]
+    assert (zeta.status, zeta.attempt, zeta.output, zeta.started_at) == (
+        NodeStatus.COMPLETED,
+        1,
+        {"v": 1},
+        T0,
+    )
+    assert execution.nodes[0].error == {"code": "x"}
+    assert execution.progress.model_dump() == {"completed": 1, "total": 3, "percent": 33.3}
+    assert execution.last_seq == 9
+    assert bare.nodes == [] and bare.progress == execution.progress
+
+
+def node_run(
+    execution_id: str,
+    key: str,
+    status: NodeStatus,
+    attempt: int,
+    started_at: datetime | None,
+    **extra: Any,
+) -> dict[str, Any]:
+    return {
+        "execution_id": execution_id,
+        "node_key": key,
+        "node_id": key.rsplit(".", 1)[-1],
+        "status": status.value,
+        "attempt": attempt,
+        "started_at": started_at,
+        "output": extra.get("output"),
+        "error": extra.get("error"),
+    }
+
+
+# -- idempotency -----------------------------------------------------------------------------
+
+
+async def test_idempotency_keys_are_recorded_once(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        execution_id = await add(conn)
+        assert await store.find_idempotency(conn, WORKFLOW, "k1") is None
+        await store.insert_idempotency(
+            conn,
+            workflow_id=WORKFLOW,
+            key="k1",
+            request_hash="h1",
+            execution_id=execution_id,
+            now=T0,
+        )
+    async with engine.connect() as conn:
+        assert await store.find_idempotency(conn, WORKFLOW, "k1") == ("h1", execution_id)
+        assert await store.find_idempotency(conn, OTHER, "k1") is None  # keys are per workflow
+
+    with pytest.raises(IntegrityError):
+        async with engine.begin() as conn:
+            await store.insert_idempotency(
+                conn,
+                workflow_id=WORKFLOW,
+                key="k1",
+                request_hash="h2",
+                execution_id=execution_id,
+                now=T0,
+            )
+
+
+async def test_concurrent_requests_with_one_key_create_one_execution(
+    engine: AsyncEngine,
+) -> None:
+    async def submit(execution_id: str) -> bool:
+        try:
+            async with engine.begin() as conn:
+                await add(conn, execution_id=execution_id)
+                await store.insert_idempotency(
+                    conn,
+                    workflow_id=WORKFLOW,
+                    key="same",
+                    request_hash="h",
+                    execution_id=execution_id,
+                    now=T0,
+                )
+        except IntegrityError:
+            return False
+        return True
+
+    candidates = [f"run-{i}" for i in range(4)]
+    won = await asyncio.gather(*(submit(c) for c in candidates))
+
+    assert sorted(won) == [False, False, False, True]
+    winner = candidates[won.index(True)]
+    async with engine.connect() as conn:
+        count = await conn.scalar(select(func.count()).select_from(tables.executions))
+        assert count == 1
+        assert await store.find_idempotency(conn, WORKFLOW, "same") == ("h", winner)
+
+
+# -- status changes --------------------------------------------------------------------------
+
+
+async def test_set_status_changes_only_from_an_expected_status(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        execution_id = await add(conn)
+        before = await conn.scalar(select(tables.executions.c.updated_at))
+
+    async with engine.begin() as conn:
+        assert await store.set_status(conn, execution_id, expected=[S.QUEUED], status=S.RUNNING)
+        assert not await store.set_status(conn, execution_id, expected=[S.QUEUED], status=S.RUNNING)
+        assert not await store.set_status(conn, "missing", expected=[S.RUNNING], status=S.PAUSING)
+        finished = T0 + timedelta(minutes=1)
+        assert await store.set_status(
+            conn,
+            execution_id,
+            expected=[S.PAUSING, S.RUNNING],
+            status=S.FAILED,
+            finished_at=finished,
+            error={"code": "boom", "message": "it broke"},
+            resume_reason="retry",
+        )
+    async with engine.connect() as conn:
+        execution = await store.get_execution(conn, execution_id)
+        row = await store.execution_row(conn, execution_id)
+        after = await conn.scalar(select(tables.executions.c.updated_at))
+    assert execution is not None and row is not None
+    assert execution.status is S.FAILED and execution.finished_at == finished
+    assert execution.error == {"code": "boom", "message": "it broke"}
+    assert row.resume_reason == "retry"
+    assert after is not None and before is not None and after > before
+
+    async with engine.begin() as conn:
+        assert await store.set_status(
+            conn, execution_id, expected=[S.FAILED], status=S.QUEUED, error=None, finished_at=None
+        )
+    async with engine.connect() as conn:
+        execution = await store.get_execution(conn, execution_id)
+    assert execution is not None
+    assert (execution.status, execution.error, execution.finished_at) == (S.QUEUED, None, None)
+
+
+async def test_set_status_can_also_require_a_resume_reason(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        execution_id = await add(conn, status=S.PAUSED)
+        ok: dict[str, Any] = {"expected": [S.PAUSED], "status": S.QUEUED}
+        assert not await store.set_status(
+            conn, execution_id, only_if_resume_reason="shutdown", **ok
+        )
+        assert await store.set_status(
+            conn, execution_id, expected=[S.PAUSED], status=S.PAUSED, resume_reason="shutdown"
+        )
+        assert await store.set_status(conn, execution_id, only_if_resume_reason="shutdown", **ok)
+    assert await status_of(engine, execution_id) is S.QUEUED
+
+
+async def test_set_status_refuses_what_the_transition_table_forbids(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        execution_id = await add(conn, status=S.COMPLETED)
+        with pytest.raises(InvalidTransition):
+            await store.set_status(conn, execution_id, expected=[S.COMPLETED], status=S.RUNNING)
+        with pytest.raises(InvalidTransition):  # any expected status that may not go there
+            await store.set_status(
+                conn, execution_id, expected=[S.RUNNING, S.QUEUED], status=S.PAUSING
+            )
+        with pytest.raises(TypeError, match="workflow_id"):
+            await store.set_status(
+                conn, execution_id, expected=[S.RUNNING], status=S.FAILED, workflow_id="x"
+            )
+    assert await status_of(engine, execution_id) is S.COMPLETED
+
+
+async def test_racing_status_changes_have_exactly_one_winner(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        runs = [await add(conn, status=S.RUNNING) for _ in range(5)]
+
+    async def change(execution_id: str, status: ExecutionStatus) -> bool:
+        async with engine.begin() as conn:
+            return await store.set_status(conn, execution_id, expected=[S.RUNNING], status=status)
+
+    for execution_id in runs:
+        pause, cancel = await asyncio.gather(
+            change(execution_id, S.PAUSING), change(execution_id, S.CANCELLED)
+        )
+        assert pause != cancel
+        assert await status_of(engine, execution_id) is (S.PAUSING if pause else S.CANCELLED)
+
+
+async def test_a_status_change_waiting_on_another_sees_its_result(engine: AsyncEngine) -> None:
+    if not is_postgres(engine):
+        pytest.skip("row locks: Postgres")
+    async with engine.begin() as conn:
+        execution_id = await add(conn, status=S.RUNNING)
+
+    async with engine.connect() as first, engine.connect() as second, engine.connect() as watch:
+        pid = await second.scalar(text("SELECT pg_backend_pid()"))
+        assert await store.set_status(first, execution_id, expected=[S.RUNNING], status=S.PAUSING)
+        loser = asyncio.create_task(
+            store.set_status(second, execution_id, expected=[S.RUNNING], status=S.CANCELLED)
+        )
+        # The second UPDATE blocks on the first one's row lock (checked, not assumed).
+        while not loser.done():
+            waiting = await watch.scalar(
+                text("SELECT wait_event_type FROM pg_stat_activity WHERE pid = :pid"),
+                {"pid": pid},
+            )
+            await watch.rollback()
+            if waiting == "Lock":
+                break
+        assert not loser.done()
+        await first.commit()
+        assert await loser is False
+        await second.commit()
+    assert await status_of(engine, execution_id) is S.PAUSING
+
+
+async def test_interrupted_runs_are_queued_again(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        ids = {status: await add(conn, status=status) for status in S}
+
+    async with engine.begin() as conn:
+        assert await store.requeue_interrupted(conn) == 2
+
+    async with engine.connect() as conn:
+        for status, execution_id in ids.items():
+            row = await store.execution_row(conn, execution_id)
+            assert row is not None
+            if status in (S.RUNNING, S.PAUSING):
+                assert (row.status, row.resume_reason) == (S.QUEUED, "recovered")
+            else:
+                assert (row.status, row.resume_reason) == (status, None)
+
+
+# -- queue -----------------------------------------------------------------------------------
+
+
+async def test_queued_ids_follow_submission_order(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        first = await add(conn)
+        await add(conn, status=S.RUNNING)
+        second = await add(conn, workflow_id=OTHER)
+        third = await add(conn)
+
+    async with engine.begin() as conn:
+        assert await store.queued_ids(conn, 10) == [first, second, third]
+        assert await store.queued_ids(conn, 2) == [first, second]
+
+
+async def test_queued_rows_locked_by_another_claimer_are_skipped(engine: AsyncEngine) -> None:
+    if not is_postgres(engine):
+        pytest.skip("SKIP LOCKED: Postgres")
+    async with engine.begin() as conn:
+        first, second = await add(conn), await add(conn)
+
+    async with engine.connect() as one, engine.connect() as two:
+        assert await store.queued_ids(one, 1) == [first]  # locked until `one` ends
+        assert await store.queued_ids(two, 10) == [second]
+        await one.rollback()
+        await two.rollback()
+        assert await store.queued_ids(two, 10) == [first, second]
+        await two.rollback()
+
+
+# -- lists -----------------------------------------------------------------------------------
+
+
+async def test_list_filters_and_pages_newest_first(engine: AsyncEngine) -> None:
+    made: list[tuple[str, str, ExecutionStatus]] = []
+    async with engine.begin() as conn:
+        for i in range(9):
+            workflow_id = WORKFLOW if i % 3 else OTHER
+            status = [S.QUEUED, S.RUNNING, S.COMPLETED][i % 3]
+            made.append(
+                (await add(conn, workflow_id=workflow_id, status=status), workflow_id, status)
+            )
+    newest_first = list(reversed(made))
+
+    async def walk(limit: int, **filters: Any) -> tuple[list[str], list[int]]:
+        ids: list[str] = []
+        sizes: list[int] = []
+        cursor = None
+        while True:
+            async with engine.connect() as conn:
+                page = await store.list_executions(conn, limit=limit, cursor=cursor, **filters)
+            ids += [e.id for e in page.items]
+            sizes.append(len(page.items))
+            if page.next_cursor is None:
+                return ids, sizes
+            cursor = page.next_cursor
+
+    assert await walk(4) == ([m[0] for m in newest_first], [4, 4, 1])
+    assert await walk(9) == ([m[0] for m in newest_first], [9])
+    ours = [m[0] for m in newest_first if m[1] == WORKFLOW]
+    assert await walk(2, workflow_id=WORKFLOW) == (ours, [2, 2, 2])
+    done_or_queued = [m[0] for m in newest_first if m[2] in (S.COMPLETED, S.QUEUED)]
+    assert (await walk(5, statuses=[S.COMPLETED, S.QUEUED]))[0] == done_or_queued
+    both = [m[0] for m in newest_first if m[1] == OTHER and m[2] is S.COMPLETED]
+    assert (await walk(5, workflow_id=OTHER, statuses=[S.COMPLETED]))[0] == both
+    assert (await walk(5, workflow_id="nobody"))[0] == []
+
+    async with engine.connect() as conn:
+        summary = (await store.list_executions(conn, limit=1, cursor=None)).items[0]
+        with pytest.raises(ValueError, match="limit"):
+            await store.list_executions(conn, limit=0, cursor=None)
+    assert summary.id == newest_first[0][0] and summary.progress.percent == 0.0
+
+
+@pytest.mark.parametrize(
+    "cursor", ["garbage", workflows.encode_cursor("w", T0.isoformat(), "id"), "WyJ4IiwiMSJd"]
+)
+async def test_bad_execution_cursors_are_refused(engine: AsyncEngine, cursor: str) -> None:
+    async with engine.connect() as conn:
+        with pytest.raises(CursorInvalid):
+            await store.list_executions(conn, limit=5, cursor=cursor)
+
+
+# -- attempts and checkpoints ----------------------------------------------------------------
+
+
+async def test_node_attempts_and_checkpoints(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        execution_id, other = await add(conn, status=S.RUNNING), await add(conn)
+        await conn.execute(
+            tables.node_runs.insert(),
+            [
+                node_run(execution_id, "start", NodeStatus.COMPLETED, 1, T0),
+                node_run(execution_id, "loop[1].work", NodeStatus.RUNNING, 3, T0),
+                node_run(execution_id, "never", NodeStatus.SKIPPED, 0, None),
+                node_run(other, "start", NodeStatus.COMPLETED, 7, T0),
+            ],
+        )
+        await conn.execute(
+            tables.checkpoints.insert(),
+            [
+                {
+                    "execution_id": execution_id,
+                    "number": number,
+                    "seq": seq,
+                    "created_at": T0 + timedelta(seconds=number),
+                    "records": [
+                        {"key": key, "node_id": key, "status": "completed"} for key in keys
+                    ],
+                }
+                for number, seq, keys in [(2, 9, ["b", "c"]), (1, 4, ["start"])]
+            ],
+        )
+
+    async with engine.connect() as conn:
+        assert await store.node_attempts(conn, execution_id) == {"start": 1, "loop[1].work": 3}
+        assert await store.node_attempts(conn, "missing") == {}
+        listed = await store.list_checkpoints(conn, execution_id)
+        assert await store.list_checkpoints(conn, other) == []
+    assert [(c.number, c.seq, c.nodes) for c in listed] == [(1, 4, ["start"]), (2, 9, ["b", "c"])]
+    assert listed[0].created_at == T0 + timedelta(seconds=1)
