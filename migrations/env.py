@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from alembic import context
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from app.store.tables import metadata
+from app.store.tables import Timestamp, metadata
 
 target_metadata = metadata
+
+
+def render_item(type_: str, obj: Any, autogen_context: Any) -> str | bool:  # noqa: ARG001
+    """Write the Timestamp decorator as the plain column type it stores (migrations must not
+    import application code that may change)."""
+    if type_ == "type" and isinstance(obj, Timestamp):
+        return "sa.DateTime(timezone=True)"
+    return False
 
 
 def run_offline() -> None:
@@ -30,6 +39,7 @@ def _run(connection: Connection) -> None:
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        render_item=render_item,
     )
     with context.begin_transaction():
         context.run_migrations()

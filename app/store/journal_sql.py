@@ -18,19 +18,19 @@ from app.store.tables import checkpoints, events, executions, node_runs
 _PG_BATCH = """
 WITH ev AS (
     INSERT INTO events (execution_id, seq, type, ts, node_id, level, data)
-    SELECT e.execution_id, e.seq, e.type, e.ts, e.node_id, e.level, e.data::jsonb
+    SELECT e.execution_id, e.seq, e.type, e.ts, e.node_id, e.level, e.data::json
     FROM unnest($1::text[], $2::int[], $3::text[], $4::timestamptz[], $5::text[], $6::int[],
                 $7::text[]) AS e(execution_id, seq, type, ts, node_id, level, data)
 ), cp AS (
     INSERT INTO checkpoints (execution_id, number, seq, created_at, records)
-    SELECT c.execution_id, c.number, c.seq, c.created_at, c.records::jsonb
+    SELECT c.execution_id, c.number, c.seq, c.created_at, c.records::json
     FROM unnest($8::text[], $9::int[], $10::int[], $11::timestamptz[], $12::text[])
          AS c(execution_id, number, seq, created_at, records)
 ), nr AS (
     INSERT INTO node_runs (execution_id, node_key, node_id, status, attempt, output, error,
                            started_at, finished_at, duration_ms)
-    SELECT n.execution_id, n.node_key, n.node_id, n.status, n.attempt, n.output::jsonb,
-           n.error::jsonb, n.started_at, n.finished_at, n.duration_ms
+    SELECT n.execution_id, n.node_key, n.node_id, n.status, n.attempt, n.output::json,
+           n.error::json, n.started_at, n.finished_at, n.duration_ms
     FROM unnest($13::text[], $14::text[], $15::text[], $16::text[], $17::int[], $18::text[],
                 $19::text[], $20::timestamptz[], $21::timestamptz[], $22::float8[])
          AS n(execution_id, node_key, node_id, status, attempt, output, error, started_at,

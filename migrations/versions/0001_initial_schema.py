@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-25 17:46:54.641077
+Create Date: 2026-11-25 18:13:03.230481
 """
 
 from __future__ import annotations
@@ -22,6 +22,40 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
 
     op.create_table(
+        "checkpoints",
+        sa.Column("execution_id", sa.String(length=64), nullable=False),
+        sa.Column("number", sa.Integer(), nullable=False),
+        sa.Column("seq", sa.Integer(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("records", sa.JSON(), nullable=False),
+        sa.PrimaryKeyConstraint("execution_id", "number", name=op.f("pk_checkpoints")),
+    )
+    op.create_table(
+        "events",
+        sa.Column("execution_id", sa.String(length=64), nullable=False),
+        sa.Column("seq", sa.Integer(), nullable=False),
+        sa.Column("type", sa.String(length=32), nullable=False),
+        sa.Column("ts", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("node_id", sa.String(length=512), nullable=True),
+        sa.Column("level", sa.Integer(), nullable=True),
+        sa.Column("data", sa.JSON(), nullable=False),
+        sa.PrimaryKeyConstraint("execution_id", "seq", name=op.f("pk_events")),
+    )
+    op.create_table(
+        "node_runs",
+        sa.Column("execution_id", sa.String(length=64), nullable=False),
+        sa.Column("node_key", sa.String(length=512), nullable=False),
+        sa.Column("node_id", sa.String(length=64), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("attempt", sa.Integer(), nullable=False),
+        sa.Column("output", sa.JSON(), nullable=True),
+        sa.Column("error", sa.JSON(), nullable=True),
+        sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("duration_ms", sa.Float(), nullable=True),
+        sa.PrimaryKeyConstraint("execution_id", "node_key", name=op.f("pk_node_runs")),
+    )
+    op.create_table(
         "workflows",
         sa.Column("id", sa.String(length=64), nullable=False),
         sa.Column("name", sa.String(length=200), nullable=False),
@@ -38,11 +72,7 @@ def upgrade() -> None:
         "workflow_versions",
         sa.Column("workflow_id", sa.String(length=64), nullable=False),
         sa.Column("version", sa.Integer(), nullable=False),
-        sa.Column(
-            "document",
-            sa.JSON(),
-            nullable=False,
-        ),
+        sa.Column("document", sa.JSON(), nullable=False),
         sa.Column("content_hash", sa.String(length=64), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
@@ -101,46 +131,6 @@ def upgrade() -> None:
         batch_op.create_index("ix_executions_workflow", ["workflow_id", "queue_seq"], unique=False)
 
     op.create_table(
-        "checkpoints",
-        sa.Column("execution_id", sa.String(length=64), nullable=False),
-        sa.Column("number", sa.Integer(), nullable=False),
-        sa.Column("seq", sa.Integer(), nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column(
-            "records",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
-            nullable=False,
-        ),
-        sa.ForeignKeyConstraint(
-            ["execution_id"],
-            ["executions.id"],
-            name=op.f("fk_checkpoints_execution_id_executions"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint("execution_id", "number", name=op.f("pk_checkpoints")),
-    )
-    op.create_table(
-        "events",
-        sa.Column("execution_id", sa.String(length=64), nullable=False),
-        sa.Column("seq", sa.Integer(), nullable=False),
-        sa.Column("type", sa.String(length=32), nullable=False),
-        sa.Column("ts", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("node_id", sa.String(length=512), nullable=True),
-        sa.Column("level", sa.Integer(), nullable=True),
-        sa.Column(
-            "data",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
-            nullable=False,
-        ),
-        sa.ForeignKeyConstraint(
-            ["execution_id"],
-            ["executions.id"],
-            name=op.f("fk_events_execution_id_executions"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint("execution_id", "seq", name=op.f("pk_events")),
-    )
-    op.create_table(
         "form_submissions",
         sa.Column("id", sa.String(length=64), nullable=False),
         sa.Column("execution_id", sa.String(length=64), nullable=False),
@@ -181,46 +171,15 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("workflow_id", "key", name=op.f("pk_idempotency_keys")),
     )
-    op.create_table(
-        "node_runs",
-        sa.Column("execution_id", sa.String(length=64), nullable=False),
-        sa.Column("node_key", sa.String(length=512), nullable=False),
-        sa.Column("node_id", sa.String(length=64), nullable=False),
-        sa.Column("status", sa.String(length=16), nullable=False),
-        sa.Column("attempt", sa.Integer(), nullable=False),
-        sa.Column(
-            "output",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
-            nullable=True,
-        ),
-        sa.Column(
-            "error",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
-            nullable=True,
-        ),
-        sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),
-        sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
-        sa.Column("duration_ms", sa.Float(), nullable=True),
-        sa.ForeignKeyConstraint(
-            ["execution_id"],
-            ["executions.id"],
-            name=op.f("fk_node_runs_execution_id_executions"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint("execution_id", "node_key", name=op.f("pk_node_runs")),
-    )
 
 
 def downgrade() -> None:
 
-    op.drop_table("node_runs")
     op.drop_table("idempotency_keys")
     with op.batch_alter_table("form_submissions", schema=None) as batch_op:
         batch_op.drop_index("ix_form_submissions_execution")
 
     op.drop_table("form_submissions")
-    op.drop_table("events")
-    op.drop_table("checkpoints")
     with op.batch_alter_table("executions", schema=None) as batch_op:
         batch_op.drop_index("ix_executions_workflow")
         batch_op.drop_index("ix_executions_status")
@@ -231,3 +190,6 @@ def downgrade() -> None:
         batch_op.drop_index("ix_workflows_created")
 
     op.drop_table("workflows")
+    op.drop_table("node_runs")
+    op.drop_table("events")
+    op.drop_table("checkpoints")
