@@ -11,9 +11,11 @@ Attribute access reads JSON, not Python objects:
   isalnum isspace removeprefix removesuffix replace join`` (the last two size-bounded); on a
   mapping ``get keys values items`` (returning lists); on a list ``index count``. Nothing else.
 
-The sandbox is allow-lists (syntax node types, functions, methods) checked once at compile time,
-plus run-time bounds on sizes: integer powers, repetition and concatenation, ``range``,
-comprehensions, jsonpath arithmetic and regular expressions (refused).
+This module is the public face and the evaluator: jsonpath, the allow-listed functions and
+methods, run-time bounds on sizes (integer powers, repetition and concatenation, ``range``,
+comprehensions, jsonpath arithmetic and regular expressions, refused), ``Expression`` and
+``compile_expression``. The operator rewriting and the compile-time allow-list checks of syntax
+node types and calls live in ``expression_syntax``.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import functools
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from operator import attrgetter
-from typing import Any, NoReturn
+from typing import Any
 
 import simpleeval
 from jsonpath_ng import jsonpath as jp
@@ -33,68 +35,19 @@ from jsonpath_ng.ext.parser import ExtendedJsonPathLexer
 from jsonpath_ng.ext.parser import parse as parse_jsonpath
 from jsonpath_ng.ext.string import Sub
 
+from app.engine import expression_syntax
 from app.errors import ExpressionError, ExpressionEvalError, OxifyError
 
 DEFAULT_MAX_EXPRESSION_LENGTH = 2000  # characters
-MAX_NESTING = 100  # levels of the syntax tree
 MAX_POWER_BITS = 10_000  # bits in the result of an integer `**`
 MAX_RANGE = 10_000  # items produced by range()
 MAX_SIZE = simpleeval.MAX_STRING_LENGTH  # characters (or items) built by + * replace join
 JSONPATH_CACHE_SIZE = 1024  # compiled jsonpath expressions kept
-_LITERALS: dict[str, Any] = {"true": True, "false": False, "null": None}
 _MISSING: Any = object()
 
 
 class _Fail(Exception):
     """A run-time failure whose message is already fit for a person."""
-
-
-# -- the seed's operators ----------------------------------------------------------------------
-
-
-def skip_string(text: str, start: int) -> int:
-    """Index just past the string literal opening at ``text[start]`` (a quote character).
-
-    Handles triple quotes and backslash escapes; an unterminated literal runs to the end.
-    """
-    quote = text[start]
-    delim = quote * 3 if text.startswith(quote * 3, start) else quote
-    i = start + len(delim)
-    while i < len(text):
-        if text[i] == "\\":
-            i += 2
-        elif text.startswith(delim, i):
-            return i + len(delim)
-        else:
-            i += 1
-    return len(text)
-
-
-def translate(source: str) -> tuple[str, list[int]]:
-    """Rewrite ``&&``, ``||`` and ``!`` (but not ``!=``) as ``and``, ``or``, ``not``.
-
-    String literals are copied untouched. Returns the Python text and, for each of its
-    characters, the index of the source character it came from (for error positions).
-    """
-    out: list[str] = []
-    where: list[int] = []
-    i = 0
-    while i < len(source):
-        char, pair = source[i], source[i : i + 2]
-        if char in "'\"":
-            piece = source[i : skip_string(source, i)]
-            width = len(piece)
-        elif pair in ("&&", "||"):
-            piece, width = (" and " if pair == "&&" else " or "), 2
-        elif char == "!" and pair != "!=":
-            piece, width = " not ", 1
-        else:
-            piece = pair if pair == "!=" else char
-            width = len(piece)
-        out.append(piece)
-        where.extend(range(i, i + width) if len(piece) == width else [i] * len(piece))
-        i += width
-    return "".join(out), where
 
 
 # -- jsonpath ----------------------------------------------------------------------------------
@@ -346,171 +299,15 @@ def compile_expression(
 
     Raises ExpressionError naming the problem: empty, too long, syntax error (with its column),
     statements, imports, underscored names or attributes, lambda, assignment, f-strings,
-    unknown functions, a bad literal jsonpath, nesting deeper than MAX_NESTING.
+    unknown functions, a bad literal jsonpath, nesting deeper than
+    ``expression_syntax.MAX_NESTING``.
     """
     if not source.strip():
         raise ExpressionError("expression is empty", source=source)
     if len(source) > max_length:
         message = f"expression is too long ({len(source)} characters, limit {max_length})"
         raise ExpressionError(message, source=source)
-    checker = _Checker(source)
-    tree = checker.parse()
-    checker.visit(tree.body, frozenset(), 0)
-    tree = _Literals().visit(tree)  # recursion is safe: the checker bounded the depth
-    return Expression(source, tree.body, frozenset(checker.names))
-
-
-# -- compile-time checks -----------------------------------------------------------------------
-
-
-class _Literals(ast.NodeTransformer):
-    def visit_Name(self, node: ast.Name) -> ast.AST:
-        if node.id in _LITERALS and isinstance(node.ctx, ast.Load):
-            return ast.copy_location(ast.Constant(_LITERALS[node.id]), node)
-        return node
-
-
-_ALLOWED = (
-    *(ast.BoolOp, ast.BinOp, ast.UnaryOp, ast.IfExp, ast.Compare, ast.Constant, ast.keyword),
-    *(ast.Attribute, ast.Subscript, ast.Slice, ast.List, ast.Tuple, ast.Dict, ast.Set),
-    *(ast.boolop, ast.operator, ast.unaryop, ast.cmpop, ast.expr_context),
-)
-_REFUSALS = {
-    ast.Lambda: "lambda is not allowed",
-    ast.NamedExpr: "assignment (:=) is not allowed",
-    ast.JoinedStr: "f-strings are not allowed (use a template or str())",
-    ast.Starred: "* unpacking is only allowed inside a list",
-    ast.SetComp: "set comprehensions are not supported",
-}
-_STATEMENTS = {ast.Import: "imports are", ast.ImportFrom: "imports are"} | dict.fromkeys(
-    (ast.Assign, ast.AugAssign, ast.AnnAssign), "assignment is"
-)
-_COMPREHENSIONS = (ast.ListComp, ast.GeneratorExp, ast.DictComp)
-_NOT_PARSED = (SyntaxError, RecursionError, MemoryError)
-
-
-class _Checker:
-    """Parses, then walks the tree once: refuses what is not allowed, collects free names."""
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-        self.names: set[str] = set()
-
-    def fail(self, message: str) -> NoReturn:
-        raise ExpressionError(message, source=self.source)
-
-    def parse(self) -> ast.Expression:
-        text, where = translate(self.source)
-        lead = len(text) - len(text.lstrip())
-        text, where = text.strip(), where[lead:]
-        try:
-            return ast.parse(text, mode="eval")
-        except SyntaxError as exc:
-            self._syntax_error(text, where, exc)
-        except (RecursionError, MemoryError):
-            self.fail("expression nested too deeply")
-
-    def _syntax_error(self, text: str, where: list[int], exc: SyntaxError) -> NoReturn:
-        with contextlib.suppress(*_NOT_PARSED):  # a statement rather than an expression?
-            body = ast.parse(text).body
-            kind = type(body[0]) if len(body) == 1 else ast.Expr
-            if body:
-                self.fail(
-                    f"{_STATEMENTS.get(kind, 'statements are')} not allowed, only an expression"
-                )
-        with contextlib.suppress(*_NOT_PARSED):  # an unparenthesized walrus?
-            if any(isinstance(n, ast.NamedExpr) for n in ast.walk(ast.parse(f"({text})"))):
-                self.fail(_REFUSALS[ast.NamedExpr])
-        lines = text.split("\n")[: (exc.lineno or 1) - 1]
-        index = sum(len(line) + 1 for line in lines) + (exc.offset or 0) - 1
-        if not 0 <= index < len(where):
-            self.fail(f"syntax error at the end of the expression: {exc.msg}")
-        pos = where[index]
-        line, col = self.source.count("\n", 0, pos) + 1, pos - self.source.rfind("\n", 0, pos)
-        at = f"line {line}, column {col}" if "\n" in self.source.strip() else f"column {col}"
-        self.fail(f"syntax error at {at}: {exc.msg} (near {self.source[pos : pos + 12]!r})")
-
-    def visit(self, node: ast.AST, bound: frozenset[str], depth: int) -> None:
-        if depth > MAX_NESTING:
-            self.fail(f"expression nested too deeply (limit {MAX_NESTING} levels)")
-        children: list[ast.AST] = list(ast.iter_child_nodes(node))
-        if isinstance(node, ast.Name):
-            self._name(node.id, bound, bare=True)
-        elif isinstance(node, ast.Attribute | ast.Subscript):
-            if isinstance(node, ast.Attribute):
-                self._identifier(node.attr, "attributes")
-            if isinstance(node.value, ast.Name):  # a path's base is data even if named `max`
-                self._name(node.value.id, bound, bare=False)
-        elif isinstance(node, ast.Call):
-            children = self._call(node)
-        elif isinstance(node, _COMPREHENSIONS):
-            children = []
-            self._comprehension(node, bound, depth)
-        elif isinstance(node, ast.List):
-            children = [e.value if isinstance(e, ast.Starred) else e for e in node.elts]
-        elif isinstance(node, ast.BinOp) and type(node.op) not in _OPERATORS:
-            self.fail(f"operator {type(node.op).__name__} is not allowed")
-        elif not isinstance(node, _ALLOWED):
-            self.fail(_REFUSALS.get(type(node), f"{type(node).__name__} is not allowed"))
-        for child in children:
-            self.visit(child, bound, depth + 1)
-
-    def _identifier(self, name: str, what: str = "names") -> None:
-        if name == "__import__":
-            self.fail("imports are not allowed (__import__)")
-        if name.startswith("_"):
-            self.fail(f"{what} starting with '_' are not allowed ({name})")
-
-    def _name(self, name: str, bound: frozenset[str], *, bare: bool) -> None:
-        self._identifier(name)
-        if name not in bound and name not in _LITERALS and not (bare and name in FUNCTION_NAMES):
-            self.names.add(name)
-
-    def _call(self, node: ast.Call) -> list[ast.AST]:
-        func = node.func
-        if isinstance(func, ast.Name):
-            if func.id not in FUNCTION_NAMES:
-                self._identifier(func.id)
-                known = ", ".join(sorted(FUNCTION_NAMES))
-                self.fail(f"unknown function {func.id!r} (available: {known})")
-            if func.id.startswith("jsonpath"):
-                self._jsonpath(func.id, node)
-        elif not isinstance(func, ast.Attribute):
-            self.fail("only named functions and methods can be called")
-        for kw in node.keywords:
-            if kw.arg is None or kw.arg.startswith("_"):
-                self.fail(f"keyword argument {kw.arg or '**'} is not allowed")
-        return [*([func] if isinstance(func, ast.Attribute) else []), *node.args, *node.keywords]
-
-    def _jsonpath(self, name: str, node: ast.Call) -> None:
-        if node.keywords or not 1 <= len(node.args) <= 2:
-            self.fail(f"{name}() takes a path and optionally a value")
-        path = node.args[0]
-        if not (isinstance(path, ast.Constant) and isinstance(path.value, str)):
-            return  # computed: checked when evaluated
-        try:
-            roots = compile_jsonpath(path.value)[1]
-        except Exception as exc:
-            self.fail(f"bad jsonpath {path.value!r}: {exc}")
-        if len(node.args) == 1:
-            if roots is None:
-                self.fail(f"jsonpath {path.value!r} over the run context must start with a name")
-            self.names.update(roots)
-
-    def _comprehension(self, node: ast.AST, bound: frozenset[str], depth: int) -> None:
-        generators: list[ast.comprehension] = node.generators  # type: ignore[attr-defined]
-        inner = set(bound)
-        for target in (t for gen in generators for t in ast.walk(gen.target)):
-            if isinstance(target, ast.Name):
-                self._identifier(target.id)
-                inner.add(target.id)
-            elif not isinstance(target, ast.Tuple | ast.expr_context):
-                self.fail("comprehension targets must be names")
-        self.visit(generators[0].iter, bound, depth + 1)  # the first iterable is outer scope
-        rest = [*(g.iter for g in generators[1:]), *(i for g in generators for i in g.ifs)]
-        if isinstance(node, ast.DictComp):
-            rest += [node.key, node.value]
-        else:
-            rest.append(node.elt)  # type: ignore[attr-defined]
-        for child in rest:
-            self.visit(child, frozenset(inner), depth + 1)
+    tree, names = expression_syntax.parse(
+        source, functions=FUNCTION_NAMES, operators=_OPERATORS, jsonpath=compile_jsonpath
+    )
+    return Expression(source, tree, names)

@@ -14,7 +14,7 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from app.engine import expressions
+from app.engine import expression_syntax, expressions
 from app.engine.expressions import DEFAULT_MAX_EXPRESSION_LENGTH, Expression
 from app.errors import ExpressionError, ExpressionEvalError
 
@@ -32,7 +32,7 @@ def _closing(text: str, start: int) -> int:
     while i < len(text):
         char = text[i]
         if char in "'\"":
-            i = expressions.skip_string(text, i)
+            i = expression_syntax.skip_string(text, i)
             continue
         if char == "{":
             depth += 1

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.engine import expressions
+from app.engine import expression_syntax, expressions
 from app.engine.expressions import Expression, compile_expression
 from app.errors import ExpressionError, ExpressionEvalError, NodeError
 
@@ -111,7 +111,7 @@ def test_operators_inside_string_literals_are_untouched(source: str, expected: s
 
 
 def test_translate_maps_positions_back_to_the_source() -> None:
-    text, where = expressions.translate("a&&b")
+    text, where = expression_syntax.translate("a&&b")
     assert text == "a and b"
     assert len(where) == len(text)
     assert [where[k] for k in range(len(text))] == [0, 1, 1, 1, 1, 1, 3]
@@ -124,7 +124,7 @@ def test_any_string_literal_survives_translation(value: str) -> None:
 
 @given(st.text(alphabet=st.characters(blacklist_characters="&|!'\"")))
 def test_translation_is_identity_without_seed_operators(text: str) -> None:
-    assert expressions.translate(text) == (text, list(range(len(text))))
+    assert expression_syntax.translate(text) == (text, list(range(len(text))))
 
 
 @given(st.booleans(), st.booleans(), st.booleans())
