@@ -5,7 +5,6 @@ separate process (so the load generator's CPU is not the server's), and a fast S
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import resource
 import signal
@@ -23,9 +22,11 @@ from typing import IO, Any
 
 import asyncpg
 import httpx
+import orjson
 from sqlalchemy.engine import make_url
 
 DEFAULT_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+ROOT = Path(__file__).resolve().parent.parent
 READY_POLL_S = 0.05  # seconds between /readyz polls while the server starts
 READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0
@@ -65,6 +66,51 @@ def raise_open_files_limit() -> int:
     return soft
 
 
+def process_cpu_s(pid: int, *, children: bool = False) -> float:
+    """User + system CPU seconds of process ``pid`` so far (with ``children``: plus those of
+    its children that exited and were waited for)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = int(fields[11]) + int(fields[12])
+    if children:
+        ticks += int(fields[13]) + int(fields[14])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_cpu_s() -> float:
+    """CPU seconds of the local ``postgres`` processes, those that exited included (the
+    postmaster accounts for its reaped backends); 0 when Postgres is remote."""
+    total = 0.0
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if (proc / "comm").read_text().strip() == "postgres":
+                total += process_cpu_s(int(proc.name), children=True)
+        except (OSError, ValueError):
+            continue  # gone meanwhile
+    return total
+
+
+async def database_stats(url: str) -> dict[str, int]:
+    """Cumulative counters of ``url``'s database: sessions opened, commits, rollbacks."""
+    dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    connection = await asyncpg.connect(dsn)
+    try:
+        await connection.execute("SELECT pg_stat_force_next_flush()")
+        row = await connection.fetchrow(
+            "SELECT sessions, xact_commit, xact_rollback FROM pg_stat_database "
+            "WHERE datname = current_database()"
+        )
+    finally:
+        await connection.close()
+    assert row is not None
+    return {
+        "sessions": row["sessions"],
+        "commits": row["xact_commit"],
+        "rollbacks": row["xact_rollback"],
+    }
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -79,6 +125,7 @@ class Server:
     process: asyncio.subprocess.Process
     port: int
     log: IO[bytes]
+    database_url: str
 
     @property
     def url(self) -> str:
@@ -100,9 +147,7 @@ class Server:
 
     def cpu_s(self) -> float:
         """User + system CPU seconds the server process used so far."""
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        ticks = os.sysconf("SC_CLK_TCK")
-        return (int(fields[11]) + int(fields[12])) / ticks
+        return process_cpu_s(self.pid)
 
     def log_tail(self, lines: int = 30) -> str:
         self.log.flush()
@@ -122,34 +167,32 @@ async def serve(database_url: str, **env: str) -> AsyncIterator[Server]:
         "OXIFY_SHUTDOWN_GRACE_S": "5",
         **{f"OXIFY_{k.upper()}": v for k, v in env.items()},
     }
-    log = tempfile.TemporaryFile()
-    root = Path(__file__).resolve().parent.parent
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "app.cli",
-        "serve",
-        "--port",
-        str(port),
-        env=child_env,
-        cwd=root,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=log,
-        stderr=log,
-    )
-    server = Server(process, port, log)
-    try:
-        await _wait_ready(server)
-        yield server
-    finally:
-        if process.returncode is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(process.wait(), STOP_TIMEOUT_S)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
-        log.close()
+    with tempfile.TemporaryFile() as log:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "app.cli",
+            "serve",
+            "--port",
+            str(port),
+            env=child_env,
+            cwd=ROOT,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+        )
+        server = Server(process, port, log, database_url)
+        try:
+            await _wait_ready(server)
+            yield server
+        finally:
+            if process.returncode is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    await asyncio.wait_for(process.wait(), STOP_TIMEOUT_S)
+                except TimeoutError:
+                    process.kill()
+                    await process.wait()
 
 
 async def _wait_ready(server: Server) -> None:
@@ -221,7 +264,7 @@ class SseTail:
 def _frame(message: bytes, now: float) -> Frame | None:
     for line in message.split(b"\n"):
         if line.startswith(b"data:"):
-            data: dict[str, Any] = json.loads(line[5:])
+            data: dict[str, Any] = orjson.loads(line[5:])
             return Frame(data["seq"], data["type"], parse_ts(data["ts"]), now)
     return None
 

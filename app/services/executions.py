@@ -210,11 +210,16 @@ class ExecutionService:
     async def pause(self, execution_id: str) -> models.Execution:
         """Running: nothing new starts, running nodes finish, then a checkpoint. Queued or
         waiting: held as paused at once."""
-        if await self._change(execution_id, (_E.RUNNING,), _E.PAUSING):
-            control = self._runner.control(execution_id)
-            if control is not None:
-                control.pause()
-        elif not await self._settle(execution_id, (_E.QUEUED, _E.WAITING), _E.PAUSED):
+        # Two tries: the runner may claim a queued run between the two conditional updates.
+        for _ in range(2):
+            if await self._change(execution_id, (_E.RUNNING,), _E.PAUSING):
+                control = self._runner.control(execution_id)
+                if control is not None:
+                    control.pause()
+                break
+            if await self._settle(execution_id, (_E.QUEUED, _E.WAITING), _E.PAUSED):
+                break
+        else:
             await self._refuse(execution_id, "pause", allowed_now=(_E.PAUSING, _E.PAUSED))
         return await self.get(execution_id)
 

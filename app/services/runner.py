@@ -57,6 +57,7 @@ class Runner:
         self._workflows = workflows
         self._max = max_concurrent
         self._active: dict[str, _Active] = {}
+        self._controls: dict[str, RunControl] = {}
         self._wake = asyncio.Event()
         self._pump_task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -115,8 +116,7 @@ class Runner:
 
     def control(self, execution_id: str) -> RunControl | None:
         """The control of a run this process is driving, if any."""
-        active = self._active.get(execution_id)
-        return active.control if active is not None else None
+        return self._controls.get(execution_id)
 
     async def wait_stopped(self, execution_id: str) -> None:
         """Return once this process no longer drives the run."""
@@ -157,17 +157,23 @@ class Runner:
             log.warning("re-queued %d run(s) left running by a stopped process", recovered)
 
     async def _claim(self, free: int) -> None:
-        async with self._engine.begin() as conn:
-            candidates = await store.queued_ids(conn, free)
-            claimed = [
-                execution_id
-                for execution_id in candidates
-                if await store.set_status(
-                    conn, execution_id, expected=(_E.QUEUED,), status=_E.RUNNING
-                )
-            ]
+        claimed: list[str] = []
+        try:
+            async with self._engine.begin() as conn:
+                for execution_id in await store.queued_ids(conn, free):
+                    if await store.set_status(
+                        conn, execution_id, expected=(_E.QUEUED,), status=_E.RUNNING
+                    ):
+                        # Registered before the commit: once anyone can read `running`, a
+                        # pause or cancel for the run finds its control here.
+                        self._controls[execution_id] = RunControl()
+                        claimed.append(execution_id)
+        except BaseException:
+            for execution_id in claimed:
+                self._controls.pop(execution_id, None)
+            raise
         for execution_id in claimed:
-            control = RunControl()
+            control = self._controls[execution_id]
             task = asyncio.create_task(self._drive(execution_id, control), name=execution_id)
             self._active[execution_id] = _Active(task, control)
 
@@ -181,6 +187,7 @@ class Runner:
             await self._record_crash(execution_id, exc)
         finally:
             self._active.pop(execution_id, None)
+            self._controls.pop(execution_id, None)
             self._wake.set()
 
     async def _execute(self, execution_id: str, control: RunControl) -> None:
@@ -189,6 +196,8 @@ class Runner:
             prior_attempts = await store.node_attempts(conn, execution_id)
         if row is None:
             return
+        if row.status is _E.PAUSING:
+            control.pause()  # asked before this task could hear it
         _workflow, plan = await self._workflows.plan_for(row.workflow_id, row.workflow_version)
         request = RunRequest(
             execution_id=execution_id,

@@ -37,8 +37,10 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
         engine = create_async_engine(url, **kwargs)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    kwargs.setdefault("pool_size", 10)
-    kwargs.setdefault("max_overflow", 10)
+    # Enough connections for concurrent requests plus the runner: below that, overflow
+    # connections are opened and closed per checkout (measured: 31 new sessions/s at 20 clients).
+    kwargs.setdefault("pool_size", 30)
+    kwargs.setdefault("max_overflow", 20)
     kwargs.setdefault("pool_pre_ping", True)
     return create_async_engine(url, **kwargs)
 

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.domain.events import Event
 from app.domain.run import Checkpoint
+from app.domain.status import ExecutionStatus
 from app.store import codec
 from app.store.journal_rows import BatchRows
 from app.store.tables import checkpoints, events, executions, node_runs
@@ -47,7 +48,9 @@ WITH ev AS (
 )
 UPDATE executions AS x SET
     last_seq = GREATEST(x.last_seq, u.last_seq),
-    status = COALESCE(u.status, x.status),
+    -- A pause asked for while the run was starting must not be overwritten by its start.
+    status = CASE WHEN u.status = 'running' AND x.status = 'pausing' THEN x.status
+                  ELSE COALESCE(u.status, x.status) END,
     outputs = CASE WHEN u.terminal THEN u.outputs::jsonb ELSE x.outputs END,
     error = CASE WHEN u.status IS NULL THEN x.error ELSE u.error::jsonb END,
     started_at = COALESCE(x.started_at, u.started_at),
@@ -212,7 +215,15 @@ def _execution_update(change: Any) -> Any:
         "updated_at": func.current_timestamp(),
     }
     if change.status is not None:
-        values["status"] = change.status
+        # A pause asked for while the run was starting must not be overwritten by its start.
+        values["status"] = (
+            case(
+                (executions.c.status == ExecutionStatus.PAUSING.value, executions.c.status),
+                else_=change.status,
+            )
+            if change.status == ExecutionStatus.RUNNING.value
+            else change.status
+        )
         values["error"] = change.error
         values["finished_at"] = change.finished_at if change.terminal else None
         if change.terminal:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, cast
 
@@ -150,6 +151,18 @@ def _position(text: str) -> int | None:
     return value if value <= MAX_SEQ else None
 
 
+_ENCODED: OrderedDict[tuple[str, int], str] = OrderedDict()
+ENCODED_CACHE = 4096  # events; a run's recent frames, shared by all its subscribers
+
+
 def _json(event: Event) -> str:
-    # ASCII only: no U+2028 or U+0085 for a client that splits lines too eagerly.
-    return json.dumps(event.to_dict(), separators=(",", ":"), default=str)
+    """The event's wire JSON, encoded once however many subscribers send it."""
+    key = (event.execution_id, event.seq)
+    text = _ENCODED.get(key)
+    if text is None:
+        # ASCII only: no U+2028 or U+0085 for a client that splits lines too eagerly.
+        text = json.dumps(event.to_dict(), separators=(",", ":"), default=str)
+        _ENCODED[key] = text
+        if len(_ENCODED) > ENCODED_CACHE:
+            _ENCODED.popitem(last=False)
+    return text
