@@ -9,9 +9,10 @@ live, with no gap and no duplicate (live events at or below the replayed positio
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Protocol
+from typing import Any, Protocol, cast
 
 from app.domain.events import Event
 
@@ -91,7 +92,18 @@ class EventBus:
 
     async def stream(self, execution_id: str, after_seq: int = 0) -> AsyncIterator[Event]:
         """Every event after ``after_seq`` exactly once, in order; ends after the run's newest
-        event when that is a terminal one.
+        event when that is a terminal one (see :meth:`stream_batches`)."""
+        batches = self.stream_batches(execution_id, after_seq)
+        async with contextlib.aclosing(cast(Any, batches)):
+            async for batch in batches:
+                for event in batch:
+                    yield event
+
+    async def stream_batches(
+        self, execution_id: str, after_seq: int = 0
+    ) -> AsyncIterator[list[Event]]:
+        """Like :meth:`stream`, in the batches the events were stored in (consecutive, never
+        empty): a stream writer sends one chunk per batch instead of one per event.
 
         Paused and waiting runs keep the stream open: they may continue. The caller stops
         iterating (or cancels) to leave earlier.
@@ -107,12 +119,12 @@ class EventBus:
                 ended = False
                 while True:
                     page = await self._reader.read_events(execution_id, last, READ_PAGE)
-                    for event in page:
-                        yield event
-                        last = event.seq
+                    if page:
+                        yield page
+                        last = page[-1].seq
                         # A terminal event ends the stream only when it is the newest one: a
                         # retried run logs more after its first ending.
-                        ended = event.type.is_terminal
+                        ended = page[-1].type.is_terminal
                     if len(page) < READ_PAGE:
                         break
                 if ended:
@@ -120,18 +132,15 @@ class EventBus:
                 while not subscription.overflowed:
                     await subscription.wake.wait()
                     for batch in subscription.take():
-                        for event in batch:
-                            if event.seq <= last:
-                                continue
-                            if event.seq != last + 1:
-                                # A gap means a batch was missed: re-read from the table.
-                                subscription.overflowed = True
-                                break
-                            yield event
-                            last = event.seq
-                            if event.type.is_terminal:
+                        fresh, gap = _after(batch, last)
+                        if fresh:
+                            yield fresh
+                            last = fresh[-1].seq
+                            if fresh[-1].type.is_terminal:
                                 return
-                        if subscription.overflowed:
+                        if gap:
+                            # A batch was missed: re-read from the table.
+                            subscription.overflowed = True
                             break
         finally:
             subscribers = self._subscribers.get(execution_id)
@@ -139,3 +148,19 @@ class EventBus:
                 subscribers.discard(subscription)
                 if not subscribers:
                     del self._subscribers[execution_id]
+
+
+def _after(batch: Sequence[Event], last: int) -> tuple[list[Event], bool]:
+    """The events of ``batch`` that follow ``last`` without a gap, and whether a gap follows
+    them. Events at or below ``last`` were already sent (replayed from the table)."""
+    fresh: list[Event] = []
+    for event in batch:
+        if event.seq <= last:
+            continue
+        if event.seq != last + 1:
+            return fresh, True
+        fresh.append(event)
+        last = event.seq
+        if event.type.is_terminal:
+            break
+    return fresh, False

@@ -197,13 +197,16 @@ class ExecutionService:
         cursor = str(items[-1].seq) if len(page) > limit else None
         return models.Page[models.EventOut](items=items, next_cursor=cursor)
 
-    async def stream(self, execution_id: str, after: int) -> AsyncIterator[Event] | None:
-        """Replay-then-live events after ``after``; None when the run ended at or before it."""
+    async def stream(
+        self, execution_id: str, after: int
+    ) -> AsyncIterator[builtins.list[Event]] | None:
+        """Replay-then-live events after ``after``, in stored batches; None when the run ended
+        at or before it."""
         execution = await self.get(execution_id)
         if execution.status.is_terminal and after >= execution.last_seq:
             return None
         # A position past the log (another run's id, a stale client) means "from now on".
-        return self._bus.stream(execution_id, min(after, execution.last_seq))
+        return self._bus.stream_batches(execution_id, min(after, execution.last_seq))
 
     # -- control --------------------------------------------------------------------------
 

@@ -148,6 +148,7 @@ class HttpCall(_Peer):
         self.status = 0
         self.headers: dict[str, str] = {}
         self.ended = False
+        self._buffer = ""
 
     async def start(self) -> int:
         """Read the response head; returns its status."""
@@ -172,12 +173,16 @@ class HttpCall(_Peer):
         return body
 
     async def next_message(self) -> SseMessage | None:
-        """The next SSE block (the stream sends one block per body chunk); None at the end."""
-        while not self.ended:
-            chunk = await self._chunk()
-            if chunk:
-                return parse_sse(chunk.decode())
-        return None
+        """The next SSE block (a chunk may hold several; blocks end at a blank line); None at
+        the end."""
+        while True:
+            block, blank, rest = self._buffer.partition("\n\n")
+            if blank:
+                self._buffer = rest
+                return parse_sse(block)
+            if self.ended:
+                return None
+            self._buffer += (await self._chunk()).decode()
 
     async def events(self, limit: int | None = None) -> list[SseMessage]:
         """Event messages (not comments or hints) until the end, or ``limit`` of them."""

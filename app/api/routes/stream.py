@@ -71,23 +71,26 @@ async def stream_events(
     ] = None,
 ) -> Response:
     position = after if last_event_id is None else last_event_id
-    events = await services.executions.stream(execution_id, position)
-    if events is None:
+    batches = await services.executions.stream(execution_id, position)
+    if batches is None:
         return Response(status_code=204)
     return EventSourceResponse(
-        sse_messages(events),
+        sse_messages(batches),
         ping=services.settings.sse_ping_s,
         sep="\n",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
 
 
-async def sse_messages(events: AsyncIterator[Event]) -> AsyncIterator[ServerSentEvent]:
-    """A reconnect hint, then one SSE message per event; closes ``events`` when stopped."""
-    async with contextlib.aclosing(cast(Any, events)):
+async def sse_messages(
+    batches: AsyncIterator[list[Event]],
+) -> AsyncIterator[ServerSentEvent | bytes]:
+    """A reconnect hint, then one SSE message per event, sent one chunk per stored batch (one
+    write however many events a step made); closes ``batches`` when stopped."""
+    async with contextlib.aclosing(cast(Any, batches)):
         yield ServerSentEvent(retry=RETRY_MS, sep="\n")
-        async for event in events:
-            yield ServerSentEvent(_json(event), event=event.type.value, id=str(event.seq), sep="\n")
+        async for batch in batches:
+            yield b"".join(map(_frame, batch))
 
 
 @router.websocket("/v1/executions/{execution_id}/ws", name="stream_events_ws")
@@ -102,14 +105,14 @@ async def stream_events_ws(websocket: WebSocket, execution_id: str) -> None:
         await websocket.close(WS_INVALID, f"after must be an integer from 0 to {MAX_SEQ}")
         return
     try:
-        events = await services.executions.stream(execution_id, after)
+        batches = await services.executions.stream(execution_id, after)
     except ExecutionNotFound:
         await websocket.close(WS_NOT_FOUND, "no such execution")
         return
-    if events is None:
+    if batches is None:
         await websocket.close(1000)
         return
-    sender = asyncio.create_task(_send_all(websocket, events))
+    sender = asyncio.create_task(_send_all(websocket, batches))
     watcher = asyncio.create_task(_until_disconnect(websocket))
     try:
         await asyncio.wait((sender, watcher), return_when=asyncio.FIRST_COMPLETED)
@@ -127,10 +130,11 @@ async def stream_events_ws(websocket: WebSocket, execution_id: str) -> None:
     await websocket.close(1000)
 
 
-async def _send_all(websocket: WebSocket, events: AsyncIterator[Event]) -> None:
-    async with contextlib.aclosing(cast(Any, events)):
-        async for event in events:
-            await websocket.send_text(_json(event))
+async def _send_all(websocket: WebSocket, batches: AsyncIterator[list[Event]]) -> None:
+    async with contextlib.aclosing(cast(Any, batches)):
+        async for batch in batches:
+            for event in batch:
+                await websocket.send_text(_json(event))
 
 
 async def _until_disconnect(websocket: WebSocket) -> None:
@@ -151,18 +155,42 @@ def _position(text: str) -> int | None:
     return value if value <= MAX_SEQ else None
 
 
-_ENCODED: OrderedDict[tuple[str, int], str] = OrderedDict()
-ENCODED_CACHE = 4096  # events; a run's recent frames, shared by all its subscribers
+class _Encoded:
+    """A run's recent events in wire form, encoded once however many subscribers send them
+    (1,000 dashboards on one run cost one encoding per event, not 1,000)."""
+
+    SIZE = 4096  # events
+
+    def __init__(self) -> None:
+        self._json: OrderedDict[tuple[str, int], str] = OrderedDict()
+        self._frames: OrderedDict[tuple[str, int], bytes] = OrderedDict()
+
+    def json(self, event: Event) -> str:
+        key = (event.execution_id, event.seq)
+        text = self._json.get(key)
+        if text is None:
+            # ASCII only: no U+2028 or U+0085 for a client that splits lines too eagerly.
+            text = json.dumps(event.to_dict(), separators=(",", ":"), default=str)
+            self._remember(self._json, key, text)
+        return text
+
+    def frame(self, event: Event) -> bytes:
+        key = (event.execution_id, event.seq)
+        frame = self._frames.get(key)
+        if frame is None:
+            message = ServerSentEvent(
+                self.json(event), event=event.type.value, id=str(event.seq), sep="\n"
+            )
+            frame = message.encode()
+            self._remember(self._frames, key, frame)
+        return frame
+
+    def _remember(self, cache: OrderedDict[tuple[str, int], Any], key: Any, value: Any) -> None:
+        cache[key] = value
+        if len(cache) > self.SIZE:
+            cache.popitem(last=False)
 
 
-def _json(event: Event) -> str:
-    """The event's wire JSON, encoded once however many subscribers send it."""
-    key = (event.execution_id, event.seq)
-    text = _ENCODED.get(key)
-    if text is None:
-        # ASCII only: no U+2028 or U+0085 for a client that splits lines too eagerly.
-        text = json.dumps(event.to_dict(), separators=(",", ":"), default=str)
-        _ENCODED[key] = text
-        if len(_ENCODED) > ENCODED_CACHE:
-            _ENCODED.popitem(last=False)
-    return text
+_encoded = _Encoded()
+_json = _encoded.json
+_frame = _encoded.frame
