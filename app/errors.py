@@ -182,3 +182,19 @@ class CursorInvalid(OxifyError, ValueError):
     """The cursor is not one this list handed out."""
 
     code = "cursor_invalid"
+
+
+class LeaseLost(OxifyError):
+    """Another replica took over this run: this process may not write for it any more."""
+
+    code = "lease_lost"
+
+
+class QueueFull(OxifyError):
+    """Too many runs are waiting to start: try again later."""
+
+    code = "queue_full"
+
+    def __init__(self, message: str | None = None, *, retry_after_s: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s

@@ -4,7 +4,7 @@ services, and the FastAPI app around them. The only module that wires everything
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -12,14 +12,17 @@ from fastapi import FastAPI
 from app.api import errors as api_errors
 from app.api import metrics as api_metrics
 from app.api.routes import router
+from app.domain.events import Event
 from app.engine.graph import Limits, PlanCache
 from app.engine.scheduler import Scheduler
 from app.events.bus import EventBus
+from app.events.notify import Channel, LocalNotifier, Notifier, PgNotifier
 from app.nodes import http as http_node
 from app.nodes.registry import load_registry
 from app.services.container import Services
 from app.services.executions import ExecutionService
-from app.services.runner import Runner
+from app.services.housekeeping import Housekeeping
+from app.services.runner import LeaseSettings, Runner
 from app.services.workflows import WorkflowService
 from app.settings import Settings, get_settings
 from app.store import db
@@ -34,9 +37,22 @@ HTTP_CLIENT_TIMEOUT_S = 30.0  # seconds; nodes set their own per request
 async def running_services(settings: Settings) -> AsyncIterator[Services]:
     """Everything a serving process needs, started; stopped (runs paused) on exit."""
     engine = db.create_engine(settings.resolved_database_url)
+    replica_id = settings.resolved_replica_id
     journal = SqlJournal(engine)
     bus = EventBus(journal, queue_size=settings.subscriber_queue)
-    journal.set_publisher(bus.publish)
+    notifier: Notifier = (
+        PgNotifier(db.asyncpg_dsn(engine), replica_id)
+        if db.is_postgres(engine)
+        else LocalNotifier()
+    )
+
+    def published(events: Sequence[Event]) -> None:
+        bus.publish(events)
+        notifier.send(Channel.EVENTS, {event.execution_id for event in events})
+
+    journal.set_publisher(published)
+    notifier.listen(Channel.EVENTS, bus.refresh)
+    notifier.on_resync(bus.refresh_all)
     http_client = http_node.make_client(timeout=HTTP_CLIENT_TIMEOUT_S)
     registry = load_registry(http_client=http_client)
     limits = Limits(
@@ -62,18 +78,41 @@ async def running_services(settings: Settings) -> AsyncIterator[Services]:
         scheduler=scheduler,
         journal=journal,
         workflows=workflows,
-        max_concurrent=settings.max_concurrent_runs,
+        notifier=notifier,
+        settings=LeaseSettings(
+            replica_id=replica_id,
+            max_concurrent=settings.max_concurrent_runs,
+            lease_s=settings.lease_s,
+            heartbeat_s=settings.resolved_heartbeat_s,
+            poll_s=settings.poll_s,
+        ),
     )
     executions = ExecutionService(
-        engine, workflows=workflows, runner=runner, journal=journal, bus=bus
+        engine,
+        workflows=workflows,
+        runner=runner,
+        journal=journal,
+        bus=bus,
+        notifier=notifier,
+        max_queued=settings.max_queued_runs,
+    )
+    housekeeping = Housekeeping(
+        engine,
+        retention_days=settings.retention_days,
+        interval_s=settings.retention_interval_s,
     )
     services = Services(settings, engine, workflows, executions, runner, bus)
+    await notifier.start()
     await runner.start()
+    await housekeeping.start()
     try:
         yield services
     finally:
+        await housekeeping.close()
         await runner.shutdown(settings.shutdown_grace_s)
         await journal.close()
+        await bus.close()
+        await notifier.close()
         await http_client.aclose()
         await engine.dispose()
 

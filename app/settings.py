@@ -3,6 +3,9 @@ the code reads the environment."""
 
 from __future__ import annotations
 
+import os
+import secrets
+import socket
 from functools import lru_cache
 from pathlib import Path
 
@@ -34,7 +37,51 @@ class Settings(BaseSettings):
     shutdown_grace_s: float = Field(
         default=20.0, ge=0, description="Seconds running runs get to pause on SIGTERM."
     )
+    replica_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        description="This replica's name in leases; unset: host, pid and a random suffix. A "
+        "stable id (a StatefulSet pod name) lets a restarted replica recover its runs at once.",
+    )
+    lease_s: float = Field(
+        default=10.0,
+        ge=0.5,
+        le=3600,
+        description="Seconds a replica holds a run without renewing; a dead replica's runs are "
+        "recovered about this long after it died.",
+    )
+    heartbeat_s: float | None = Field(
+        default=None, gt=0, description="Seconds between lease renewals; unset: lease_s / 3."
+    )
+    poll_s: float = Field(
+        default=1.0, gt=0, le=60, description="Seconds between looks for runs whose lease lapsed."
+    )
+    max_queued_runs: int = Field(
+        default=10_000,
+        ge=1,
+        description="Runs waiting to start across all replicas; beyond it new runs get 429.",
+    )
+    retention_days: float | None = Field(
+        default=None,
+        gt=0,
+        description="Delete finished runs' events, checkpoints and node outputs after this "
+        "many days; unset: keep them.",
+    )
+    retention_interval_s: float = Field(
+        default=3600.0, gt=0, description="Seconds between retention sweeps (one replica each)."
+    )
     log_level: str = Field(default="info")
+
+    @property
+    def resolved_heartbeat_s(self) -> float:
+        return self.heartbeat_s if self.heartbeat_s is not None else self.lease_s / 3
+
+    @property
+    def resolved_replica_id(self) -> str:
+        if self.replica_id:
+            return self.replica_id
+        return f"{socket.gethostname()[:40]}-{os.getpid()}-{secrets.token_hex(3)}"
 
     @property
     def resolved_database_url(self) -> str:

@@ -39,6 +39,7 @@ _STATUS_BY_CODE = {
     "workflow_archived": 409,
     "invalid_state": 409,
     "idempotency_conflict": 409,
+    "queue_full": 429,
 }
 # Errors about a query parameter rather than the body: where to point.
 _PARAMETER_BY_CODE = {"cursor_invalid": "cursor"}
@@ -122,6 +123,7 @@ _RESPONSE_DESCRIPTIONS = {
     409: "Conflicts with the resource's current state.",
     413: "The request body is too large.",
     422: "The request is not valid; `errors` point at the bad fields.",
+    429: "Too many runs are waiting to start; `Retry-After` says when to try again.",
     500: "An unexpected error (logged; no details leak).",
     503: "Not ready.",
 }
@@ -225,6 +227,11 @@ def _unexpected(exc: Exception) -> ProblemDetails:
     return problem(500, "internal_error", detail=_INTERNAL_DETAIL)
 
 
+def _retry_after(exc: OxifyError) -> dict[str, str] | None:
+    seconds = getattr(exc, "retry_after_s", None)
+    return None if seconds is None else {"Retry-After": str(seconds)}
+
+
 def _from_api_problem(exc: ApiProblem) -> ProblemDetails:
     return problem(exc.status, exc.code, detail=exc.detail, errors=exc.errors)
 
@@ -232,7 +239,7 @@ def _from_api_problem(exc: ApiProblem) -> ProblemDetails:
 def install(app: FastAPI, *, max_body_bytes: int) -> None:
     """Everything the API adds around its routes (the composition root's one hook into the
     edge): problem+json handlers, the body cap, request metrics and the OpenAPI document."""
-    app.add_exception_handler(OxifyError, _handler(from_oxify_error))
+    app.add_exception_handler(OxifyError, _handler(from_oxify_error, _retry_after))
     app.add_exception_handler(RequestValidationError, _handler(from_validation_error))
     app.add_exception_handler(
         StarletteHTTPException, _handler(from_http_exception, lambda exc: exc.headers)

@@ -74,6 +74,13 @@ class Execution(ExecutionSummary):
     outputs: Any = None
     error: dict[str, Any] | None = None
     nodes: list[NodeState] = Field(default_factory=list)
+    owner: str | None = Field(
+        default=None, description="The replica driving the run (or that last drove it)."
+    )
+    purged_at: datetime | None = Field(
+        default=None,
+        description="When retention deleted the run's events, checkpoints and node outputs.",
+    )
 
 
 class CheckpointInfo(BaseModel):

@@ -4,17 +4,23 @@ Publishing happens after the events are stored and never blocks the run: each su
 bounded queue, and one that falls behind is marked overflowed and re-reads what it missed from
 the events table. A stream replays stored events after the client's position first, then goes
 live, with no gap and no duplicate (live events at or below the replayed position are dropped).
+
+Runs driven by another replica reach local subscribers through :meth:`EventBus.refresh`: a
+notification names the run, and one read from the table serves all its subscribers here.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Any, Protocol, cast
 
 from app.domain.events import Event
+
+log = logging.getLogger(__name__)
 
 READ_PAGE = 500  # events per re-read from the table
 
@@ -28,13 +34,14 @@ class EventReader(Protocol):
 class Subscription:
     """A bounded mailbox of event batches for one subscriber."""
 
-    __slots__ = ("_capacity", "_queue", "_size", "overflowed", "wake")
+    __slots__ = ("_capacity", "_queue", "_size", "overflowed", "position", "wake")
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, position: int) -> None:
         self._queue: list[Sequence[Event]] = []
         self._size = 0
         self._capacity = capacity
         self.overflowed = False
+        self.position = position  # seq of the last event handed to the reader
         self.wake = asyncio.Event()
 
     def offer(self, events: Sequence[Event]) -> None:
@@ -65,6 +72,8 @@ class EventBus:
         self._queue_size = queue_size
         self._subscribers: dict[str, set[Subscription]] = defaultdict(set)
         self._listeners: list[Callable[[Sequence[Event]], None]] = []
+        self._fetching: dict[str, asyncio.Task[None]] = {}
+        self._stale: set[str] = set()
 
     def listen(self, listener: Callable[[Sequence[Event]], None]) -> None:
         """Also hand every published batch to ``listener`` (metrics); it must not block."""
@@ -82,6 +91,49 @@ class EventBus:
         for execution_id, batch in by_execution.items():
             for subscription in self._subscribers.get(execution_id, ()):
                 subscription.offer(batch)
+
+    def refresh(self, execution_ids: Iterable[str]) -> None:
+        """Another replica logged events for these runs: read them from the table, once per
+        run however many local subscribers follow it, and hand them out like local ones."""
+        for execution_id in execution_ids:
+            if execution_id not in self._subscribers:
+                continue
+            if execution_id in self._fetching:
+                self._stale.add(execution_id)  # read again when the current read is done
+                continue
+            task = asyncio.create_task(self._fetch(execution_id), name=f"oxify-bus-{execution_id}")
+            self._fetching[execution_id] = task
+
+    def refresh_all(self) -> None:
+        """Notifications may have been missed: look at every followed run."""
+        self.refresh(list(self._subscribers))
+
+    async def _fetch(self, execution_id: str) -> None:
+        try:
+            while subscribers := self._subscribers.get(execution_id):
+                # From the most advanced subscriber: one that is behind sees the gap and
+                # catches up from the table itself.
+                after = max(subscription.position for subscription in subscribers)
+                page = await self._reader.read_events(execution_id, after, READ_PAGE)
+                for subscription in self._subscribers.get(execution_id, ()):
+                    if page:
+                        subscription.offer(page)
+                if len(page) == READ_PAGE:
+                    continue
+                if execution_id not in self._stale:
+                    return
+                self._stale.discard(execution_id)
+        except Exception:
+            log.exception("reading the events of run %s for its subscribers failed", execution_id)
+        finally:
+            self._fetching.pop(execution_id, None)
+
+    async def close(self) -> None:
+        """Stop reads still under way for subscribers."""
+        tasks = list(self._fetching.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def read(self, execution_id: str, after_seq: int, limit: int) -> list[Event]:
         """Stored events after ``after_seq`` (a page of the log, no live part)."""
@@ -108,7 +160,7 @@ class EventBus:
         Paused and waiting runs keep the stream open: they may continue. The caller stops
         iterating (or cancels) to leave earlier.
         """
-        subscription = Subscription(self._queue_size)
+        subscription = Subscription(self._queue_size, after_seq)
         self._subscribers[execution_id].add(subscription)
         last = after_seq
         try:
@@ -121,7 +173,7 @@ class EventBus:
                     page = await self._reader.read_events(execution_id, last, READ_PAGE)
                     if page:
                         yield page
-                        last = page[-1].seq
+                        last = subscription.position = page[-1].seq
                         # A terminal event ends the stream only when it is the newest one: a
                         # retried run logs more after its first ending.
                         ended = page[-1].type.is_terminal
@@ -135,7 +187,7 @@ class EventBus:
                         fresh, gap = _after(batch, last)
                         if fresh:
                             yield fresh
-                            last = fresh[-1].seq
+                            last = subscription.position = fresh[-1].seq
                             if fresh[-1].type.is_terminal:
                                 return
                         if gap:

@@ -12,7 +12,7 @@ import builtins
 import hashlib
 import json
 import uuid
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Callable, Collection
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,16 +26,20 @@ from app.domain.run import RunConfig
 from app.domain.status import ExecutionStatus
 from app.engine.inputs import apply_defaults, validate_inputs
 from app.engine.ports import EventSink
+from app.engine.runtime import RunControl
 from app.errors import (
     ErrorDetail,
     ExecutionNotFound,
     IdempotencyConflict,
     InputsInvalid,
     InvalidState,
+    QueueFull,
     RunConfigInvalid,
     WorkflowArchived,
 )
 from app.events.bus import EventBus
+from app.events.notify import Channel, Notifier
+from app.services.admission import Admission
 from app.services.runner import Runner
 from app.services.workflows import WorkflowService
 from app.store import executions as store
@@ -64,12 +68,16 @@ class ExecutionService:
         runner: Runner,
         journal: EventSink,
         bus: EventBus,
+        notifier: Notifier,
+        max_queued: int = 10_000,
     ) -> None:
         self._engine = engine
         self._workflows = workflows
         self._runner = runner
         self._journal = journal
         self._bus = bus
+        self._notifier = notifier
+        self._admission = Admission(max_queued)
 
     # -- start ----------------------------------------------------------------------------
 
@@ -95,6 +103,7 @@ class ExecutionService:
         workflow, plan = await self._workflows.plan_for(workflow_id, version)
         if workflow.archived:
             raise WorkflowArchived(f"workflow {workflow_id!r} is archived")
+        await self._admit()
         inputs = apply_defaults(plan.input_schema, {} if inputs is None else inputs)
         problems = validate_inputs(plan.input_schema, inputs)
         if problems:
@@ -130,8 +139,28 @@ class ExecutionService:
             if replay is None:
                 raise
             return replay, False
-        self._runner.notify()
+        self._queued(execution_id)
         return await self.get(execution_id), True
+
+    async def _admit(self) -> None:
+        """Refuse a new run while too many wait to start (the count is re-read at most every
+        ADMISSION_TTL_S, so checking costs a request next to nothing)."""
+        admission = self._admission
+        if admission.stale():
+            async with self._engine.connect() as conn:
+                admission.update(await store.queued_count(conn))
+        if admission.full():
+            raise QueueFull(
+                f"{admission.queued} runs are waiting to start (limit {admission.limit}); "
+                "try again later",
+                retry_after_s=admission.retry_after_s,
+            )
+        admission.queued += 1
+
+    def _queued(self, execution_id: str) -> None:
+        """A run became claimable: this replica's runner and the others look at the queue."""
+        self._runner.notify()
+        self._notifier.send(Channel.QUEUE, (execution_id,))
 
     async def _replay(
         self, workflow_id: str, key: str, request_hash: str
@@ -201,8 +230,10 @@ class ExecutionService:
         self, execution_id: str, after: int
     ) -> AsyncIterator[builtins.list[Event]] | None:
         """Replay-then-live events after ``after``, in stored batches; None when the run ended
-        at or before it."""
+        at or before it (or retention deleted its log)."""
         execution = await self.get(execution_id)
+        if execution.purged_at is not None:
+            return None
         if execution.status.is_terminal and after >= execution.last_seq:
             return None
         # A position past the log (another run's id, a stale client) means "from now on".
@@ -213,12 +244,10 @@ class ExecutionService:
     async def pause(self, execution_id: str) -> models.Execution:
         """Running: nothing new starts, running nodes finish, then a checkpoint. Queued or
         waiting: held as paused at once."""
-        # Two tries: the runner may claim a queued run between the two conditional updates.
+        # Two tries: a replica may claim a queued run between the two conditional updates.
         for _ in range(2):
             if await self._change(execution_id, (_E.RUNNING,), _E.PAUSING):
-                control = self._runner.control(execution_id)
-                if control is not None:
-                    control.pause()
+                self._tell_owner(execution_id, RunControl.pause)
                 break
             if await self._settle(execution_id, (_E.QUEUED, _E.WAITING), _E.PAUSED):
                 break
@@ -228,34 +257,63 @@ class ExecutionService:
 
     async def resume(self, execution_id: str) -> models.Execution:
         if await self._change(execution_id, (_E.PAUSED,), _E.QUEUED, resume_reason="resumed"):
-            self._runner.notify()
+            self._queued(execution_id)
         else:
             await self._refuse(execution_id, "resume", allowed_now=(_E.QUEUED, _E.RUNNING))
         return await self.get(execution_id)
 
     async def cancel(self, execution_id: str, *, wait: bool) -> models.Execution:
-        """Running nodes really stop; with ``wait`` the answer comes once they have."""
+        """Running nodes really stop (on whichever replica drives the run); with ``wait`` the
+        answer comes once they have (or after MAX_WAIT_S)."""
         if await self._settle(execution_id, (_E.QUEUED, _E.PAUSED, _E.WAITING), _E.CANCELLED):
             return await self.get(execution_id)
-        control = self._runner.control(execution_id)
-        execution = await self.get(execution_id)
-        if execution.status in (_E.RUNNING, _E.PAUSING):
-            if control is not None:
-                control.cancel()
-                if wait:
-                    await self._runner.wait_stopped(execution_id)
-        elif execution.status is not _E.CANCELLED:
+        async with self._engine.begin() as conn:
+            requested = await store.request_cancel(conn, execution_id)
+        if requested:
+            self._tell_owner(execution_id, RunControl.cancel)
+            if wait:
+                await self._until_stopped(execution_id)
+        elif (await self.get(execution_id)).status is not _E.CANCELLED:
             await self._refuse(execution_id, "cancel")
         return await self.get(execution_id)
 
     async def retry(self, execution_id: str) -> models.Execution:
         """Run a failed, timed-out or cancelled run again from where it stopped."""
+        if (await self.get(execution_id)).purged_at is not None:
+            raise InvalidState("cannot retry a run whose history retention deleted")
         expected = (_E.FAILED, _E.TIMED_OUT, _E.CANCELLED)
-        if await self._change(execution_id, expected, _E.QUEUED, resume_reason="retry"):
-            self._runner.notify()
+        if await self._change(
+            execution_id, expected, _E.QUEUED, resume_reason="retry", cancel_requested=False
+        ):
+            self._queued(execution_id)
         else:
             await self._refuse(execution_id, "retry")
         return await self.get(execution_id)
+
+    async def delete(self, execution_id: str) -> None:
+        """Delete a run and everything stored about it; a run a replica drives must be
+        cancelled (or paused) first."""
+        async with self._engine.begin() as conn:
+            deleted = await store.delete_execution(conn, execution_id)
+        if not deleted:
+            raise InvalidState(
+                "cannot delete a run that is running or pausing: cancel or pause it first"
+            )
+
+    def _tell_owner(self, execution_id: str, action: Callable[[RunControl], None]) -> None:
+        """Apply a stored pause or cancel now if this replica drives the run, else nudge the
+        replica that does (its heartbeat reads the row anyway, should the nudge be lost)."""
+        control = self._runner.control(execution_id)
+        if control is not None:
+            action(control)
+        else:
+            self._notifier.send(Channel.CONTROL, (execution_id,))
+
+    async def _until_stopped(self, execution_id: str) -> None:
+        if self._runner.control(execution_id) is not None:
+            await self._runner.wait_stopped(execution_id)
+            return
+        await self.wait(execution_id, MAX_WAIT_S)  # driven elsewhere: its events tell
 
     async def _change(
         self,

@@ -1,11 +1,15 @@
-"""Runs executions as supervised background tasks, at most ``max_concurrent`` at a time.
+"""Drives runs as supervised background tasks on this replica, under leases.
 
-Runs beyond the cap stay ``queued`` in the database and start in submission order: the pump
-claims queued rows with a conditional status update (queued → running), so a row is started
-once. A run's task owns its ``RunControl``; pause and cancel requests for a run this process
-drives go straight to it. On shutdown every running run is paused at a checkpoint and put back
-in the queue with ``resume_reason = "shutdown"``; the next start resumes it (``workflow.resumed``).
-Runs a dead process left ``running`` are queued again as ``recovered`` at start-up.
+The pump claims queued runs (oldest first) and runs whose owner's lease lapsed, up to
+``max_concurrent`` at a time, with one ``UPDATE … FOR UPDATE SKIP LOCKED`` statement each (see
+:mod:`app.store.leases`); it wakes when something is queued here or on another replica
+(``queue`` notification) and polls every ``poll_s`` for lapsed leases. One heartbeat statement
+renews every lease this replica holds and reads back what the rows say: a pause or cancel asked
+on another replica, or that another replica took the run over (its task is then stopped; the
+journal's fencing already refuses its writes). A ``control`` notification makes that prompt.
+
+On shutdown every running run is paused at a checkpoint and queued again
+(``resume_reason = "shutdown"``); another replica, or this one when it is back, continues it.
 """
 
 from __future__ import annotations
@@ -13,7 +17,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass
+import os
+import socket
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -21,11 +27,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.domain.events import Event, EventType
 from app.domain.run import RunConfig
 from app.domain.status import ExecutionStatus
-from app.engine.ports import EventSink
 from app.engine.runtime import RunControl
 from app.engine.scheduler import RunRequest, Scheduler
+from app.errors import LeaseLost
+from app.events.notify import Channel, Notifier
 from app.services.workflows import WorkflowService
 from app.store import executions as store
+from app.store import leases
+from app.store.journal import SqlJournal
 
 log = logging.getLogger(__name__)
 
@@ -33,53 +42,88 @@ _E = ExecutionStatus
 PUMP_RETRY_S = 2.0  # seconds between attempts while the database is unreachable
 
 
+@dataclass(frozen=True, slots=True)
+class LeaseSettings:
+    """How this replica holds runs. Recovery of a dead replica's runs takes at most about
+    ``lease_s + poll_s`` (the lease runs out, then a survivor's next poll claims the run)."""
+
+    replica_id: str
+    max_concurrent: int = 64
+    lease_s: float = 10.0  # seconds a claim or renewal holds a run
+    heartbeat_s: float = 3.0  # seconds between renewals (well under lease_s)
+    poll_s: float = 1.0  # seconds between looks for lapsed leases and missed queue nudges
+
+
 @dataclass(slots=True)
 class _Active:
-    task: asyncio.Task[None]
+    run: leases.ClaimedRun
     control: RunControl
+    task: asyncio.Task[None] | None = None
+    lost: bool = False  # another replica took it over: stop quietly
+    done: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class Runner:
-    """Background execution of runs for one process."""
+    """Background execution of runs for one replica."""
 
     def __init__(
         self,
         *,
         engine: AsyncEngine,
         scheduler: Scheduler,
-        journal: EventSink,
+        journal: SqlJournal,
         workflows: WorkflowService,
-        max_concurrent: int,
+        notifier: Notifier,
+        settings: LeaseSettings,
     ) -> None:
         self._engine = engine
         self._journal = journal
         self._scheduler = scheduler
         self._workflows = workflows
-        self._max = max_concurrent
+        self._notifier = notifier
+        self.settings = settings
         self._active: dict[str, _Active] = {}
-        self._controls: dict[str, RunControl] = {}
         self._wake = asyncio.Event()
-        self._pump_task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
+        self._last_renewal = 0.0  # loop time of the last successful heartbeat
+        self.claims = 0  # claiming statements sent, for benchmarks
+
+    @property
+    def replica_id(self) -> str:
+        return self.settings.replica_id
 
     # -- lifecycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Start pumping the queue (after re-queueing what a dead process left running)."""
-        self._pump_task = asyncio.create_task(self._pump(), name="oxify-runner-pump")
+        """Listen for nudges, then start claiming and renewing."""
+        self._notifier.listen(Channel.QUEUE, lambda _ids: self.notify())
+        self._notifier.listen(Channel.CONTROL, self._on_control)
+        self._notifier.on_resync(self.notify)
+        self._tasks = [
+            asyncio.create_task(self._pump(), name="oxify-runner-pump"),
+            asyncio.create_task(self._heartbeat(), name="oxify-runner-heartbeat"),
+        ]
 
     async def shutdown(self, grace_s: float) -> None:
-        """Pause every running run at a checkpoint and queue it for the next start."""
+        """Pause every running run at a checkpoint and queue it again for any replica."""
         self._stopping = True
-        if self._pump_task is not None:
-            self._pump_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._pump_task
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
         active = dict(self._active)
-        if not active:
-            return
+        if active:
+            await self._hand_back(active, grace_s)
+        with contextlib.suppress(Exception):
+            async with self._engine.begin() as conn:
+                await leases.stopped(conn, self.replica_id)
+
+    async def _hand_back(self, active: dict[str, _Active], grace_s: float) -> None:
+        ids = sorted(active)  # rows are locked in id order everywhere
         async with self._engine.begin() as conn:
-            for execution_id in active:
+            for execution_id in ids:
                 await store.set_status(
                     conn,
                     execution_id,
@@ -87,18 +131,19 @@ class Runner:
                     status=_E.PAUSING,
                     resume_reason="shutdown",
                 )
-        for run in active.values():
-            run.control.pause()
-        tasks = [run.task for run in active.values()]
-        _done, pending = await asyncio.wait(tasks, timeout=grace_s)
+        for entry in active.values():
+            entry.control.pause()
+        tasks = [entry.task for entry in active.values() if entry.task is not None]
+        _done, pending = await asyncio.wait(tasks, timeout=grace_s) if tasks else (set(), set())
         for task in pending:
-            # Out of time: stop without a terminal event; the run stays `running` and the next
-            # start recovers it (its interrupted nodes run again).
+            # Out of time: stop without a terminal event. The run goes back to `running` with
+            # its lease released: any replica recovers it (its interrupted nodes run again).
             task.cancel()
         if pending:
             await asyncio.wait(pending)
+        held = {i: entry.run.generation for i, entry in active.items()}
         async with self._engine.begin() as conn:
-            for execution_id in active:
+            for execution_id in ids:
                 await store.set_status(
                     conn,
                     execution_id,
@@ -107,107 +152,133 @@ class Runner:
                     resume_reason="shutdown",
                     only_if_resume_reason="shutdown",
                 )
+                await store.set_status(
+                    conn,
+                    execution_id,
+                    expected=(_E.PAUSING,),
+                    status=_E.RUNNING,
+                    only_if_resume_reason="shutdown",
+                )
+            await leases.release(conn, self.replica_id, held)
+        self._notifier.send(Channel.QUEUE, ids)
 
     # -- requests -------------------------------------------------------------------------
 
     def notify(self) -> None:
-        """Something was queued: look at the queue."""
+        """Something may be claimable: look at the queue now."""
         self._wake.set()
 
     def control(self, execution_id: str) -> RunControl | None:
-        """The control of a run this process is driving, if any."""
-        return self._controls.get(execution_id)
+        """The control of a run this replica is driving, if any."""
+        entry = self._active.get(execution_id)
+        return entry.control if entry is not None else None
 
     async def wait_stopped(self, execution_id: str) -> None:
-        """Return once this process no longer drives the run."""
-        active = self._active.get(execution_id)
-        if active is not None:
-            await asyncio.wait([active.task])
+        """Return once this replica no longer drives the run."""
+        entry = self._active.get(execution_id)
+        if entry is not None:
+            await entry.done.wait()
 
     @property
     def running_count(self) -> int:
         return len(self._active)
 
-    # -- the pump -------------------------------------------------------------------------
+    # -- claiming -------------------------------------------------------------------------
 
     async def _pump(self) -> None:
-        recovered = False
+        settings = self.settings
+        loop = asyncio.get_running_loop()
+        await self._recover_own()
+        next_poll = 0.0
         while not self._stopping:
             self._wake.clear()
             try:
-                if not recovered:
-                    await self._recover()
-                    recovered = True
-                free = self._max - len(self._active)
+                free = settings.max_concurrent - len(self._active)
+                if free > 0 and loop.time() >= next_poll:
+                    next_poll = loop.time() + settings.poll_s
+                    free -= await self._claim(leases.claim_expired, free)
                 if free > 0:
-                    await self._claim(free)
+                    await self._claim(leases.claim_queued, free)
             except Exception as exc:
                 # Database down or not migrated yet: the service stays up (readyz says why)
                 # and the pump tries again.
                 log.warning("runner cannot reach the queue (%s); retrying", exc)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), PUMP_RETRY_S)
+                await _wait(self._wake, PUMP_RETRY_S)
                 continue
-            await self._wake.wait()
+            await _wait(self._wake, max(0.0, next_poll - loop.time()))
 
-    async def _recover(self) -> None:
+    async def _recover_own(self) -> None:
+        """Runs a previous life of this replica drove (same id), or any run on SQLite (one
+        process): nobody drives them, so their leases end now and the pump recovers them."""
+        single = self._engine.dialect.name == "sqlite"
+        while not self._stopping:
+            try:
+                async with self._engine.begin() as conn:
+                    count = await leases.expire(conn, owner=None if single else self.replica_id)
+                    await leases.beat(conn, self.replica_id, socket.gethostname(), os.getpid())
+            except Exception as exc:
+                log.warning("runner cannot reach the database (%s); retrying", exc)
+                await asyncio.sleep(PUMP_RETRY_S)
+                continue
+            if count:
+                log.warning("recovering %d run(s) left running by a stopped process", count)
+            return
+
+    async def _claim(self, claim: leases.Claim, limit: int) -> int:
+        settings = self.settings
+        self.claims += 1
         async with self._engine.begin() as conn:
-            recovered = await store.requeue_interrupted(conn)
-        if recovered:
-            log.warning("re-queued %d run(s) left running by a stopped process", recovered)
+            runs = await claim(conn, settings.replica_id, limit, settings.lease_s)
+        for run in runs:
+            # Fenced from here on: once another replica claims the run, our writes fail.
+            self._journal.own(run.id, run.generation)
+            entry = _Active(run, RunControl())
+            entry.task = asyncio.create_task(self._drive(entry), name=run.id)
+            self._active[run.id] = entry
+        return len(runs)
 
-    async def _claim(self, free: int) -> None:
-        claimed: list[str] = []
-        try:
-            async with self._engine.begin() as conn:
-                for execution_id in await store.queued_ids(conn, free):
-                    if await store.set_status(
-                        conn, execution_id, expected=(_E.QUEUED,), status=_E.RUNNING
-                    ):
-                        # Registered before the commit: once anyone can read `running`, a
-                        # pause or cancel for the run finds its control here.
-                        self._controls[execution_id] = RunControl()
-                        claimed.append(execution_id)
-        except BaseException:
-            for execution_id in claimed:
-                self._controls.pop(execution_id, None)
-            raise
-        for execution_id in claimed:
-            control = self._controls[execution_id]
-            task = asyncio.create_task(self._drive(execution_id, control), name=execution_id)
-            self._active[execution_id] = _Active(task, control)
+    # -- driving --------------------------------------------------------------------------
 
-    async def _drive(self, execution_id: str, control: RunControl) -> None:
+    async def _drive(self, entry: _Active) -> None:
+        run = entry.run
         try:
-            await self._execute(execution_id, control)
+            await self._execute(entry)
         except asyncio.CancelledError:
-            raise
+            if not entry.lost:
+                raise
+        except LeaseLost:
+            entry.lost = True
         except Exception as exc:
-            log.exception("run %s crashed", execution_id)
-            await self._record_crash(execution_id, exc)
+            log.exception("run %s crashed", run.id)
+            await self._record_crash(run.id, exc)
         finally:
-            self._active.pop(execution_id, None)
-            self._controls.pop(execution_id, None)
+            if entry.lost:
+                log.warning("run %s was taken over by another replica; stopped here", run.id)
+            self._journal.disown(run.id)
+            self._active.pop(run.id, None)
+            entry.done.set()
             self._wake.set()
 
-    async def _execute(self, execution_id: str, control: RunControl) -> None:
-        async with self._engine.connect() as conn:
-            row = await store.execution_row(conn, execution_id)
-            prior_attempts = await store.node_attempts(conn, execution_id)
-        if row is None:
-            return
-        if row.status is _E.PAUSING:
-            control.pause()  # asked before this task could hear it
-        _workflow, plan = await self._workflows.plan_for(row.workflow_id, row.workflow_version)
+    async def _execute(self, entry: _Active) -> None:
+        run, control = entry.run, entry.control
+        if run.cancel_requested:
+            control.cancel()  # asked before this replica could hear it
+        elif run.status is _E.PAUSING:
+            control.pause()
+        resume = run.last_seq > 0  # a run that logged anything continues from its checkpoints
+        prior_attempts: dict[str, int] = {}
+        if resume:
+            async with self._engine.connect() as conn:
+                prior_attempts = await store.node_attempts(conn, run.id)
+        plan = await self._workflows.plan_of_version(run.workflow_id, run.workflow_version)
         request = RunRequest(
-            execution_id=execution_id,
+            execution_id=run.id,
             plan=plan,
-            inputs=row.inputs,
-            config=RunConfig.model_validate(row.config),
-            # A run that logged anything before continues from its checkpoints.
-            resume=row.last_seq > 0,
-            resume_reason=row.resume_reason or "resumed",
-            last_seq=row.last_seq,
+            inputs=run.inputs,
+            config=RunConfig.model_validate(run.config),
+            resume=resume,
+            resume_reason=run.resume_reason or "resumed",
+            last_seq=run.last_seq,
             prior_attempts=prior_attempts,
         )
         await self._scheduler.run(request, control)
@@ -215,9 +286,9 @@ class Runner:
     async def _record_crash(self, execution_id: str, exc: Exception) -> None:
         """End a run whose driver failed outside the engine (a store error, a bug) as failed.
 
-        Goes through the journal like any event, so the log gets its terminal event and the
-        row its status in one write. If even that fails the run stays `running` and the next
-        start recovers it.
+        Goes through the journal like any event (fenced like any write), so the log gets its
+        terminal event and the row its status in one write. If even that fails the run stays
+        `running`; its lease runs out and a replica recovers it.
         """
         error = {"code": "internal_error", "message": f"{type(exc).__name__}: {exc}"}
         try:
@@ -235,3 +306,70 @@ class Runner:
             await self._journal.emit([event])
         except Exception:
             log.exception("could not record the failure of run %s", execution_id)
+
+    # -- leases ---------------------------------------------------------------------------
+
+    async def _heartbeat(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._last_renewal = loop.time()
+        while not self._stopping:
+            await asyncio.sleep(self.settings.heartbeat_s)
+            try:
+                await self._renew()
+                self._last_renewal = loop.time()
+            except Exception as exc:
+                log.warning("cannot renew leases (%s)", exc)
+                if loop.time() - self._last_renewal > self.settings.lease_s:
+                    # Our leases have run out: other replicas may be driving these runs now.
+                    self._abandon_all()
+
+    async def _renew(self) -> None:
+        held = {i: entry.run.generation for i, entry in self._active.items()}
+        async with self._engine.begin() as conn:
+            states = await leases.renew(conn, self.replica_id, held, self.settings.lease_s)
+            await leases.beat(conn, self.replica_id, socket.gethostname(), os.getpid())
+        for execution_id in held:
+            self._apply(execution_id, states.get(execution_id))
+
+    def _on_control(self, ids: list[str]) -> None:
+        mine = [i for i in ids if i in self._active]
+        if mine:
+            task = asyncio.create_task(self._check(mine), name="oxify-runner-control")
+            self._tasks.append(task)
+            task.add_done_callback(self._tasks.remove)
+
+    async def _check(self, ids: list[str]) -> None:
+        try:
+            async with self._engine.connect() as conn:
+                states = await leases.lease_states(conn, ids)
+        except Exception as exc:
+            log.warning("cannot read control requests (%s); the heartbeat will", exc)
+            return
+        for execution_id in ids:
+            self._apply(execution_id, states.get(execution_id))
+
+    def _apply(self, execution_id: str, state: leases.LeaseState | None) -> None:
+        """Act on what the row says of a run this replica drives."""
+        entry = self._active.get(execution_id)
+        if entry is None:
+            return
+        if state is None or state.generation != entry.run.generation:
+            self._abandon(entry)
+        elif state.cancel_requested:
+            entry.control.cancel()
+        elif state.status is _E.PAUSING:
+            entry.control.pause()
+
+    def _abandon(self, entry: _Active) -> None:
+        entry.lost = True
+        if entry.task is not None:
+            entry.task.cancel()
+
+    def _abandon_all(self) -> None:
+        for entry in list(self._active.values()):
+            self._abandon(entry)
+
+
+async def _wait(event: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(event.wait(), seconds)

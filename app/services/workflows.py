@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -39,6 +40,7 @@ class WorkflowService:
         self._limits = limits
         self._node_types = node_types
         self._now = now
+        self._versions: OrderedDict[tuple[str, int], Plan] = OrderedDict()
 
     async def validate(self, document: dict[str, Any]) -> models.ValidationResult:
         """Check a document (stores nothing); raises WorkflowInvalid listing every problem."""
@@ -112,6 +114,20 @@ class WorkflowService:
         """A stored version and its plan (cached by content hash)."""
         workflow = await self.get(workflow_id, version)
         return workflow, self._plan(workflow.document)
+
+    async def plan_of_version(self, workflow_id: str, version: int) -> Plan:
+        """The plan of one stored version. Versions never change, so it is read once per
+        process (runs start, recover and resume without reading their document again)."""
+        key = (workflow_id, version)
+        plan = self._versions.get(key)
+        if plan is None:
+            _workflow, plan = await self.plan_for(workflow_id, version)
+            self._versions[key] = plan
+            if len(self._versions) > self._plans.maxsize:
+                self._versions.popitem(last=False)
+        else:
+            self._versions.move_to_end(key)
+        return plan
 
     async def load_workflow(self, workflow_id: str, version: int | None) -> Mapping[str, Any]:
         """The engine's WorkflowLoader port, for ``subworkflow`` nodes naming a stored workflow."""

@@ -49,6 +49,11 @@ def is_postgres(engine: AsyncEngine) -> bool:
     return engine.dialect.name == "postgresql"
 
 
+def asyncpg_dsn(engine: AsyncEngine) -> str:
+    """A DSN for asyncpg itself (dedicated connections: journal writer, notifications)."""
+    return engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # WAL lets stream readers proceed while a run writes; foreign keys are off by default.
     cursor = dbapi_connection.cursor()

@@ -11,20 +11,22 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Row, func, null, select, update
+from sqlalchemy import Row, delete, func, null, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.domain import views as models
 from app.domain.status import ExecutionStatus, NodeStatus, check_execution_transition
-from app.errors import CursorInvalid
-from app.store.tables import checkpoints, executions, idempotency_keys, node_runs
+from app.errors import CursorInvalid, ExecutionNotFound
+from app.store.tables import checkpoints, events, executions, idempotency_keys, node_runs
 from app.store.workflows import decode_cursor, encode_cursor
 
 _E = ExecutionStatus
 # Columns ``set_status`` may change along with the status.
-_STATUS_FIELDS = frozenset({"resume_reason", "started_at", "finished_at", "error", "outputs"})
-# Driven by a process that may have died: queued again on start-up.
-_INTERRUPTED = (_E.RUNNING, _E.PAUSING)
+_STATUS_FIELDS = frozenset(
+    {"resume_reason", "started_at", "finished_at", "error", "outputs", "cancel_requested"}
+)
+# Driven by a replica: not deletable, cancelled through the owner.
+_DRIVEN = (_E.RUNNING.value, _E.PAUSING.value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +135,8 @@ async def get_execution(
         outputs=row.outputs,
         error=row.error,
         nodes=nodes,
+        owner=row.owner,
+        purged_at=row.purged_at,
     )
 
 
@@ -194,30 +198,40 @@ async def set_status(
     return bool(result.rowcount)
 
 
-async def requeue_interrupted(conn: AsyncConnection, *, reason: str = "recovered") -> int:
-    """Queue again every run left running (or pausing) by a stopped process; returns how many.
-
-    Only for start-up when no other replica drives runs (leases take over from this later).
-    """
+async def request_cancel(conn: AsyncConnection, execution_id: str) -> bool:
+    """Record a cancel for a run a replica drives (its owner acts on it); False when the run
+    is not running or pausing."""
     result = await conn.execute(
         update(executions)
-        .where(executions.c.status.in_([s.value for s in _INTERRUPTED]))
-        .values(status=_E.QUEUED.value, resume_reason=reason, updated_at=datetime.now(UTC))
+        .where(executions.c.id == execution_id, executions.c.status.in_(_DRIVEN))
+        .values(cancel_requested=True, updated_at=datetime.now(UTC))
     )
-    return int(result.rowcount)
+    return bool(result.rowcount)
 
 
-async def queued_ids(conn: AsyncConnection, limit: int) -> list[str]:
-    """Queued runs in submission order (rows other replicas hold locked are skipped)."""
-    query = (
-        select(executions.c.id)
-        .where(executions.c.status == _E.QUEUED.value)
-        .order_by(executions.c.queue_seq)
-        .limit(limit)
+async def queued_count(conn: AsyncConnection) -> int:
+    """Runs waiting to start, across replicas."""
+    query = select(func.count()).where(executions.c.status == _E.QUEUED.value)
+    return int((await conn.execute(query)).scalar_one())
+
+
+async def delete_execution(conn: AsyncConnection, execution_id: str) -> bool:
+    """Delete a run no replica drives, with its log, checkpoints, node runs and forms; False
+    when a replica drives it (cancel it first). Raises ExecutionNotFound when there is none."""
+    result = await conn.execute(
+        delete(executions)
+        .where(executions.c.id == execution_id, executions.c.status.not_in(_DRIVEN))
+        .returning(executions.c.id)
     )
-    if conn.dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
-    return list((await conn.execute(query)).scalars())
+    if result.first() is None:
+        exists = await conn.execute(select(executions.c.id).where(executions.c.id == execution_id))
+        if exists.first() is None:
+            raise ExecutionNotFound(f"no execution {execution_id!r}")
+        return False
+    # The journal's tables carry no foreign keys (see tables.py): their rows go explicitly.
+    for table in (events, checkpoints, node_runs):
+        await conn.execute(delete(table).where(table.c.execution_id == execution_id))
+    return True
 
 
 async def node_attempts(conn: AsyncConnection, execution_id: str) -> dict[str, int]:

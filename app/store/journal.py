@@ -14,7 +14,6 @@ handful of Core statements in one transaction.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.domain.events import Event
 from app.domain.run import Checkpoint
+from app.errors import LeaseLost
 from app.store import journal_sql
 from app.store.db import is_postgres
 from app.store.journal_rows import derive
@@ -54,10 +54,21 @@ class SqlJournal:
             if is_postgres(engine)
             else journal_sql.SqliteBatchWriter(engine)
         )
+        self._generations: dict[str, int] = {}
         self.commits = 0  # transactions written, for benchmarks and metrics
 
     def set_publisher(self, publish: Publish) -> None:
         self._publish = publish
+
+    # -- fencing --------------------------------------------------------------------------
+
+    def own(self, execution_id: str, generation: int) -> None:
+        """Write for ``execution_id`` only while its lease generation is ``generation``: once
+        another replica claimed the run, this process's writes for it fail with LeaseLost."""
+        self._generations[execution_id] = generation
+
+    def disown(self, execution_id: str) -> None:
+        self._generations.pop(execution_id, None)
 
     # -- engine ports ---------------------------------------------------------------------
 
@@ -110,12 +121,21 @@ class SqlJournal:
     async def _write(self, batch: list[_Pending]) -> None:
         events = [e for p in batch for e in p.events]
         checkpoints = [p.checkpoint for p in batch if p.checkpoint is not None]
-        await self._writer.write(derive(events, checkpoints))
+        rows = derive(events, checkpoints)
+        for execution_id, update in rows.executions.items():
+            update.generation = self._generations.get(execution_id)
+        written = await self._writer.write(rows)
         self.commits += 1
-        if self._publish is not None:
+        if len(written) < len(rows.executions):
+            events = [e for e in events if e.execution_id in written]
+        if self._publish is not None and events:
             self._publish(events)
         for pending in batch:
-            _settle(pending, None)
+            execution_id = _execution_of(pending)
+            if execution_id in written:
+                _settle(pending, None)
+            else:
+                _settle(pending, LeaseLost(f"run {execution_id} is driven by another replica now"))
 
     async def close(self) -> None:
         """Stop the writer (after pending writes finished) and release its connection."""
@@ -124,8 +144,7 @@ class SqlJournal:
             await asyncio.wait(waiting)
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await asyncio.wait([self._task])
         await self._writer.close()
 
 
@@ -136,6 +155,13 @@ def _settle(pending: _Pending, error: BaseException | None) -> None:
         pending.done.set_result(None)
     else:
         pending.done.set_exception(error)
+
+
+def _execution_of(pending: _Pending) -> str:
+    if pending.events:
+        return pending.events[0].execution_id
+    assert pending.checkpoint is not None
+    return pending.checkpoint.execution_id
 
 
 def _describe(pending: _Pending) -> str:

@@ -64,6 +64,7 @@ class ExecutionUpdate:
     completed_nodes: int | None = None
     total_nodes: int | None = None
     terminal: bool = False
+    generation: int | None = None  # the writer's lease generation; None: no replica drives it
 
 
 @dataclass(slots=True)
@@ -72,6 +73,17 @@ class BatchRows:
     checkpoints: list[Checkpoint] = field(default_factory=list)
     node_runs: dict[tuple[str, str], NodeRunRow] = field(default_factory=dict)
     executions: dict[str, ExecutionUpdate] = field(default_factory=dict)
+
+    def only(self, execution_ids: set[str]) -> BatchRows:
+        """The rows of these executions only."""
+        if len(execution_ids) == len(self.executions):
+            return self
+        return BatchRows(
+            [e for e in self.events if e.execution_id in execution_ids],
+            [c for c in self.checkpoints if c.execution_id in execution_ids],
+            {k: v for k, v in self.node_runs.items() if k[0] in execution_ids},
+            {k: v for k, v in self.executions.items() if k in execution_ids},
+        )
 
 
 def derive(events: list[Event], checkpoints: list[Checkpoint]) -> BatchRows:

@@ -13,20 +13,37 @@ from app.domain.events import Event
 from app.domain.run import Checkpoint
 from app.domain.status import ExecutionStatus
 from app.store import codec
+from app.store.db import asyncpg_dsn
 from app.store.journal_rows import BatchRows
 from app.store.tables import checkpoints, events, executions, node_runs
 
 _PG_BATCH = """
-WITH ev AS (
+WITH u AS (
+    SELECT * FROM unnest($23::text[], $24::int[], $25::text[], $26::text[], $27::text[],
+                         $28::timestamptz[], $29::timestamptz[], $30::int[], $31::int[],
+                         $32::bool[], $33::int[])
+         AS u(id, last_seq, status, outputs, error, started_at, finished_at, completed_nodes,
+              total_nodes, terminal, generation)
+), ok AS (
+    -- Fencing: a run's rows are written only while its generation is the writer's (a null
+    -- generation is a write for a run no replica drives). Locked in id order, as lease renewal
+    -- locks them; a concurrent claim is waited for and then re-checked.
+    SELECT x.id FROM executions AS x JOIN u ON u.id = x.id
+    WHERE u.generation IS NULL OR x.generation = u.generation
+    ORDER BY x.id
+    FOR UPDATE OF x
+), ev AS (
     INSERT INTO events (execution_id, seq, type, ts, node_id, level, data)
     SELECT e.execution_id, e.seq, e.type, e.ts, e.node_id, e.level, e.data::json
     FROM unnest($1::text[], $2::int[], $3::text[], $4::timestamptz[], $5::text[], $6::int[],
                 $7::text[]) AS e(execution_id, seq, type, ts, node_id, level, data)
+    WHERE e.execution_id IN (SELECT id FROM ok)
 ), cp AS (
     INSERT INTO checkpoints (execution_id, number, seq, created_at, records)
     SELECT c.execution_id, c.number, c.seq, c.created_at, c.records::json
     FROM unnest($8::text[], $9::int[], $10::int[], $11::timestamptz[], $12::text[])
          AS c(execution_id, number, seq, created_at, records)
+    WHERE c.execution_id IN (SELECT id FROM ok)
 ), nr AS (
     INSERT INTO node_runs (execution_id, node_key, node_id, status, attempt, output, error,
                            started_at, finished_at, duration_ms)
@@ -36,6 +53,7 @@ WITH ev AS (
                 $19::text[], $20::timestamptz[], $21::timestamptz[], $22::float8[])
          AS n(execution_id, node_key, node_id, status, attempt, output, error, started_at,
               finished_at, duration_ms)
+    WHERE n.execution_id IN (SELECT id FROM ok)
     ON CONFLICT (execution_id, node_key) DO UPDATE SET
         node_id = EXCLUDED.node_id,
         status = EXCLUDED.status,
@@ -59,11 +77,9 @@ UPDATE executions AS x SET
     completed_nodes = COALESCE(u.completed_nodes, x.completed_nodes),
     total_nodes = COALESCE(u.total_nodes, x.total_nodes),
     updated_at = now()
-FROM unnest($23::text[], $24::int[], $25::text[], $26::text[], $27::text[], $28::timestamptz[],
-            $29::timestamptz[], $30::int[], $31::int[], $32::bool[])
-     AS u(id, last_seq, status, outputs, error, started_at, finished_at, completed_nodes,
-          total_nodes, terminal)
-WHERE x.id = u.id
+FROM u
+WHERE x.id = u.id AND x.id IN (SELECT id FROM ok)
+RETURNING x.id
 """
 
 
@@ -75,18 +91,21 @@ class PostgresBatchWriter:
     """Writes a batch with one statement on a dedicated asyncpg connection."""
 
     def __init__(self, engine: AsyncEngine) -> None:
-        self._dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        self._dsn = asyncpg_dsn(engine)
         self._connection: asyncpg.Connection | None = None
 
-    async def write(self, rows: BatchRows) -> None:
+    async def write(self, rows: BatchRows) -> set[str]:
+        """Write the batch; the ids of the executions whose rows were written (the others
+        were fenced off)."""
         connection = self._connection
         if connection is None or connection.is_closed():
             connection = self._connection = await asyncpg.connect(self._dsn)
         try:
-            await connection.execute(_PG_BATCH, *_pg_arguments(rows))
+            written = await connection.fetch(_PG_BATCH, *_pg_arguments(rows))
         except (OSError, asyncpg.exceptions.ConnectionDoesNotExistError):
             self._connection = None
             raise
+        return {row[0] for row in written}
 
     async def close(self) -> None:
         if self._connection is not None:
@@ -130,6 +149,7 @@ def _pg_arguments(rows: BatchRows) -> list[list[Any]]:
         [u.completed_nodes for u in ex],
         [u.total_nodes for u in ex],
         [u.terminal for u in ex],
+        [u.generation for u in ex],
     ]
 
 
@@ -139,8 +159,10 @@ class SqliteBatchWriter:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
 
-    async def write(self, rows: BatchRows) -> None:
+    async def write(self, rows: BatchRows) -> set[str]:
         async with self._engine.begin() as connection:
+            written = await _unfenced(connection, rows)
+            rows = rows.only(written)
             if rows.events:
                 await connection.execute(
                     events.insert(),
@@ -175,9 +197,23 @@ class SqliteBatchWriter:
                 await connection.execute(_sqlite_node_upsert(row))
             for change in rows.executions.values():
                 await connection.execute(_execution_update(change))
+        return written
 
     async def close(self) -> None:
         return None
+
+
+async def _unfenced(connection: Any, rows: BatchRows) -> set[str]:
+    """The executions of the batch whose generation is the writer's (or that no one drives)."""
+    fenced = {u.execution_id: u.generation for u in rows.executions.values()}
+    query = select(executions.c.id, executions.c.generation).where(
+        executions.c.id.in_(list(fenced))
+    )
+    return {
+        row.id
+        for row in await connection.execute(query)
+        if fenced[row.id] is None or fenced[row.id] == row.generation
+    }
 
 
 def _sqlite_node_upsert(row: Any) -> Any:

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Float,
@@ -27,6 +28,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    false,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -115,12 +117,34 @@ executions = Table(
     Column("started_at", Timestamp()),
     Column("finished_at", Timestamp()),
     Column("updated_at", Timestamp(), nullable=False),
+    # Ownership: the replica driving the run, until when, and a generation that every claim
+    # increments; the journal refuses writes of an older generation (fencing).
+    Column("owner", String(64)),
+    Column("lease_expires_at", Timestamp()),
+    Column("generation", Integer, nullable=False, server_default=text("0")),
+    # Asked for on any replica; the owner reads it (NOTIFY, or its next heartbeat) and cancels.
+    Column("cancel_requested", Boolean, nullable=False, server_default=false()),
+    # When retention deleted the run's events, checkpoints and node outputs.
+    Column("purged_at", Timestamp()),
     ForeignKeyConstraint(
         ["workflow_id", "workflow_version"],
         ["workflow_versions.workflow_id", "workflow_versions.version"],
     ),
     Index("ix_executions_workflow", "workflow_id", "queue_seq"),
+    # Claims (status = 'queued' in queue order; running rows by lease) and list filters.
     Index("ix_executions_status", "status", "queue_seq"),
+    Index("ix_executions_finished", "finished_at"),
+)
+
+replicas = Table(
+    "replicas",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("started_at", Timestamp(), nullable=False),
+    Column("heartbeat_at", Timestamp(), nullable=False),
+    Column("stopped_at", Timestamp()),
 )
 
 node_runs = Table(

@@ -3,94 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 import uuid
-from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.domain.status import ExecutionStatus, InvalidTransition, NodeStatus
 from app.errors import CursorInvalid
 from app.store import executions as store
 from app.store import tables, workflows
-from app.store.db import create_engine, is_postgres, migrate
-
-S = ExecutionStatus
-T0 = datetime(2020, 6, 1, 8, 0, 0, 500000, tzinfo=UTC)
-WORKFLOW = "wf-1"
-OTHER = "wf-2"
-
-
-@pytest.fixture(scope="module")
-def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("sqlite-template") / "template.db"
-    asyncio.run(migrate(f"sqlite+aiosqlite:///{path}"))
-    return path
-
-
-@pytest.fixture(params=["postgres", "sqlite"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path) -> str:
-    if request.param == "postgres":
-        url: str = request.getfixturevalue("fresh_pg_url")
-        return url
-    shutil.copyfile(sqlite_template, tmp_path / "oxify.db")
-    return f"sqlite+aiosqlite:///{tmp_path / 'oxify.db'}"
-
-
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(database_url)
-    async with engine.begin() as conn:
-        for workflow_id in (WORKFLOW, OTHER):
-            await workflows.insert_workflow(
-                conn,
-                workflow_id=workflow_id,
-                name=workflow_id,
-                document={"name": workflow_id, "nodes": [], "edges": []},
-                content_hash="0" * 64,
-                now=T0,
-            )
-    try:
-        yield engine
-    finally:
-        await engine.dispose()
-
-
-async def add(
-    conn: AsyncConnection,
-    *,
-    workflow_id: str = WORKFLOW,
-    status: ExecutionStatus = S.QUEUED,
-    execution_id: str | None = None,
-    **extra: Any,
-) -> str:
-    execution_id = execution_id or str(uuid.uuid4())
-    await store.insert_execution(
-        conn,
-        execution_id=execution_id,
-        workflow_id=workflow_id,
-        workflow_version=1,
-        inputs=extra.pop("inputs", {"n": 1}),
-        config=extra.pop("config", {"max_concurrency": 4}),
-        status=status,
-        now=T0,
-        **extra,
-    )
-    return execution_id
-
-
-async def status_of(engine: AsyncEngine, execution_id: str) -> ExecutionStatus:
-    async with engine.connect() as conn:
-        row = await store.execution_row(conn, execution_id)
-    assert row is not None
-    return row.status
-
+from app.store.db import is_postgres
+from tests.integration.rows import OTHER, T0, WORKFLOW, S, add, status_of
 
 # -- insert and read -------------------------------------------------------------------------
 
@@ -122,9 +49,9 @@ async def test_concurrent_inserts_get_distinct_queue_positions(engine: AsyncEngi
 
     async with engine.connect() as conn:
         rows = (await conn.execute(select(tables.executions.c.queue_seq))).scalars().all()
-        queued = await store.queued_ids(conn, 100)
-    assert len(set(rows)) == 10
-    assert sorted(queued) == sorted(ids)
+        queued = await store.queued_count(conn)
+    assert len(set(rows)) == len(set(ids)) == 10
+    assert queued == 10
 
 
 async def test_a_new_execution_reads_back_whole(engine: AsyncEngine) -> None:
@@ -396,53 +323,6 @@ async def test_a_status_change_waiting_on_another_sees_its_result(engine: AsyncE
         assert await loser is False
         await second.commit()
     assert await status_of(engine, execution_id) is S.PAUSING
-
-
-async def test_interrupted_runs_are_queued_again(engine: AsyncEngine) -> None:
-    async with engine.begin() as conn:
-        ids = {status: await add(conn, status=status) for status in S}
-
-    async with engine.begin() as conn:
-        assert await store.requeue_interrupted(conn) == 2
-
-    async with engine.connect() as conn:
-        for status, execution_id in ids.items():
-            row = await store.execution_row(conn, execution_id)
-            assert row is not None
-            if status in (S.RUNNING, S.PAUSING):
-                assert (row.status, row.resume_reason) == (S.QUEUED, "recovered")
-            else:
-                assert (row.status, row.resume_reason) == (status, None)
-
-
-# -- queue -----------------------------------------------------------------------------------
-
-
-async def test_queued_ids_follow_submission_order(engine: AsyncEngine) -> None:
-    async with engine.begin() as conn:
-        first = await add(conn)
-        await add(conn, status=S.RUNNING)
-        second = await add(conn, workflow_id=OTHER)
-        third = await add(conn)
-
-    async with engine.begin() as conn:
-        assert await store.queued_ids(conn, 10) == [first, second, third]
-        assert await store.queued_ids(conn, 2) == [first, second]
-
-
-async def test_queued_rows_locked_by_another_claimer_are_skipped(engine: AsyncEngine) -> None:
-    if not is_postgres(engine):
-        pytest.skip("SKIP LOCKED: Postgres")
-    async with engine.begin() as conn:
-        first, second = await add(conn), await add(conn)
-
-    async with engine.connect() as one, engine.connect() as two:
-        assert await store.queued_ids(one, 1) == [first]  # locked until `one` ends
-        assert await store.queued_ids(two, 10) == [second]
-        await one.rollback()
-        await two.rollback()
-        assert await store.queued_ids(two, 10) == [first, second]
-        await two.rollback()
 
 
 # -- lists -----------------------------------------------------------------------------------

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,7 +15,7 @@ from app.engine import graph
 from app.engine.graph import Limits, PlanCache
 from app.errors import CursorInvalid, WorkflowArchived, WorkflowInvalid, WorkflowNotFound
 from app.services.workflows import WorkflowService
-from app.store.db import create_engine, migrate
+from app.store.db import create_engine
 from app.store.workflows import encode_cursor
 from tests.support import edge, node, workflow
 
@@ -35,22 +33,6 @@ class StepClock:
         now = self.t
         self.t += self.step
         return now
-
-
-@pytest.fixture(scope="module")
-def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("sqlite-template") / "template.db"
-    asyncio.run(migrate(f"sqlite+aiosqlite:///{path}"))
-    return path
-
-
-@pytest.fixture(params=["postgres", "sqlite"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path) -> str:
-    if request.param == "postgres":
-        url: str = request.getfixturevalue("fresh_pg_url")
-        return url
-    shutil.copyfile(sqlite_template, tmp_path / "oxify.db")
-    return f"sqlite+aiosqlite:///{tmp_path / 'oxify.db'}"
 
 
 @pytest.fixture

@@ -50,7 +50,7 @@ def _located(execution: models.Execution, response: Response) -> models.Executio
     summary="Start a run of a workflow",
     responses={
         200: {"model": models.Execution, "description": "An idempotent replay: the first run."},
-        **problems(404, 409, 413, 422),
+        **problems(404, 409, 413, 422, 429),
     },
     status_code=status.HTTP_202_ACCEPTED,
     response_model=models.Execution,
@@ -188,6 +188,19 @@ async def cancel_execution(
     if wait:
         response.status_code = status.HTTP_200_OK
     return execution
+
+
+@router.delete(
+    "/v1/executions/{execution_id}",
+    summary="Delete a run with its events, checkpoints, node results and forms",
+    description="A run that is running or pausing must be cancelled or paused first (409).",
+    responses=problems(404, 409, 422),
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+)
+async def delete_execution(execution_id: ExecutionId, executions: ExecutionsDep) -> Response:
+    await executions.delete(execution_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.post(

@@ -1,0 +1,251 @@
+"""Ownership of runs by lease (Core, both backends): claims, renewal, replicas.
+
+A run in ``running`` or ``pausing`` is driven by the replica in ``owner`` until
+``lease_expires_at``; every claim increments ``generation``, and the journal refuses writes that
+carry an older generation, so a replica that comes back after losing its lease cannot touch the
+run again (fencing). Claims are single ``UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED)``
+statements: concurrent claimers never wait on each other and never take the same row. Lease
+times come from the database clock on Postgres (replicas' clocks may drift); SQLite has one
+process, whose clock is used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, Update, func, literal, select, tuple_, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.domain.status import ExecutionStatus
+from app.store.tables import Timestamp, executions, replicas
+
+_E = ExecutionStatus
+DRIVEN = (_E.RUNNING.value, _E.PAUSING.value)  # statuses a replica drives under a lease
+RECOVERED = "recovered"  # resume reason of a run claimed after its owner's lease expired
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedRun:
+    """An execution row as a claim returned it: everything needed to start driving it."""
+
+    id: str
+    status: ExecutionStatus
+    workflow_id: str
+    workflow_version: int
+    inputs: Any
+    config: dict[str, Any]
+    last_seq: int
+    resume_reason: str | None
+    generation: int
+    cancel_requested: bool
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseState:
+    """What the database says of a run a replica believes it drives."""
+
+    id: str
+    generation: int
+    status: ExecutionStatus
+    cancel_requested: bool
+
+
+Claim = Callable[[AsyncConnection, str, int, float], Awaitable[list[ClaimedRun]]]
+"""claim_queued or claim_expired: (conn, owner, limit, lease_s) -> the runs taken."""
+
+_CLAIMED_COLUMNS = (
+    executions.c.id,
+    executions.c.queue_seq,
+    executions.c.status,
+    executions.c.workflow_id,
+    executions.c.workflow_version,
+    executions.c.inputs,
+    executions.c.config,
+    executions.c.last_seq,
+    executions.c.resume_reason,
+    executions.c.generation,
+    executions.c.cancel_requested,
+)
+
+
+def db_now(dialect: str) -> ColumnElement[datetime]:
+    """The current time as the database sees it (Postgres), or this process's (SQLite)."""
+    if dialect == "postgresql":
+        return func.now()
+    return literal(datetime.now(UTC), Timestamp())
+
+
+def _expiry(dialect: str, lease_s: float) -> ColumnElement[datetime]:
+    if dialect == "postgresql":
+        return func.now() + func.make_interval(0, 0, 0, 0, 0, 0, float(lease_s))
+    return literal(datetime.now(UTC) + timedelta(seconds=lease_s), Timestamp())
+
+
+def claim_queued_statement(dialect: str, owner: str, limit: int, lease_s: float) -> Update:
+    """Take up to ``limit`` queued runs, oldest submission first, and start them (running)."""
+    picked = (
+        select(executions.c.id)
+        .where(executions.c.status == _E.QUEUED.value)
+        .order_by(executions.c.queue_seq)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return _claim(dialect, picked, owner, lease_s, status=_E.RUNNING.value)
+
+
+def claim_expired_statement(dialect: str, owner: str, limit: int, lease_s: float) -> Update:
+    """Take up to ``limit`` runs whose owner stopped renewing its lease (it died, or lost the
+    database), oldest submission first. They keep their status (``pausing`` stays pausing)."""
+    lapsed = executions.c.lease_expires_at < db_now(dialect)
+    picked = (
+        select(executions.c.id)
+        .where(executions.c.status.in_(DRIVEN), lapsed | executions.c.lease_expires_at.is_(None))
+        .order_by(executions.c.queue_seq)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return _claim(dialect, picked, owner, lease_s, resume_reason=RECOVERED)
+
+
+async def claim_queued(
+    conn: AsyncConnection, owner: str, limit: int, lease_s: float
+) -> list[ClaimedRun]:
+    """Run :func:`claim_queued_statement`: the runs taken, in submission order."""
+    return await _claimed(conn, claim_queued_statement(conn.dialect.name, owner, limit, lease_s))
+
+
+async def claim_expired(
+    conn: AsyncConnection, owner: str, limit: int, lease_s: float
+) -> list[ClaimedRun]:
+    """Run :func:`claim_expired_statement`: the runs taken, in submission order."""
+    return await _claimed(conn, claim_expired_statement(conn.dialect.name, owner, limit, lease_s))
+
+
+def _claim(dialect: str, picked: Select[Any], owner: str, lease_s: float, **values: Any) -> Update:
+    # A CTE, not ``IN (subquery)``: Postgres never inlines a locking CTE, so the rows are picked
+    # (and locked) exactly once, whatever join the planner chooses.
+    chosen = picked.cte("chosen")
+    return (
+        update(executions)
+        .where(executions.c.id == chosen.c.id)
+        .values(
+            owner=owner,
+            generation=executions.c.generation + 1,
+            lease_expires_at=_expiry(dialect, lease_s),
+            updated_at=db_now(dialect),
+            **values,
+        )
+        .returning(*_CLAIMED_COLUMNS)
+    )
+
+
+async def _claimed(conn: AsyncConnection, statement: Update) -> list[ClaimedRun]:
+    rows = sorted((await conn.execute(statement)).all(), key=lambda row: row.queue_seq)
+    return [
+        ClaimedRun(
+            id=row.id,
+            status=_E(row.status),
+            workflow_id=row.workflow_id,
+            workflow_version=row.workflow_version,
+            inputs=row.inputs,
+            config=row.config,
+            last_seq=row.last_seq,
+            resume_reason=row.resume_reason,
+            generation=row.generation,
+            cancel_requested=bool(row.cancel_requested),
+        )
+        for row in rows  # RETURNING follows no order: submission order
+    ]
+
+
+async def renew(
+    conn: AsyncConnection, owner: str, held: Mapping[str, int], lease_s: float
+) -> dict[str, LeaseState]:
+    """Extend the leases of the runs ``held`` (id → generation) that this owner still has, and
+    say what the database holds for each of them (a missing id was deleted).
+
+    Rows are locked in id order, as the journal locks them, so the two never deadlock.
+    """
+    if not held:
+        return {}
+    mine = tuple_(executions.c.id, executions.c.generation).in_(list(held.items()))
+    locked = (
+        select(executions.c.id)
+        .where(mine, executions.c.owner == owner, executions.c.status.in_(DRIVEN))
+        .order_by(executions.c.id)
+        .with_for_update()
+        .cte("locked")
+    )
+    await conn.execute(
+        update(executions)
+        .where(executions.c.id == locked.c.id)
+        .values(lease_expires_at=_expiry(conn.dialect.name, lease_s))
+    )
+    query = select(
+        executions.c.id, executions.c.generation, executions.c.status, executions.c.cancel_requested
+    ).where(executions.c.id.in_(list(held)))
+    return {
+        row.id: LeaseState(row.id, row.generation, _E(row.status), bool(row.cancel_requested))
+        for row in await conn.execute(query)
+    }
+
+
+async def lease_states(conn: AsyncConnection, ids: list[str]) -> dict[str, LeaseState]:
+    """The ownership columns of ``ids`` (for a control notification)."""
+    query = select(
+        executions.c.id, executions.c.generation, executions.c.status, executions.c.cancel_requested
+    ).where(executions.c.id.in_(ids))
+    return {
+        row.id: LeaseState(row.id, row.generation, _E(row.status), bool(row.cancel_requested))
+        for row in await conn.execute(query)
+    }
+
+
+async def expire(conn: AsyncConnection, *, owner: str | None) -> int:
+    """End the leases of runs driven by ``owner`` (every driven run when None) at once, so the
+    next claim recovers them. For start-up: a replica that restarted under the same id, or the
+    single process of an SQLite deployment, knows no one drives them any more."""
+    query = update(executions).where(executions.c.status.in_(DRIVEN))
+    if owner is not None:
+        query = query.where(executions.c.owner == owner)
+    result = await conn.execute(query.values(lease_expires_at=None))
+    return int(result.rowcount)
+
+
+async def release(conn: AsyncConnection, owner: str, held: Mapping[str, int]) -> None:
+    """Give up the leases of ``held`` runs now (shutdown): another replica may take them at once."""
+    if not held:
+        return
+    mine = tuple_(executions.c.id, executions.c.generation).in_(list(held.items()))
+    await conn.execute(
+        update(executions)
+        .where(mine, executions.c.owner == owner, executions.c.status.in_(DRIVEN))
+        .values(lease_expires_at=None)
+    )
+
+
+async def beat(conn: AsyncConnection, replica_id: str, host: str, pid: int) -> None:
+    """Record that replica ``replica_id`` is alive (inserted on its first beat)."""
+    now = db_now(conn.dialect.name)
+    insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    statement = insert(replicas).values(
+        id=replica_id, host=host, pid=pid, started_at=now, heartbeat_at=now
+    )
+    statement = statement.on_conflict_do_update(
+        index_elements=[replicas.c.id],
+        set_={"heartbeat_at": statement.excluded.heartbeat_at, "stopped_at": None},
+    )
+    await conn.execute(statement)
+
+
+async def stopped(conn: AsyncConnection, replica_id: str) -> None:
+    await conn.execute(
+        update(replicas)
+        .where(replicas.c.id == replica_id)
+        .values(stopped_at=db_now(conn.dialect.name))
+    )

@@ -1,0 +1,50 @@
+"""Store tests run on real databases: a fresh Postgres clone and a fresh SQLite file per test."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.store import workflows
+from app.store.db import create_engine, migrate
+from tests.integration.rows import OTHER, T0, WORKFLOW
+
+
+@pytest.fixture(scope="module")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("sqlite-template") / "template.db"
+    asyncio.run(migrate(f"sqlite+aiosqlite:///{path}"))
+    return path
+
+
+@pytest.fixture(params=["postgres", "sqlite"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path) -> str:
+    if request.param == "postgres":
+        url: str = request.getfixturevalue("fresh_pg_url")
+        return url
+    shutil.copyfile(sqlite_template, tmp_path / "oxify.db")
+    return f"sqlite+aiosqlite:///{tmp_path / 'oxify.db'}"
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(database_url)
+    async with engine.begin() as conn:
+        for workflow_id in (WORKFLOW, OTHER):
+            await workflows.insert_workflow(
+                conn,
+                workflow_id=workflow_id,
+                name=workflow_id,
+                document={"name": workflow_id, "nodes": [], "edges": []},
+                content_hash="0" * 64,
+                now=T0,
+            )
+    try:
+        yield engine
+    finally:
+        await engine.dispose()

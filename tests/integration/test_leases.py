@@ -1,0 +1,210 @@
+"""Leases on real databases: claims in order, skip-locked claimers, lapsed leases, renewal,
+fencing of the journal, and the claim query's use of an index."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import select, text, update
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.domain.events import Event, EventType
+from app.errors import LeaseLost
+from app.store import executions as store
+from app.store import leases, tables
+from app.store.db import is_postgres
+from app.store.journal import SqlJournal
+from tests.integration.rows import OTHER, S, add, status_of
+
+LEASE_S = 30.0
+
+
+async def claim(engine: AsyncEngine, owner: str, limit: int = 10) -> list[leases.ClaimedRun]:
+    async with engine.begin() as conn:
+        return await leases.claim_queued(conn, owner, limit, LEASE_S)
+
+
+async def lapse(engine: AsyncEngine, *ids: str) -> None:
+    """Make the leases of ``ids`` run out (as if their owner stopped renewing)."""
+    async with engine.begin() as conn:
+        await conn.execute(
+            update(tables.executions)
+            .where(tables.executions.c.id.in_(ids))
+            .values(lease_expires_at=datetime(2000, 1, 1, tzinfo=UTC))
+        )
+
+
+async def test_claims_follow_submission_order_and_start_the_runs(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        first = await add(conn)
+        await add(conn, status=S.RUNNING)
+        second = await add(conn, workflow_id=OTHER)
+        third = await add(conn)
+
+    taken = await claim(engine, "a", 2)
+    assert [run.id for run in taken] == [first, second]
+    assert all(run.status is S.RUNNING and run.generation == 1 for run in taken)
+    assert [run.id for run in await claim(engine, "b")] == [third]
+    assert await claim(engine, "b") == []
+    async with engine.connect() as conn:
+        owner = await conn.execute(
+            select(tables.executions.c.owner).where(tables.executions.c.id == first)
+        )
+        assert owner.scalar_one() == "a"
+
+
+async def test_concurrent_claimers_never_take_the_same_run(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        ids = {await add(conn) for _ in range(30)}
+
+    batches = await asyncio.gather(*(claim(engine, f"r{i}", 4) for i in range(10)))
+
+    taken = [run.id for batch in batches for run in batch]
+    assert len(taken) == len(set(taken)) == 30
+    assert set(taken) == ids
+
+
+async def test_a_row_another_claimer_holds_is_skipped(engine: AsyncEngine) -> None:
+    if not is_postgres(engine):
+        pytest.skip("SKIP LOCKED: Postgres")
+    async with engine.begin() as conn:
+        first, second = await add(conn), await add(conn)
+
+    async with engine.connect() as one:
+        assert [r.id for r in await leases.claim_queued(one, "a", 1, LEASE_S)] == [first]
+        # `one` has not committed: its row stays locked, the other claimer takes the next.
+        assert [r.id for r in await claim(engine, "b")] == [second]
+        await one.rollback()
+    assert [r.id for r in await claim(engine, "b")] == [first]
+
+
+async def test_lapsed_leases_are_recovered_with_a_new_generation(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        run = await add(conn)
+        pausing = await add(conn)
+    await claim(engine, "a")
+    async with engine.begin() as conn:
+        await store.set_status(conn, pausing, expected=(S.RUNNING,), status=S.PAUSING)
+        assert await leases.claim_expired(conn, "b", 10, LEASE_S) == []  # still held
+
+    await lapse(engine, run, pausing)
+    async with engine.begin() as conn:
+        recovered = await leases.claim_expired(conn, "b", 10, LEASE_S)
+
+    assert {(r.id, r.status, r.generation) for r in recovered} == {
+        (run, S.RUNNING, 2),
+        (pausing, S.PAUSING, 2),
+    }
+    assert {r.resume_reason for r in recovered} == {leases.RECOVERED}
+
+
+async def test_renewal_keeps_what_the_owner_holds_and_reports_the_rest(
+    engine: AsyncEngine,
+) -> None:
+    async with engine.begin() as conn:
+        kept, lost, cancelled, gone = [await add(conn) for _ in range(4)]
+    held = {run.id: run.generation for run in await claim(engine, "a")}
+    await lapse(engine, lost)
+    async with engine.begin() as conn:
+        await leases.claim_expired(conn, "b", 10, LEASE_S)  # takes `lost` over
+        assert await store.request_cancel(conn, cancelled)
+        await conn.execute(tables.executions.delete().where(tables.executions.c.id == gone))
+
+    async with engine.begin() as conn:
+        states = await leases.renew(conn, "a", held, LEASE_S)
+
+    assert states[kept].generation == held[kept] and not states[kept].cancel_requested
+    assert states[lost].generation == held[lost] + 1  # fenced: stop driving it
+    assert states[cancelled].cancel_requested
+    assert gone not in states
+
+
+async def test_expire_ends_the_leases_of_one_owner_or_all(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        mine, theirs = await add(conn), await add(conn)
+    await claim(engine, "a", 1)
+    await claim(engine, "b", 1)
+    async with engine.begin() as conn:
+        assert await leases.expire(conn, owner="a") == 1
+        assert [r.id for r in await leases.claim_expired(conn, "c", 10, LEASE_S)] == [mine]
+        assert await leases.expire(conn, owner=None) == 2
+        recovered = await leases.claim_expired(conn, "c", 10, LEASE_S)
+    assert {r.id for r in recovered} == {mine, theirs}
+
+
+async def test_the_journal_refuses_writes_of_a_fenced_owner(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        run_id = await add(conn)
+    [run] = await claim(engine, "a")
+    journal = SqlJournal(engine)
+    journal.own(run.id, run.generation)
+    now = datetime.now(UTC)
+    await journal.emit([Event(run.id, 1, EventType.WORKFLOW_STARTED, now)])
+
+    await lapse(engine, run_id)
+    async with engine.begin() as conn:
+        [taken] = await leases.claim_expired(conn, "b", 10, LEASE_S)
+    assert taken.last_seq == 1
+    with pytest.raises(LeaseLost):
+        await journal.emit([Event(run.id, 2, EventType.NODE_STARTED, now, node_id="x")])
+
+    successor = SqlJournal(engine)
+    successor.own(taken.id, taken.generation)
+    await successor.emit([Event(run.id, 2, EventType.WORKFLOW_RESUMED, now)])
+    async with engine.connect() as conn:
+        logged = await conn.execute(
+            select(tables.events.c.seq, tables.events.c.type)
+            .where(tables.events.c.execution_id == run_id)
+            .order_by(tables.events.c.seq)
+        )
+        assert logged.all() == [(1, "workflow.started"), (2, "workflow.resumed")]
+    assert await status_of(engine, run_id) is S.RUNNING
+    await journal.close()
+    await successor.close()
+
+
+async def test_deleting_refuses_a_driven_run_and_removes_everything_else(
+    engine: AsyncEngine,
+) -> None:
+    async with engine.begin() as conn:
+        driven, done = await add(conn, status=S.RUNNING), await add(conn, status=S.COMPLETED)
+    journal = SqlJournal(engine)
+    now = datetime.now(UTC)
+    await journal.emit([Event(done, 1, EventType.WORKFLOW_COMPLETED, now)])
+    await journal.close()
+
+    async with engine.begin() as conn:
+        assert await store.delete_execution(conn, driven) is False
+        assert await store.delete_execution(conn, done) is True
+        left = await conn.execute(
+            select(tables.events.c.seq).where(tables.events.c.execution_id == done)
+        )
+        assert left.all() == []
+        assert await store.execution_row(conn, done) is None
+
+
+async def test_the_claim_uses_an_index_not_a_table_scan(engine: AsyncEngine) -> None:
+    if not is_postgres(engine):
+        pytest.skip("EXPLAIN of the Postgres plan")
+    async with engine.begin() as conn:
+        await conn.execute(
+            text(
+                "INSERT INTO executions (id, workflow_id, workflow_version, status, inputs, "
+                "config, created_at, updated_at) SELECT gen_random_uuid()::text, 'wf-1', 1, "
+                "CASE WHEN i <= 30000 THEN 'completed' ELSE 'queued' END, '{}', '{}', now(), "
+                "now() FROM generate_series(1, 40000) AS i"
+            )
+        )
+        await conn.execute(text("ANALYZE executions"))
+    for build in (leases.claim_queued_statement, leases.claim_expired_statement):
+        statement = build("postgresql", "replica-x", 10, LEASE_S)
+        sql = str(
+            statement.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True})
+        )
+        async with engine.connect() as conn:
+            plan = "\n".join(row[0] for row in await conn.execute(text("EXPLAIN " + sql)))
+        assert "Seq Scan on executions" not in plan, plan
+        assert "Index Scan using ix_executions_status on executions" in plan, plan
