@@ -7,10 +7,6 @@ from __future__ import annotations
 import asyncio
 import os
 import resource
-import signal
-import socket
-import sys
-import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -18,18 +14,16 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import asyncpg
 import httpx
 import orjson
 from sqlalchemy.engine import make_url
 
+from tests.e2e.processes import ServerProcess
+
 DEFAULT_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
-ROOT = Path(__file__).resolve().parent.parent
-READY_POLL_S = 0.05  # seconds between /readyz polls while the server starts
-READY_TIMEOUT_S = 60.0
-STOP_TIMEOUT_S = 30.0
 
 
 def database_url() -> str:
@@ -111,29 +105,8 @@ async def database_stats(url: str) -> dict[str, int]:
     }
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@dataclass
-class Server:
-    """``oxify serve`` in a child process."""
-
-    process: asyncio.subprocess.Process
-    port: int
-    log: IO[bytes]
-    database_url: str
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
+class Server(ServerProcess):
+    """``oxify serve`` in a child process, with what the benchmarks read of it."""
 
     def status_kb(self, key: str) -> int:
         """A ``kB`` field of /proc/<pid>/status (VmRSS, VmHWM, ...)."""
@@ -149,65 +122,18 @@ class Server:
         """User + system CPU seconds the server process used so far."""
         return process_cpu_s(self.pid)
 
-    def log_tail(self, lines: int = 30) -> str:
-        self.log.flush()
-        self.log.seek(0)
-        return b"\n".join(self.log.read().splitlines()[-lines:]).decode(errors="replace")
-
 
 @asynccontextmanager
 async def serve(database_url: str, **env: str) -> AsyncIterator[Server]:
-    """Start ``oxify serve`` on a free port with ``OXIFY_DATABASE_URL`` (and ``OXIFY_*``
-    overrides from ``env``); ready once /readyz answers 200; SIGTERM and wait on exit."""
-    port = free_port()
-    child_env = {
-        **os.environ,
-        "OXIFY_DATABASE_URL": database_url,
-        "OXIFY_LOG_LEVEL": "warning",  # no access log: it would cost the server CPU
-        "OXIFY_SHUTDOWN_GRACE_S": "5",
-        **{f"OXIFY_{k.upper()}": v for k, v in env.items()},
-    }
-    with tempfile.TemporaryFile() as log:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "app.cli",
-            "serve",
-            "--port",
-            str(port),
-            env=child_env,
-            cwd=ROOT,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-        )
-        server = Server(process, port, log, database_url)
-        try:
-            await _wait_ready(server)
-            yield server
-        finally:
-            if process.returncode is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    await asyncio.wait_for(process.wait(), STOP_TIMEOUT_S)
-                except TimeoutError:
-                    process.kill()
-                    await process.wait()
-
-
-async def _wait_ready(server: Server) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    async with httpx.AsyncClient(base_url=server.url, timeout=2.0) as client:
-        while time.monotonic() < deadline:
-            if server.process.returncode is not None:
-                raise RuntimeError(f"the server exited:\n{server.log_tail()}")
-            try:
-                if (await client.get("/readyz")).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            await asyncio.sleep(READY_POLL_S)
-    raise RuntimeError(f"the server was not ready in {READY_TIMEOUT_S} s:\n{server.log_tail()}")
+    """Start ``oxify serve`` (migrating first) on a free port with ``OXIFY_DATABASE_URL`` (and
+    ``OXIFY_*`` overrides from ``env``); ready once /readyz answers 200; SIGTERM on exit."""
+    server = Server(database_url, migrate=True, settings=env)
+    try:
+        await server.start()
+        yield server
+    finally:
+        await server.stop()
+        server.close()
 
 
 def parse_ts(text: str) -> float:
@@ -251,7 +177,7 @@ class SseTail(asyncio.Protocol):
         self._done = loop.create_future()
         self._seen = seen
         self._seen_marker = f"id: {seen_seq}\n".encode() if seen_seq else b"\r\n\r\n"
-        transport, _ = await loop.create_connection(lambda: self, parts.host, parts.port)
+        transport, _ = await loop.create_connection(lambda: self, parts.host, parts.port or 80)
         request = f"GET {path} HTTP/1.1\r\nHost: {parts.host}\r\nAccept: text/event-stream\r\n\r\n"
         transport.write(request.encode())
         try:

@@ -33,7 +33,13 @@ def run_offline() -> None:
         context.run_migrations()
 
 
+MIGRATION_LOCK = 7_140_000  # advisory lock key: replicas starting together migrate one at a time
+
+
 def _run(connection: Connection) -> None:
+    if connection.dialect.name == "postgresql":
+        # Held until the transaction ends; the next replica then finds the schema at head.
+        connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
     context.configure(
         connection=connection,
         target_metadata=target_metadata,

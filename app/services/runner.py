@@ -32,8 +32,8 @@ from app.engine.scheduler import RunRequest, Scheduler
 from app.errors import LeaseLost
 from app.events.notify import Channel, Notifier
 from app.services.workflows import WorkflowService
+from app.store import db, leases
 from app.store import executions as store
-from app.store import leases
 from app.store.journal import SqlJournal
 
 log = logging.getLogger(__name__)
@@ -77,6 +77,7 @@ class Runner:
         settings: LeaseSettings,
     ) -> None:
         self._engine = engine
+        self._statements = db.autocommit(engine)  # claims and renewals: one statement each
         self._journal = journal
         self._scheduler = scheduler
         self._workflows = workflows
@@ -227,7 +228,7 @@ class Runner:
     async def _claim(self, claim: leases.Claim, limit: int) -> int:
         settings = self.settings
         self.claims += 1
-        async with self._engine.begin() as conn:
+        async with self._statements.connect() as conn:
             runs = await claim(conn, settings.replica_id, limit, settings.lease_s)
         for run in runs:
             # Fenced from here on: once another replica claims the run, our writes fail.
@@ -325,7 +326,7 @@ class Runner:
 
     async def _renew(self) -> None:
         held = {i: entry.run.generation for i, entry in self._active.items()}
-        async with self._engine.begin() as conn:
+        async with self._statements.connect() as conn:
             states = await leases.renew(conn, self.replica_id, held, self.settings.lease_s)
             await leases.beat(conn, self.replica_id, socket.gethostname(), os.getpid())
         for execution_id in held:

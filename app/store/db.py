@@ -45,6 +45,12 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     return create_async_engine(url, **kwargs)
 
 
+def autocommit(engine: AsyncEngine) -> AsyncEngine:
+    """The same pool, each statement its own transaction: no BEGIN/COMMIT round trips, and no
+    lock held between statements (for single-statement work such as claims and renewals)."""
+    return engine.execution_options(isolation_level="AUTOCOMMIT")
+
+
 def is_postgres(engine: AsyncEngine) -> bool:
     return engine.dialect.name == "postgresql"
 

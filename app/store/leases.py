@@ -169,10 +169,12 @@ async def renew(
     """Extend the leases of the runs ``held`` (id → generation) that this owner still has, and
     say what the database holds for each of them (a missing id was deleted).
 
-    Rows are locked in id order, as the journal locks them, so the two never deadlock.
+    Rows are locked in id order, as the journal locks them, so the two never deadlock. On
+    Postgres it is one statement, so no lock outlives it even if this process stalls.
     """
     if not held:
         return {}
+    dialect = conn.dialect.name
     mine = tuple_(executions.c.id, executions.c.generation).in_(list(held.items()))
     locked = (
         select(executions.c.id)
@@ -181,29 +183,35 @@ async def renew(
         .with_for_update()
         .cte("locked")
     )
-    await conn.execute(
+    renewal = (
         update(executions)
         .where(executions.c.id == locked.c.id)
-        .values(lease_expires_at=_expiry(conn.dialect.name, lease_s))
+        .values(lease_expires_at=_expiry(dialect, lease_s))
     )
-    query = select(
-        executions.c.id, executions.c.generation, executions.c.status, executions.c.cancel_requested
-    ).where(executions.c.id.in_(list(held)))
-    return {
-        row.id: LeaseState(row.id, row.generation, _E(row.status), bool(row.cancel_requested))
-        for row in await conn.execute(query)
-    }
+    report = select(*_STATE_COLUMNS).where(executions.c.id.in_(list(held)))
+    if dialect == "postgresql":
+        report = report.add_cte(renewal.returning(executions.c.id).cte("renewed"))
+    else:  # no data-modifying CTEs; one process anyway
+        await conn.execute(renewal)
+    return {row.id: _state(row) for row in await conn.execute(report)}
 
 
 async def lease_states(conn: AsyncConnection, ids: list[str]) -> dict[str, LeaseState]:
     """The ownership columns of ``ids`` (for a control notification)."""
-    query = select(
-        executions.c.id, executions.c.generation, executions.c.status, executions.c.cancel_requested
-    ).where(executions.c.id.in_(ids))
-    return {
-        row.id: LeaseState(row.id, row.generation, _E(row.status), bool(row.cancel_requested))
-        for row in await conn.execute(query)
-    }
+    query = select(*_STATE_COLUMNS).where(executions.c.id.in_(ids))
+    return {row.id: _state(row) for row in await conn.execute(query)}
+
+
+_STATE_COLUMNS = (
+    executions.c.id,
+    executions.c.generation,
+    executions.c.status,
+    executions.c.cancel_requested,
+)
+
+
+def _state(row: Any) -> LeaseState:
+    return LeaseState(row.id, row.generation, _E(row.status), bool(row.cancel_requested))
 
 
 async def expire(conn: AsyncConnection, *, owner: str | None) -> int:
