@@ -84,7 +84,7 @@ async def running_services(settings: Settings) -> AsyncIterator[Services]:
             max_concurrent=settings.max_concurrent_runs,
             lease_s=settings.lease_s,
             heartbeat_s=settings.resolved_heartbeat_s,
-            poll_s=settings.poll_s,
+            poll_s=settings.resolved_poll_s,
         ),
     )
     executions = ExecutionService(

@@ -54,8 +54,12 @@ class Settings(BaseSettings):
     heartbeat_s: float | None = Field(
         default=None, gt=0, description="Seconds between lease renewals; unset: lease_s / 3."
     )
-    poll_s: float = Field(
-        default=1.0, gt=0, le=60, description="Seconds between looks for runs whose lease lapsed."
+    poll_s: float | None = Field(
+        default=None,
+        gt=0,
+        le=60,
+        description="Seconds between looks for runs whose lease lapsed; unset: lease_s / 4, "
+        "at most 1.",
     )
     max_queued_runs: int = Field(
         default=10_000,
@@ -76,6 +80,10 @@ class Settings(BaseSettings):
     @property
     def resolved_heartbeat_s(self) -> float:
         return self.heartbeat_s if self.heartbeat_s is not None else self.lease_s / 3
+
+    @property
+    def resolved_poll_s(self) -> float:
+        return self.poll_s if self.poll_s is not None else min(1.0, self.lease_s / 4)
 
     @property
     def resolved_replica_id(self) -> str:

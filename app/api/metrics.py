@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -67,17 +67,32 @@ class Metrics:
 
 
 class _RunningRuns(Collector):
-    """``oxify_runs_running``: runs this process drives right now (0 before start-up)."""
+    """What the runner counts, read when scraped (zeros before start-up): runs driven now,
+    claims, lease renewals, recoveries, journal commits and notifying transactions."""
 
     def __init__(self, app: FastAPI) -> None:
         self._app = app
 
     def collect(self) -> Iterator[Metric]:
         services = getattr(self._app.state, "services", None)
-        running = services.runner.running_count if services is not None else 0
+        counts = services.runner.counts() if services is not None else {}
         yield GaugeMetricFamily(
-            "oxify_runs_running", "Runs this process is executing now.", value=running
+            "oxify_runs_running",
+            "Runs this process is executing now.",
+            value=counts.get("running", 0),
         )
+        for name, help_text in _RUNNER_COUNTERS.items():
+            yield CounterMetricFamily(f"oxify_{name}", help_text, value=counts.get(name, 0))
+
+
+_RUNNER_COUNTERS = {
+    "claims": "Claiming statements sent (queued runs and lapsed leases).",
+    "runs_claimed": "Runs this replica claimed, recovered ones included.",
+    "runs_recovered": "Runs this replica took over after their owner's lease lapsed.",
+    "lease_renewals": "Lease renewal statements (one renews all of this replica's leases).",
+    "journal_commits": "Transactions the journal wrote (events, checkpoints, node results).",
+    "notifications": "Notifying transactions sent to the other replicas.",
+}
 
 
 class MetricsMiddleware:

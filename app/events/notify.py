@@ -43,6 +43,8 @@ class Channel(StrEnum):
 
 
 class Notifier(Protocol):
+    sent: int  # notifying transactions so far
+
     def send(self, channel: Channel, ids: Iterable[str]) -> None:
         """Tell the other replicas about ``ids`` on ``channel`` (soon, coalesced)."""
         ...
@@ -62,6 +64,8 @@ class Notifier(Protocol):
 
 class LocalNotifier:
     """One process: nothing to tell anyone (the arguments are the Notifier protocol's)."""
+
+    sent = 0
 
     def send(self, channel: Channel, ids: Iterable[str]) -> None:  # noqa: ARG002
         return None

@@ -42,6 +42,7 @@ from app.events.notify import Channel, Notifier
 from app.services.admission import Admission
 from app.services.runner import Runner
 from app.services.workflows import WorkflowService
+from app.store import db
 from app.store import executions as store
 
 _E = ExecutionStatus
@@ -72,6 +73,7 @@ class ExecutionService:
         max_queued: int = 10_000,
     ) -> None:
         self._engine = engine
+        self._read = db.autocommit(engine)  # reads: no BEGIN/ROLLBACK round trips
         self._workflows = workflows
         self._runner = runner
         self._journal = journal
@@ -100,25 +102,27 @@ class ExecutionService:
             replay = await self._replay(workflow_id, idempotency_key, request_hash)
             if replay is not None:
                 return replay, False
-        workflow, plan = await self._workflows.plan_for(workflow_id, version)
-        if workflow.archived:
+        runnable = await self._workflows.runnable(workflow_id, version)
+        if runnable.archived:
             raise WorkflowArchived(f"workflow {workflow_id!r} is archived")
         await self._admit()
+        plan = runnable.plan
         inputs = apply_defaults(plan.input_schema, {} if inputs is None else inputs)
         problems = validate_inputs(plan.input_schema, inputs)
         if problems:
             raise InputsInvalid([_prefixed("/inputs", p) for p in problems])
         execution_id = str(uuid.uuid4())
         now = datetime.now(UTC)
+        config_json = run_config.model_dump(mode="json")
         try:
             async with self._engine.begin() as conn:
                 await store.insert_execution(
                     conn,
                     execution_id=execution_id,
                     workflow_id=workflow_id,
-                    workflow_version=workflow.version,
+                    workflow_version=runnable.version,
                     inputs=inputs,
-                    config=run_config.model_dump(mode="json"),
+                    config=config_json,
                     started_by=started_by,
                     now=now,
                 )
@@ -140,14 +144,27 @@ class ExecutionService:
                 raise
             return replay, False
         self._queued(execution_id)
-        return await self.get(execution_id), True
+        # What was just stored (a runner may already be starting it: its events will say).
+        created = models.Execution(
+            id=execution_id,
+            workflow_id=workflow_id,
+            workflow_version=runnable.version,
+            status=_E.QUEUED,
+            progress=models.Progress(),
+            created_at=now,
+            last_seq=0,
+            inputs=inputs,
+            config=config_json,
+        )
+        return created, True
 
     async def _admit(self) -> None:
-        """Refuse a new run while too many wait to start (the count is re-read at most every
-        ADMISSION_TTL_S, so checking costs a request next to nothing)."""
+        """Refuse a new run while too many wait to start. The count is re-read when it is
+        older than ADMISSION_TTL_S or says "full" (so admitting costs next to nothing, and a
+        refusal is always checked against the database)."""
         admission = self._admission
-        if admission.stale():
-            async with self._engine.connect() as conn:
+        if admission.stale() or admission.full():
+            async with self._read.connect() as conn:
                 admission.update(await store.queued_count(conn))
         if admission.full():
             raise QueueFull(
@@ -165,7 +182,7 @@ class ExecutionService:
     async def _replay(
         self, workflow_id: str, key: str, request_hash: str
     ) -> models.Execution | None:
-        async with self._engine.connect() as conn:
+        async with self._read.connect() as conn:
             found = await store.find_idempotency(conn, workflow_id, key)
         if found is None:
             return None
@@ -179,7 +196,7 @@ class ExecutionService:
     # -- reading --------------------------------------------------------------------------
 
     async def get(self, execution_id: str) -> models.Execution:
-        async with self._engine.connect() as conn:
+        async with self._read.connect() as conn:
             execution = await store.get_execution(conn, execution_id)
         if execution is None:
             raise ExecutionNotFound(f"no execution {execution_id!r}")
@@ -193,7 +210,7 @@ class ExecutionService:
         limit: int,
         cursor: str | None,
     ) -> models.Page[models.ExecutionSummary]:
-        async with self._engine.connect() as conn:
+        async with self._read.connect() as conn:
             return await store.list_executions(
                 conn, workflow_id=workflow_id, statuses=statuses, limit=limit, cursor=cursor
             )
@@ -214,7 +231,7 @@ class ExecutionService:
 
     async def checkpoints(self, execution_id: str) -> builtins.list[models.CheckpointInfo]:
         await self.get(execution_id)
-        async with self._engine.connect() as conn:
+        async with self._read.connect() as conn:
             return await store.list_checkpoints(conn, execution_id)
 
     async def events(
@@ -337,7 +354,7 @@ class ExecutionService:
             _E.PAUSED: EventType.WORKFLOW_PAUSED,
             _E.CANCELLED: EventType.WORKFLOW_CANCELLED,
         }[status]
-        async with self._engine.connect() as conn:
+        async with self._read.connect() as conn:
             row = await store.execution_row(conn, execution_id)
         assert row is not None
         # No process drives the run (the conditional update above made sure), so nothing else

@@ -32,7 +32,7 @@ from app.engine.scheduler import RunRequest, Scheduler
 from app.errors import LeaseLost
 from app.events.notify import Channel, Notifier
 from app.services.workflows import WorkflowService
-from app.store import db, leases
+from app.store import claims, db, leases
 from app.store import executions as store
 from app.store.journal import SqlJournal
 
@@ -56,7 +56,7 @@ class LeaseSettings:
 
 @dataclass(slots=True)
 class _Active:
-    run: leases.ClaimedRun
+    run: claims.ClaimedRun
     control: RunControl
     task: asyncio.Task[None] | None = None
     lost: bool = False  # another replica took it over: stop quietly
@@ -77,7 +77,9 @@ class Runner:
         settings: LeaseSettings,
     ) -> None:
         self._engine = engine
-        self._statements = db.autocommit(engine)  # claims and renewals: one statement each
+        # Renewals and reads: one statement each, no BEGIN/COMMIT round trips.
+        self._read = self._statements = db.autocommit(engine)
+        self._claims = claims.for_engine(engine)
         self._journal = journal
         self._scheduler = scheduler
         self._workflows = workflows
@@ -88,7 +90,8 @@ class Runner:
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
         self._last_renewal = 0.0  # loop time of the last successful heartbeat
-        self.claims = 0  # claiming statements sent, for benchmarks
+        self._backlog = False  # the last claim filled every free slot
+        self._counts = {"claims": 0, "runs_claimed": 0, "runs_recovered": 0, "lease_renewals": 0}
 
     @property
     def replica_id(self) -> str:
@@ -120,6 +123,7 @@ class Runner:
         with contextlib.suppress(Exception):
             async with self._engine.begin() as conn:
                 await leases.stopped(conn, self.replica_id)
+        await self._claims.close()
 
     async def _hand_back(self, active: dict[str, _Active], grace_s: float) -> None:
         ids = sorted(active)  # rows are locked in id order everywhere
@@ -184,6 +188,15 @@ class Runner:
     def running_count(self) -> int:
         return len(self._active)
 
+    def counts(self) -> dict[str, int]:
+        """Counters for metrics: claims, renewals, recoveries, commits, notifications."""
+        return {
+            **self._counts,
+            "running": len(self._active),
+            "journal_commits": self._journal.commits,
+            "notifications": self._notifier.sent,
+        }
+
     # -- claiming -------------------------------------------------------------------------
 
     async def _pump(self) -> None:
@@ -197,9 +210,9 @@ class Runner:
                 free = settings.max_concurrent - len(self._active)
                 if free > 0 and loop.time() >= next_poll:
                     next_poll = loop.time() + settings.poll_s
-                    free -= await self._claim(leases.claim_expired, free)
+                    free -= await self._claim("expired", free)
                 if free > 0:
-                    await self._claim(leases.claim_queued, free)
+                    self._backlog = await self._claim("queued", free) == free
             except Exception as exc:
                 # Database down or not migrated yet: the service stays up (readyz says why)
                 # and the pump tries again.
@@ -225,11 +238,13 @@ class Runner:
                 log.warning("recovering %d run(s) left running by a stopped process", count)
             return
 
-    async def _claim(self, claim: leases.Claim, limit: int) -> int:
+    async def _claim(self, kind: claims.Kind, limit: int) -> int:
         settings = self.settings
-        self.claims += 1
-        async with self._statements.connect() as conn:
-            runs = await claim(conn, settings.replica_id, limit, settings.lease_s)
+        self._counts["claims"] += 1
+        runs = await self._claims.claim(kind, settings.replica_id, limit, settings.lease_s)
+        self._counts["runs_claimed"] += len(runs)
+        if kind == "expired":
+            self._counts["runs_recovered"] += len(runs)
         for run in runs:
             # Fenced from here on: once another replica claims the run, our writes fail.
             self._journal.own(run.id, run.generation)
@@ -258,7 +273,8 @@ class Runner:
             self._journal.disown(run.id)
             self._active.pop(run.id, None)
             entry.done.set()
-            self._wake.set()
+            if self._backlog:  # the last claim took all it could: more may be waiting
+                self._wake.set()
 
     async def _execute(self, entry: _Active) -> None:
         run, control = entry.run, entry.control
@@ -269,7 +285,7 @@ class Runner:
         resume = run.last_seq > 0  # a run that logged anything continues from its checkpoints
         prior_attempts: dict[str, int] = {}
         if resume:
-            async with self._engine.connect() as conn:
+            async with self._read.connect() as conn:
                 prior_attempts = await store.node_attempts(conn, run.id)
         plan = await self._workflows.plan_of_version(run.workflow_id, run.workflow_version)
         request = RunRequest(
@@ -293,7 +309,7 @@ class Runner:
         """
         error = {"code": "internal_error", "message": f"{type(exc).__name__}: {exc}"}
         try:
-            async with self._engine.connect() as conn:
+            async with self._read.connect() as conn:
                 row = await store.execution_row(conn, execution_id)
             if row is None:
                 return
@@ -326,6 +342,7 @@ class Runner:
 
     async def _renew(self) -> None:
         held = {i: entry.run.generation for i, entry in self._active.items()}
+        self._counts["lease_renewals"] += 1
         async with self._statements.connect() as conn:
             states = await leases.renew(conn, self.replica_id, held, self.settings.lease_s)
             await leases.beat(conn, self.replica_id, socket.gethostname(), os.getpid())
@@ -341,7 +358,7 @@ class Runner:
 
     async def _check(self, ids: list[str]) -> None:
         try:
-            async with self._engine.connect() as conn:
+            async with self._read.connect() as conn:
                 states = await leases.lease_states(conn, ids)
         except Exception as exc:
             log.warning("cannot read control requests (%s); the heartbeat will", exc)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,7 +17,15 @@ from app.engine import render
 from app.engine.graph import Limits, PlanCache
 from app.engine.plan import Plan
 from app.errors import WorkflowNotFound
+from app.store import db
 from app.store import workflows as store
+
+
+@dataclass(frozen=True, slots=True)
+class Runnable:
+    version: int
+    archived: bool
+    plan: Plan
 
 
 def _utcnow() -> datetime:
@@ -36,6 +45,7 @@ class WorkflowService:
         now: Callable[[], datetime] = _utcnow,
     ) -> None:
         self._engine = engine
+        self._read = db.autocommit(engine)  # reads: no BEGIN/ROLLBACK round trips
         self._plans = plan_cache
         self._limits = limits
         self._node_types = node_types
@@ -85,14 +95,14 @@ class WorkflowService:
 
     async def get(self, workflow_id: str, version: int | None = None) -> models.Workflow:
         """A version (the latest by default), archived or not; raises WorkflowNotFound."""
-        async with self._engine.connect() as conn:
+        async with self._read.connect() as conn:
             return await self._get(conn, workflow_id, version)
 
     async def list(
         self, *, limit: int, cursor: str | None = None, include_archived: bool = False
     ) -> models.Page[models.WorkflowSummary]:
         """Newest first; raises CursorInvalid for a cursor this list did not hand out."""
-        async with self._engine.connect() as conn:
+        async with self._read.connect() as conn:
             return await store.list_workflows(
                 conn, limit=limit, cursor=cursor, include_archived=include_archived
             )
@@ -114,6 +124,19 @@ class WorkflowService:
         """A stored version and its plan (cached by content hash)."""
         workflow = await self.get(workflow_id, version)
         return workflow, self._plan(workflow.document)
+
+    async def runnable(self, workflow_id: str, version: int | None) -> Runnable:
+        """What starting a run needs: the version (latest by default), whether the workflow is
+        archived, and the plan (cached per version). Raises WorkflowNotFound."""
+        async with self._read.connect() as conn:
+            head = await store.workflow_head(conn, workflow_id)
+        if head is None:
+            raise WorkflowNotFound(f"no workflow {workflow_id!r}")
+        latest, archived = head
+        if version is not None and not 1 <= version <= latest:
+            raise WorkflowNotFound(f"no workflow {workflow_id!r} version {version}")
+        chosen = latest if version is None else version
+        return Runnable(chosen, archived, await self.plan_of_version(workflow_id, chosen))
 
     async def plan_of_version(self, workflow_id: str, version: int) -> Plan:
         """The plan of one stored version. Versions never change, so it is read once per

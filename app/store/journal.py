@@ -24,7 +24,7 @@ from app.domain.events import Event
 from app.domain.run import Checkpoint
 from app.errors import LeaseLost
 from app.store import journal_sql
-from app.store.db import is_postgres
+from app.store.db import autocommit, is_postgres
 from app.store.journal_rows import derive
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ class SqlJournal:
     """Group-committing writer for events and checkpoints; reads them back too."""
 
     def __init__(self, engine: AsyncEngine, publish: Publish | None = None) -> None:
-        self._engine = engine
+        self._read = autocommit(engine)  # reads: no BEGIN/ROLLBACK round trips
         self._publish = publish
         self._pending: list[_Pending] = []
         self._inflight: list[_Pending] = []
@@ -79,10 +79,10 @@ class SqlJournal:
         await self._submit(events, checkpoint)
 
     async def load_checkpoints(self, execution_id: str) -> list[Checkpoint]:
-        return await journal_sql.load_checkpoints(self._engine, execution_id)
+        return await journal_sql.load_checkpoints(self._read, execution_id)
 
     async def read_events(self, execution_id: str, after_seq: int, limit: int) -> list[Event]:
-        return await journal_sql.read_events(self._engine, execution_id, after_seq, limit)
+        return await journal_sql.read_events(self._read, execution_id, after_seq, limit)
 
     # -- writer ---------------------------------------------------------------------------
 

@@ -1,22 +1,20 @@
-"""Ownership of runs by lease (Core, both backends): claims, renewal, replicas.
+"""Ownership of runs by lease (Core, both backends): renewal, recovery at start-up, replicas.
 
 A run in ``running`` or ``pausing`` is driven by the replica in ``owner`` until
-``lease_expires_at``; every claim increments ``generation``, and the journal refuses writes that
-carry an older generation, so a replica that comes back after losing its lease cannot touch the
-run again (fencing). Claims are single ``UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED)``
-statements: concurrent claimers never wait on each other and never take the same row. Lease
-times come from the database clock on Postgres (replicas' clocks may drift); SQLite has one
-process, whose clock is used.
+``lease_expires_at``; every claim (:mod:`app.store.claims`) increments ``generation``, and the
+journal refuses writes that carry an older generation, so a replica that comes back after losing
+its lease cannot touch the run again (fencing). Lease times come from the database clock on
+Postgres (replicas' clocks may drift); SQLite has one process, whose clock is used.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, Update, func, literal, select, tuple_, update
+from sqlalchemy import ColumnElement, func, literal, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -26,23 +24,6 @@ from app.store.tables import Timestamp, executions, replicas
 
 _E = ExecutionStatus
 DRIVEN = (_E.RUNNING.value, _E.PAUSING.value)  # statuses a replica drives under a lease
-RECOVERED = "recovered"  # resume reason of a run claimed after its owner's lease expired
-
-
-@dataclass(frozen=True, slots=True)
-class ClaimedRun:
-    """An execution row as a claim returned it: everything needed to start driving it."""
-
-    id: str
-    status: ExecutionStatus
-    workflow_id: str
-    workflow_version: int
-    inputs: Any
-    config: dict[str, Any]
-    last_seq: int
-    resume_reason: str | None
-    generation: int
-    cancel_requested: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,24 +34,6 @@ class LeaseState:
     generation: int
     status: ExecutionStatus
     cancel_requested: bool
-
-
-Claim = Callable[[AsyncConnection, str, int, float], Awaitable[list[ClaimedRun]]]
-"""claim_queued or claim_expired: (conn, owner, limit, lease_s) -> the runs taken."""
-
-_CLAIMED_COLUMNS = (
-    executions.c.id,
-    executions.c.queue_seq,
-    executions.c.status,
-    executions.c.workflow_id,
-    executions.c.workflow_version,
-    executions.c.inputs,
-    executions.c.config,
-    executions.c.last_seq,
-    executions.c.resume_reason,
-    executions.c.generation,
-    executions.c.cancel_requested,
-)
 
 
 def db_now(dialect: str) -> ColumnElement[datetime]:
@@ -84,83 +47,6 @@ def _expiry(dialect: str, lease_s: float) -> ColumnElement[datetime]:
     if dialect == "postgresql":
         return func.now() + func.make_interval(0, 0, 0, 0, 0, 0, float(lease_s))
     return literal(datetime.now(UTC) + timedelta(seconds=lease_s), Timestamp())
-
-
-def claim_queued_statement(dialect: str, owner: str, limit: int, lease_s: float) -> Update:
-    """Take up to ``limit`` queued runs, oldest submission first, and start them (running)."""
-    picked = (
-        select(executions.c.id)
-        .where(executions.c.status == _E.QUEUED.value)
-        .order_by(executions.c.queue_seq)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
-    return _claim(dialect, picked, owner, lease_s, status=_E.RUNNING.value)
-
-
-def claim_expired_statement(dialect: str, owner: str, limit: int, lease_s: float) -> Update:
-    """Take up to ``limit`` runs whose owner stopped renewing its lease (it died, or lost the
-    database), oldest submission first. They keep their status (``pausing`` stays pausing)."""
-    lapsed = executions.c.lease_expires_at < db_now(dialect)
-    picked = (
-        select(executions.c.id)
-        .where(executions.c.status.in_(DRIVEN), lapsed | executions.c.lease_expires_at.is_(None))
-        .order_by(executions.c.queue_seq)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
-    return _claim(dialect, picked, owner, lease_s, resume_reason=RECOVERED)
-
-
-async def claim_queued(
-    conn: AsyncConnection, owner: str, limit: int, lease_s: float
-) -> list[ClaimedRun]:
-    """Run :func:`claim_queued_statement`: the runs taken, in submission order."""
-    return await _claimed(conn, claim_queued_statement(conn.dialect.name, owner, limit, lease_s))
-
-
-async def claim_expired(
-    conn: AsyncConnection, owner: str, limit: int, lease_s: float
-) -> list[ClaimedRun]:
-    """Run :func:`claim_expired_statement`: the runs taken, in submission order."""
-    return await _claimed(conn, claim_expired_statement(conn.dialect.name, owner, limit, lease_s))
-
-
-def _claim(dialect: str, picked: Select[Any], owner: str, lease_s: float, **values: Any) -> Update:
-    # A CTE, not ``IN (subquery)``: Postgres never inlines a locking CTE, so the rows are picked
-    # (and locked) exactly once, whatever join the planner chooses.
-    chosen = picked.cte("chosen")
-    return (
-        update(executions)
-        .where(executions.c.id == chosen.c.id)
-        .values(
-            owner=owner,
-            generation=executions.c.generation + 1,
-            lease_expires_at=_expiry(dialect, lease_s),
-            updated_at=db_now(dialect),
-            **values,
-        )
-        .returning(*_CLAIMED_COLUMNS)
-    )
-
-
-async def _claimed(conn: AsyncConnection, statement: Update) -> list[ClaimedRun]:
-    rows = sorted((await conn.execute(statement)).all(), key=lambda row: row.queue_seq)
-    return [
-        ClaimedRun(
-            id=row.id,
-            status=_E(row.status),
-            workflow_id=row.workflow_id,
-            workflow_version=row.workflow_version,
-            inputs=row.inputs,
-            config=row.config,
-            last_seq=row.last_seq,
-            resume_reason=row.resume_reason,
-            generation=row.generation,
-            cancel_requested=bool(row.cancel_requested),
-        )
-        for row in rows  # RETURNING follows no order: submission order
-    ]
 
 
 async def renew(

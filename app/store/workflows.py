@@ -114,6 +114,15 @@ async def get_workflow(
     )
 
 
+async def workflow_head(conn: AsyncConnection, workflow_id: str) -> tuple[int, bool] | None:
+    """(latest version, archived) of a workflow, without any document."""
+    query = select(workflows.c.latest_version, workflows.c.archived_at).where(
+        workflows.c.id == workflow_id
+    )
+    row = (await conn.execute(query)).first()
+    return None if row is None else (row.latest_version, row.archived_at is not None)
+
+
 async def list_workflows(
     conn: AsyncConnection,
     *,

@@ -6,25 +6,35 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
+import asyncpg
 import pytest
 from sqlalchemy import select, text, update
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.domain.events import Event, EventType
 from app.errors import LeaseLost
+from app.store import claims, leases, tables
 from app.store import executions as store
-from app.store import leases, tables
-from app.store.db import is_postgres
+from app.store.db import asyncpg_dsn, is_postgres
 from app.store.journal import SqlJournal
 from tests.integration.rows import OTHER, S, add, status_of
 
 LEASE_S = 30.0
 
 
-async def claim(engine: AsyncEngine, owner: str, limit: int = 10) -> list[leases.ClaimedRun]:
-    async with engine.begin() as conn:
-        return await leases.claim_queued(conn, owner, limit, LEASE_S)
+async def claim(
+    engine: AsyncEngine, owner: str, limit: int = 10, kind: claims.Kind = "queued"
+) -> list[claims.ClaimedRun]:
+    """Claim through what the runner uses on this backend (asyncpg on Postgres)."""
+    claimer = claims.for_engine(engine)
+    try:
+        return await claimer.claim(kind, owner, limit, LEASE_S)
+    finally:
+        await claimer.close()
+
+
+async def recover(engine: AsyncEngine, owner: str) -> list[claims.ClaimedRun]:
+    return await claim(engine, owner, 10, "expired")
 
 
 async def lapse(engine: AsyncEngine, *ids: str) -> None:
@@ -74,8 +84,10 @@ async def test_a_row_another_claimer_holds_is_skipped(engine: AsyncEngine) -> No
         first, second = await add(conn), await add(conn)
 
     async with engine.connect() as one:
-        assert [r.id for r in await leases.claim_queued(one, "a", 1, LEASE_S)] == [first]
-        # `one` has not committed: its row stays locked, the other claimer takes the next.
+        await one.execute(
+            select(tables.executions.c.id).where(tables.executions.c.id == first).with_for_update()
+        )
+        # `one` holds the first row: the claimer takes the next one instead of waiting.
         assert [r.id for r in await claim(engine, "b")] == [second]
         await one.rollback()
     assert [r.id for r in await claim(engine, "b")] == [first]
@@ -88,17 +100,16 @@ async def test_lapsed_leases_are_recovered_with_a_new_generation(engine: AsyncEn
     await claim(engine, "a")
     async with engine.begin() as conn:
         await store.set_status(conn, pausing, expected=(S.RUNNING,), status=S.PAUSING)
-        assert await leases.claim_expired(conn, "b", 10, LEASE_S) == []  # still held
+    assert await recover(engine, "b") == []  # still held
 
     await lapse(engine, run, pausing)
-    async with engine.begin() as conn:
-        recovered = await leases.claim_expired(conn, "b", 10, LEASE_S)
+    recovered = await recover(engine, "b")
 
     assert {(r.id, r.status, r.generation) for r in recovered} == {
         (run, S.RUNNING, 2),
         (pausing, S.PAUSING, 2),
     }
-    assert {r.resume_reason for r in recovered} == {leases.RECOVERED}
+    assert {r.resume_reason for r in recovered} == {claims.RECOVERED}
 
 
 async def test_renewal_keeps_what_the_owner_holds_and_reports_the_rest(
@@ -108,8 +119,8 @@ async def test_renewal_keeps_what_the_owner_holds_and_reports_the_rest(
         kept, lost, cancelled, gone = [await add(conn) for _ in range(4)]
     held = {run.id: run.generation for run in await claim(engine, "a")}
     await lapse(engine, lost)
+    await recover(engine, "b")  # takes `lost` over
     async with engine.begin() as conn:
-        await leases.claim_expired(conn, "b", 10, LEASE_S)  # takes `lost` over
         assert await store.request_cancel(conn, cancelled)
         await conn.execute(tables.executions.delete().where(tables.executions.c.id == gone))
 
@@ -129,10 +140,10 @@ async def test_expire_ends_the_leases_of_one_owner_or_all(engine: AsyncEngine) -
     await claim(engine, "b", 1)
     async with engine.begin() as conn:
         assert await leases.expire(conn, owner="a") == 1
-        assert [r.id for r in await leases.claim_expired(conn, "c", 10, LEASE_S)] == [mine]
+    assert [r.id for r in await recover(engine, "c")] == [mine]
+    async with engine.begin() as conn:
         assert await leases.expire(conn, owner=None) == 2
-        recovered = await leases.claim_expired(conn, "c", 10, LEASE_S)
-    assert {r.id for r in recovered} == {mine, theirs}
+    assert {r.id for r in await recover(engine, "c")} == {mine, theirs}
 
 
 async def test_the_journal_refuses_writes_of_a_fenced_owner(engine: AsyncEngine) -> None:
@@ -145,8 +156,7 @@ async def test_the_journal_refuses_writes_of_a_fenced_owner(engine: AsyncEngine)
     await journal.emit([Event(run.id, 1, EventType.WORKFLOW_STARTED, now)])
 
     await lapse(engine, run_id)
-    async with engine.begin() as conn:
-        [taken] = await leases.claim_expired(conn, "b", 10, LEASE_S)
+    [taken] = await recover(engine, "b")
     assert taken.last_seq == 1
     with pytest.raises(LeaseLost):
         await journal.emit([Event(run.id, 2, EventType.NODE_STARTED, now, node_id="x")])
@@ -199,12 +209,14 @@ async def test_the_claim_uses_an_index_not_a_table_scan(engine: AsyncEngine) -> 
             )
         )
         await conn.execute(text("ANALYZE executions"))
-    for build in (leases.claim_queued_statement, leases.claim_expired_statement):
-        statement = build("postgresql", "replica-x", 10, LEASE_S)
-        sql = str(
-            statement.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True})
-        )
-        async with engine.connect() as conn:
-            plan = "\n".join(row[0] for row in await conn.execute(text("EXPLAIN " + sql)))
-        assert "Seq Scan on executions" not in plan, plan
-        assert "Index Scan using ix_executions_status on executions" in plan, plan
+    claimer = claims.PgClaims(engine)
+    dsn = asyncpg_dsn(engine)
+    connection = await asyncpg.connect(dsn)
+    try:
+        for kind in ("queued", "expired"):
+            sql, arguments = claimer.sql(kind, "replica-x", 10, LEASE_S)
+            plan = "\n".join(row[0] for row in await connection.fetch("EXPLAIN " + sql, *arguments))
+            assert "Seq Scan on executions" not in plan, plan
+            assert "Index Scan using ix_executions_status on executions" in plan, plan
+    finally:
+        await connection.close()

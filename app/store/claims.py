@@ -1,0 +1,205 @@
+"""Claiming runs: queued ones in submission order, and those whose owner's lease lapsed.
+
+A claim is one ``UPDATE`` over a locking CTE (``SELECT … ORDER BY queue_seq LIMIT n FOR UPDATE
+SKIP LOCKED``): concurrent claimers never wait on each other and never take the same row, and
+each claim increments the run's ``generation`` (see :mod:`app.store.leases` for fencing).
+
+Submit → first node started is bounded by how fast a claim is, so on Postgres the claims run on
+a dedicated asyncpg connection (:class:`PgClaims`), as the statements below compiled once: no
+pool checkout, no ping, no SQLAlchemy per-call work. :class:`SqlClaims` runs the same statements
+through SQLAlchemy on any backend (SQLite).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal, Protocol
+
+import asyncpg
+import orjson
+from sqlalchemy import Integer, Interval, String, Update, any_, bindparam, func, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.domain.status import ExecutionStatus
+from app.store.db import asyncpg_dsn
+from app.store.leases import DRIVEN
+from app.store.tables import Timestamp, executions
+
+_E = ExecutionStatus
+Kind = Literal["queued", "expired"]
+RECOVERED = "recovered"  # resume reason of a run claimed after its owner's lease expired
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedRun:
+    """An execution row as a claim returned it: everything needed to start driving it."""
+
+    id: str
+    status: ExecutionStatus
+    workflow_id: str
+    workflow_version: int
+    inputs: Any
+    config: dict[str, Any]
+    last_seq: int
+    resume_reason: str | None
+    generation: int
+    cancel_requested: bool
+
+
+class Claims(Protocol):
+    async def claim(self, kind: Kind, owner: str, limit: int, lease_s: float) -> list[ClaimedRun]:
+        """Take up to ``limit`` runs of ``kind`` for ``owner``, in submission order."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+_CLAIMED_COLUMNS = (
+    executions.c.id,
+    executions.c.queue_seq,
+    executions.c.status,
+    executions.c.workflow_id,
+    executions.c.workflow_version,
+    executions.c.inputs,
+    executions.c.config,
+    executions.c.last_seq,
+    executions.c.resume_reason,
+    executions.c.generation,
+    executions.c.cancel_requested,
+)
+
+
+def statement(kind: Kind, dialect: str) -> Update:
+    """The claim of ``kind``, with bound parameters ``owner`` and ``limit``, and ``lease`` (a
+    timedelta) on Postgres, which takes the time from its own clock, or ``now`` and
+    ``expires_at`` on SQLite."""
+    if dialect == "postgresql":
+        now: Any = func.now()
+        expires_at: Any = now + bindparam("lease", type_=Interval())
+        # = ANY(array), not IN: one parameter however many statuses (compiled once, below).
+        driven = executions.c.status == any_(bindparam("driven", list(DRIVEN), ARRAY(String)))
+    else:
+        now = bindparam("now", type_=Timestamp())
+        expires_at = bindparam("expires_at", type_=Timestamp())
+        driven = executions.c.status.in_(DRIVEN)
+    if kind == "queued":
+        where: Any = executions.c.status == _E.QUEUED.value
+        values: dict[str, Any] = {"status": _E.RUNNING.value}
+    else:
+        lapsed = (executions.c.lease_expires_at < now) | executions.c.lease_expires_at.is_(None)
+        where = driven & lapsed
+        values = {"resume_reason": RECOVERED}  # the status stays: `pausing` stays pausing
+    # A CTE, not ``IN (subquery)``: Postgres never inlines a locking CTE, so the rows are picked
+    # (and locked) exactly once, whatever join the planner chooses.
+    chosen = (
+        select(executions.c.id)
+        .where(where)
+        .order_by(executions.c.queue_seq)
+        .limit(bindparam("limit", type_=Integer))
+        .with_for_update(skip_locked=True)
+        .cte("chosen")
+    )
+    return (
+        update(executions)
+        .where(executions.c.id == chosen.c.id)
+        .values(
+            owner=bindparam("owner", type_=String),
+            generation=executions.c.generation + 1,
+            lease_expires_at=expires_at,
+            updated_at=now,
+            **values,
+        )
+        .returning(*_CLAIMED_COLUMNS)
+    )
+
+
+def _runs(rows: Sequence[Mapping[str, Any]], decode: bool) -> list[ClaimedRun]:
+    ordered = sorted(rows, key=lambda row: row["queue_seq"])  # RETURNING follows no order
+    return [
+        ClaimedRun(
+            id=row["id"],
+            status=_E(row["status"]),
+            workflow_id=row["workflow_id"],
+            workflow_version=row["workflow_version"],
+            inputs=orjson.loads(row["inputs"]) if decode else row["inputs"],
+            config=orjson.loads(row["config"]) if decode else row["config"],
+            last_seq=row["last_seq"],
+            resume_reason=row["resume_reason"],
+            generation=row["generation"],
+            cancel_requested=bool(row["cancel_requested"]),
+        )
+        for row in ordered
+    ]
+
+
+class SqlClaims:
+    """Claims through SQLAlchemy, each statement its own transaction."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+        dialect = engine.dialect.name
+        self._statements = {kind: statement(kind, dialect) for kind in ("queued", "expired")}
+
+    async def claim(self, kind: Kind, owner: str, limit: int, lease_s: float) -> list[ClaimedRun]:
+        now = datetime.now(UTC)
+        lease = timedelta(seconds=lease_s)
+        parameters = {
+            "owner": owner,
+            "limit": limit,
+            "lease": lease,
+            "now": now,
+            "expires_at": now + lease,
+        }
+        async with self._engine.connect() as conn:
+            result = await conn.execute(self._statements[kind], parameters)
+            rows = [dict(row._mapping) for row in result]
+        return _runs(rows, decode=False)
+
+    async def close(self) -> None:
+        return None
+
+
+class PgClaims:
+    """Claims on one dedicated asyncpg connection (opened on first use, again after a loss)."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._dsn = asyncpg_dsn(engine)
+        self._connection: asyncpg.Connection | None = None
+        # SQL text, parameter names in order, and the values the statement itself binds.
+        self._compiled: dict[Kind, tuple[str, tuple[str, ...], dict[str, Any]]] = {}
+        for kind in ("queued", "expired"):
+            compiled = statement(kind, "postgresql").compile(dialect=engine.dialect)
+            names = tuple(compiled.positiontup or ())
+            self._compiled[kind] = (compiled.string, names, dict(compiled.params))
+
+    def sql(self, kind: Kind, owner: str, limit: int, lease_s: float) -> tuple[str, list[Any]]:
+        """The claim as asyncpg takes it: SQL text and arguments (also for EXPLAIN)."""
+        sql, names, bound = self._compiled[kind]
+        values = {**bound, "owner": owner, "limit": limit, "lease": timedelta(seconds=lease_s)}
+        return sql, [values[name] for name in names]
+
+    async def claim(self, kind: Kind, owner: str, limit: int, lease_s: float) -> list[ClaimedRun]:
+        sql, arguments = self.sql(kind, owner, limit, lease_s)
+        connection = self._connection
+        if connection is None or connection.is_closed():
+            connection = self._connection = await asyncpg.connect(self._dsn)
+        try:
+            rows = await connection.fetch(sql, *arguments)
+        except (OSError, asyncpg.InterfaceError, asyncpg.ConnectionDoesNotExistError):
+            self._connection = None
+            connection.terminate()
+            raise
+        return _runs([dict(row) for row in rows], decode=True)
+
+    async def close(self) -> None:
+        if self._connection is not None:
+            await self._connection.close()
+            self._connection = None
+
+
+def for_engine(engine: AsyncEngine) -> Claims:
+    """The fastest claims the engine's backend allows."""
+    return PgClaims(engine) if engine.dialect.name == "postgresql" else SqlClaims(engine)
