@@ -137,6 +137,13 @@ class FailNodeError(NodeError):
     retryable = False
 
 
+class FormTimedOut(NodeError):
+    """Nobody answered the form or approval by its deadline."""
+
+    code = "form_timed_out"
+    retryable = False
+
+
 class RunLimitExceeded(NodeError):
     """The run exceeded one of its configured limits."""
 
@@ -198,3 +205,37 @@ class QueueFull(OxifyError):
     def __init__(self, message: str | None = None, *, retry_after_s: int = 1) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+
+
+class FormNotFound(OxifyError):
+    """No such form or approval."""
+
+    code = "form_not_found"
+
+
+class FormClosed(OxifyError):
+    """The form or approval takes no more answers (decided, timed out or cancelled)."""
+
+    code = "form_closed"
+
+
+class FormAlreadyAnswered(OxifyError):
+    """This person already answered this approval."""
+
+    code = "form_already_answered"
+
+
+class NotAnApprover(OxifyError):
+    """This person may not answer this approval."""
+
+    code = "not_an_approver"
+
+
+class SubmissionInvalid(OxifyError):
+    """The submitted values do not match the form's fields."""
+
+    code = "submission_invalid"
+
+    def __init__(self, errors: list[ErrorDetail]) -> None:
+        self.errors = errors
+        super().__init__(f"{len(errors)} problem(s) in the submitted values")

@@ -21,6 +21,7 @@ from app.nodes import http as http_node
 from app.nodes.registry import load_registry
 from app.services.container import Services
 from app.services.executions import ExecutionService
+from app.services.forms import FormService
 from app.services.housekeeping import Housekeeping
 from app.services.runner import LeaseSettings, Runner
 from app.services.workflows import WorkflowService
@@ -87,6 +88,13 @@ async def running_services(settings: Settings) -> AsyncIterator[Services]:
             poll_s=settings.resolved_poll_s,
         ),
     )
+
+    def requeued(execution_ids: list[str]) -> None:
+        runner.notify()
+        notifier.send(Channel.QUEUE, execution_ids)
+
+    journal.on_requeued(requeued)
+    forms = FormService(engine, queued=lambda execution_id: requeued([execution_id]))
     executions = ExecutionService(
         engine,
         workflows=workflows,
@@ -98,10 +106,13 @@ async def running_services(settings: Settings) -> AsyncIterator[Services]:
     )
     housekeeping = Housekeeping(
         engine,
+        forms=forms,
+        executions=executions,
+        deadline_sweep_s=settings.deadline_sweep_s,
         retention_days=settings.retention_days,
-        interval_s=settings.retention_interval_s,
+        retention_interval_s=settings.retention_interval_s,
     )
-    services = Services(settings, engine, workflows, executions, runner, bus)
+    services = Services(settings, engine, workflows, executions, runner, bus, forms)
     await notifier.start()
     await runner.start()
     await housekeeping.start()

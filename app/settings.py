@@ -66,6 +66,12 @@ class Settings(BaseSettings):
         ge=1,
         description="Runs waiting to start across all replicas; beyond it new runs get 429.",
     )
+    deadline_sweep_s: float = Field(
+        default=1.0,
+        gt=0,
+        le=60,
+        description="Seconds between looks for forms and approvals past their deadline.",
+    )
     retention_days: float | None = Field(
         default=None,
         gt=0,

@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 from app.api.errors import ApiProblem
 from app.services.container import Services
 from app.services.executions import ExecutionService
+from app.services.forms import FormService
 from app.services.workflows import WorkflowService
 
 
@@ -27,6 +28,11 @@ def get_executions(services: Annotated[Services, Depends(get_services)]) -> Exec
     return services.executions
 
 
+def get_forms(services: Annotated[Services, Depends(get_services)]) -> FormService:
+    return services.forms
+
+
 ServicesDep = Annotated[Services, Depends(get_services)]
+FormsDep = Annotated[FormService, Depends(get_forms)]
 WorkflowsDep = Annotated[WorkflowService, Depends(get_workflows)]
 ExecutionsDep = Annotated[ExecutionService, Depends(get_executions)]

@@ -40,6 +40,10 @@ _STATUS_BY_CODE = {
     "invalid_state": 409,
     "idempotency_conflict": 409,
     "queue_full": 429,
+    "form_closed": 409,
+    "form_already_answered": 409,
+    "not_an_approver": 403,
+    "submission_invalid": 422,
 }
 # Errors about a query parameter rather than the body: where to point.
 _PARAMETER_BY_CODE = {"cursor_invalid": "cursor"}
@@ -119,6 +123,7 @@ def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 
 _RESPONSE_DESCRIPTIONS = {
+    403: "Not allowed for this person.",
     404: "Not found.",
     409: "Conflicts with the resource's current state.",
     413: "The request body is too large.",

@@ -27,10 +27,35 @@ class StartExecution(BaseModel):
         default_factory=dict, description="Run inputs, validated against the workflow's schema."
     )
     config: RunConfig = Field(default_factory=RunConfig, description="Run options.")
+    by: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="Who starts the run (until API keys exist): approvals refuse this person "
+        "unless they allow self-approval.",
+    )
 
     def config_dict(self) -> dict[str, Any]:
         """The options the client gave (defaults left out, so replays hash the same)."""
         return self.config.model_dump(mode="json", exclude_unset=True)
+
+
+class SubmitForm(BaseModel):
+    """Body of `POST /v1/forms/{id}/submit`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    values: dict[str, Any] = Field(description="The answers, keyed by field.")
+    by: str | None = Field(
+        default=None, min_length=1, max_length=200, description="Who answers (until API keys)."
+    )
+    comment: str | None = Field(default=None, max_length=10_000)
+    groups: list[str] = Field(
+        default_factory=list,
+        max_length=100,
+        description="Groups the person belongs to, for approvers named `group:<name>` (until "
+        "API keys carry them).",
+    )
 
 
 class CheckpointList(BaseModel):

@@ -1,44 +1,28 @@
-"""Node types: the config schema of every type and what each can branch to.
-
-A config model declares, as class variables, how the planner treats its fields:
-``expressions`` are compiled as conditions, ``graphs`` hold nested graphs that are validated and
-planned recursively, ``static`` fields are used as written (names, case labels) and everything
-else is compiled as a template (strings with ``{{ }}`` anywhere inside). A scalar field may be
-given as a lone template (``"seconds": "{{ inputs.wait }}"``): the schema accepts the string and
-the value is checked against the field's type when it is rendered at run time.
+"""Node types: the config schema of every core type and what each can branch to (the base
+classes are in :mod:`app.domain.node_config`; human steps in :mod:`app.domain.human`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import ConfigDict, Field, StringConstraints, model_validator
 
+from app.domain.human import ApprovalConfig, FormConfig
+from app.domain.node_config import ExpressionStr, NodeConfig, NodeType, NodeTypes, TemplateStr
 from app.domain.workflow import NODE_ID_PATTERN, GraphSpec
 
-TemplateStr = Annotated[str, StringConstraints(pattern=r"^\s*\{\{.*\}\}\s*$")]
-"""A string that is exactly one ``{{ expression }}``: stands in for a scalar of another type."""
-
-ExpressionStr = Annotated[str, StringConstraints(min_length=1)]
+__all__ = [
+    "CORE_NODE_TYPES",
+    "ExpressionStr",
+    "NodeConfig",
+    "NodeType",
+    "NodeTypes",
+    "TemplateStr",
+]
 
 DEFAULT_MAX_ITERATIONS = 1000
-
-
-class NodeConfig(BaseModel):
-    """Base of every node type's config: unknown keys are rejected."""
-
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, serialize_by_alias=True)
-
-    expressions: ClassVar[frozenset[str]] = frozenset()
-    graphs: ClassVar[frozenset[str]] = frozenset()
-    static: ClassVar[frozenset[str]] = frozenset()
-
-    def branches(self) -> frozenset[str] | None:
-        """Branch labels this node can take, or None when it does not branch."""
-        return None
 
 
 class StartConfig(NodeConfig):
@@ -276,42 +260,6 @@ def check_http_url(url: str) -> None:
         raise ValueError("url has no host")
 
 
-@dataclass(frozen=True, slots=True)
-class NodeType:
-    """A registered node type: its name, config schema and a one-line description."""
-
-    name: str
-    config: type[NodeConfig]
-    description: str = ""
-
-
-class NodeTypes(Mapping[str, NodeType]):
-    """The set of node types a deployment knows; validation rejects any other ``type``."""
-
-    def __init__(self, types: Mapping[str, NodeType] | None = None) -> None:
-        self._types: dict[str, NodeType] = dict(types or {})
-
-    def register(self, node_type: NodeType) -> None:
-        if node_type.name in self._types:
-            raise ValueError(f"node type {node_type.name!r} is already registered")
-        self._types[node_type.name] = node_type
-
-    def with_types(self, *extra: NodeType) -> NodeTypes:
-        merged = NodeTypes(self._types)
-        for node_type in extra:
-            merged.register(node_type)
-        return merged
-
-    def __getitem__(self, name: str) -> NodeType:
-        return self._types[name]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._types)
-
-    def __len__(self) -> int:
-        return len(self._types)
-
-
 CORE_NODE_TYPES = NodeTypes(
     {
         t.name: t
@@ -330,6 +278,8 @@ CORE_NODE_TYPES = NodeTypes(
             NodeType("try", TryConfig, "Runs `try`; on error `catch`; always `finally`."),
             NodeType("subworkflow", SubworkflowConfig, "Runs another workflow as one node."),
             NodeType("http", HttpConfig, "Sends an HTTP request; outputs status, headers, body."),
+            NodeType("approval", ApprovalConfig, "Waits for people to approve or reject."),
+            NodeType("form", FormConfig, "Waits for a person to fill in `fields`."),
         )
     }
 )

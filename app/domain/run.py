@@ -52,6 +52,11 @@ class RunConfig(BaseModel):
 
     max_concurrency: int = Field(default=16, ge=1, le=10_000)
     timeout_s: float | None = Field(default=None, gt=0, le=31_536_000)
+    timeout_includes_waiting: bool = Field(
+        default=False,
+        description="Count time spent waiting for people (and paused) toward timeout_s; by "
+        "default only the time the run is being driven counts.",
+    )
     checkpoint: CheckpointPolicy = "every_node"
     continue_on_error: bool = Field(
         default=False, description="Failures of nodes marked critical=false do not fail the run."

@@ -105,3 +105,41 @@ class ValidationResult(BaseModel):
     levels: list[list[str]]
     node_count: int
     content_hash: str
+
+
+class FormAnswer(BaseModel):
+    """One answer to a form or approval, as the audit trail keeps it."""
+
+    by: str | None = None
+    values: dict[str, Any]
+    comment: str | None = None
+    at: datetime
+
+
+class Form(BaseModel):
+    """A request for people: a form to fill in, or an approval (whose answer is a form too:
+    ``decision`` = ``approved`` | ``rejected``, optional ``comment``)."""
+
+    id: str
+    execution_id: str
+    workflow_id: str
+    node_key: str
+    kind: str = Field(description="`approval` or `form`.")
+    status: str = Field(description="`pending`, `submitted`, `timed_out` or `cancelled`.")
+    prompt: str
+    fields: dict[str, Any] = Field(description="JSON Schema (object) of the values to submit.")
+    approvers: list[str] | None = Field(
+        default=None, description="Who may answer (user ids, `group:<name>`); null: anyone."
+    )
+    quorum: int = Field(default=1, description="Approvals needed (one rejection rejects).")
+    allow_self_approval: bool = False
+    on_timeout: str
+    deadline: datetime | None = None
+    created_at: datetime
+    decided_at: datetime | None = None
+    answer: dict[str, Any] | None = Field(
+        default=None, description="What the run received: the values, or the decision."
+    )
+    answers: list[FormAnswer] = Field(
+        default_factory=list, description="Every answer given, oldest first (audit trail)."
+    )

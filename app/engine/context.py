@@ -80,9 +80,15 @@ class NodeContext:
         return self.node.graphs[field]
 
     async def emit(self, type_: EventType, data: dict[str, Any]) -> None:
-        """Emit a progress-style event for this node (``node.token``, ``form.requested``...)."""
-        self.runtime.journal.event(type_, node_id=self.key, level=self.node.level, data=data)
+        """Emit a progress-style event for this node now (``node.token``, ``node.progress``)."""
+        self.log_event(type_, data)
         await self.runtime.journal.flush()
+
+    def log_event(self, type_: EventType, data: dict[str, Any]) -> None:
+        """Log an event for this node that is stored together with the node's own outcome (its
+        completion, failure or suspension): both or neither survive a crash
+        (``form.requested`` beside ``node.waiting``)."""
+        self.runtime.journal.event(type_, node_id=self.key, level=self.node.level, data=data)
 
     async def run_graph(self, plan: Plan, scope: Scope, key: str) -> GraphResult:
         """Run a nested graph to its end under this node (loop bodies, try blocks, sub-workflows).

@@ -7,7 +7,7 @@ import json
 from functools import lru_cache
 from typing import Any
 
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, ValidationError
 
 from app.errors import ErrorDetail
 
@@ -28,14 +28,20 @@ def apply_defaults(schema: dict[str, Any] | None, inputs: Any) -> Any:
     return filled
 
 
-def validate_inputs(schema: dict[str, Any] | None, inputs: Any) -> list[ErrorDetail]:
-    """Every way ``inputs`` breaks ``schema`` (none when there is no schema), with pointers."""
+def validate_inputs(
+    schema: dict[str, Any] | None, inputs: Any, *, formats: bool = False
+) -> list[ErrorDetail]:
+    """Every way ``inputs`` breaks ``schema`` (none when there is no schema), with pointers.
+
+    With ``formats``, ``format`` keywords are checked too (``email``, ``date-time``, ``uri``...),
+    as a form's answers must be; run inputs keep JSON Schema's default of annotation only.
+    """
     if schema is None:
         return []
-    validator = _validator(json.dumps(schema, sort_keys=True))
+    validator = _validator(json.dumps(schema, sort_keys=True), formats)
     return [
         ErrorDetail(
-            pointer="/" + "/".join(_escape(str(p)) for p in error.absolute_path),
+            pointer="/" + "/".join(_escape(str(p)) for p in _path(error)),
             message=error.message,
             code=f"schema_{error.validator}",
         )
@@ -43,9 +49,20 @@ def validate_inputs(schema: dict[str, Any] | None, inputs: Any) -> list[ErrorDet
     ]
 
 
+def _path(error: ValidationError) -> list[Any]:
+    """Where the error is; a missing required property points at the property itself."""
+    path = list(error.absolute_path)
+    if error.validator == "required" and isinstance(error.instance, dict):
+        missing = [p for p in error.validator_value if p not in error.instance]
+        if missing and error.message.startswith(repr(missing[0])):
+            path.append(missing[0])
+    return path
+
+
 @lru_cache(maxsize=256)
-def _validator(schema_json: str) -> Draft202012Validator:
-    return Draft202012Validator(json.loads(schema_json))
+def _validator(schema_json: str, formats: bool) -> Draft202012Validator:
+    checker = Draft202012Validator.FORMAT_CHECKER if formats else None
+    return Draft202012Validator(json.loads(schema_json), format_checker=checker)
 
 
 def _escape(part: str) -> str:

@@ -15,7 +15,7 @@ import httpx
 
 from app.domain.node_types import CORE_NODE_TYPES, NodeType, NodeTypes
 from app.engine.ports import NodeExecutor
-from app.nodes import basic, branching, composition, http, loops
+from app.nodes import basic, branching, composition, http, human, loops
 
 ENTRY_POINT_GROUP = "oxify.nodes"
 
@@ -41,6 +41,8 @@ def core_executors(http_client: httpx.AsyncClient | None = None) -> dict[str, No
         "try": composition.TryExecutor(),
         "subworkflow": composition.SubworkflowExecutor(),
         "http": http.HttpExecutor(http_client),
+        "approval": human.HumanExecutor(),
+        "form": human.HumanExecutor(),
     }
 
 

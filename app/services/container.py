@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.events.bus import EventBus
 from app.services.executions import ExecutionService
+from app.services.forms import FormService
 from app.services.runner import Runner
 from app.services.workflows import WorkflowService
 from app.settings import Settings
@@ -22,6 +23,7 @@ class Services:
     executions: ExecutionService
     runner: Runner
     bus: EventBus
+    forms: FormService
 
     async def ready(self) -> tuple[bool, str]:
         """Database reachable and migrated to head: (ready, reason)."""

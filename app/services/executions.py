@@ -350,18 +350,26 @@ class ExecutionService:
         """Change a run that no process drives, and log the matching workflow event."""
         if not await self._change(execution_id, expected, status):
             return False
-        event_type = {
-            _E.PAUSED: EventType.WORKFLOW_PAUSED,
-            _E.CANCELLED: EventType.WORKFLOW_CANCELLED,
-        }[status]
+        event_type, data = _SETTLED_EVENTS[status]
         async with self._read.connect() as conn:
             row = await store.execution_row(conn, execution_id)
         assert row is not None
         # No process drives the run (the conditional update above made sure), so nothing else
         # appends to its log: last_seq + 1 is the next seq.
-        event = Event(execution_id, row.last_seq + 1, event_type, datetime.now(UTC))
+        # A terminal event also withdraws the run's pending forms (see the journal).
+        event = Event(execution_id, row.last_seq + 1, event_type, datetime.now(UTC), data=data)
         await self._journal.emit([event])
         return True
+
+    async def expire_waiting(self) -> int:
+        """Time out waiting runs whose deadline passed (``timeout_includes_waiting``): no one
+        drives them, so no timer of theirs is running. Returns how many."""
+        async with self._read.connect() as conn:
+            due = await store.overdue_waiting(conn, datetime.now(UTC))
+        expired = 0
+        for execution_id in due:
+            expired += await self._settle(execution_id, (_E.WAITING,), _E.TIMED_OUT)
+        return expired
 
     async def _refuse(
         self,
@@ -373,6 +381,21 @@ class ExecutionService:
         if execution.status in allowed_now:
             return  # asked twice: already on its way, nothing to do
         raise InvalidState(f"cannot {action} an execution that is {execution.status.value}")
+
+
+_SETTLED_EVENTS: dict[ExecutionStatus, tuple[EventType, dict[str, Any]]] = {
+    _E.PAUSED: (EventType.WORKFLOW_PAUSED, {}),
+    _E.CANCELLED: (EventType.WORKFLOW_CANCELLED, {}),
+    _E.TIMED_OUT: (
+        EventType.WORKFLOW_TIMED_OUT,
+        {
+            "error": {
+                "code": "run_timed_out",
+                "message": "the run's timeout_s passed while it waited",
+            }
+        },
+    ),
+}
 
 
 def _parse_config(config: dict[str, Any]) -> RunConfig:

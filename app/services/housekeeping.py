@@ -1,17 +1,21 @@
-"""Periodic upkeep shared by the replicas: retention of finished runs' history.
+"""Periodic upkeep shared by the replicas: deadlines (forms, and runs whose timeout counts
+waiting time) and retention of finished runs.
 
-Every replica runs the loop; an advisory lock makes one of them do each batch, so the work is
-done once whichever replicas are up.
+Every replica runs both loops; row locks (deadlines) and an advisory lock (retention) make one
+replica act on each item, so the work is done once whichever replicas are up.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.services.executions import ExecutionService
+from app.services.forms import FormService
 from app.store import retention
 
 log = logging.getLogger(__name__)
@@ -21,31 +25,47 @@ PURGE_BATCH = 200  # runs per transaction
 
 class Housekeeping:
     def __init__(
-        self, engine: AsyncEngine, *, retention_days: float | None, interval_s: float
+        self,
+        engine: AsyncEngine,
+        *,
+        forms: FormService,
+        executions: ExecutionService,
+        deadline_sweep_s: float,
+        retention_days: float | None,
+        retention_interval_s: float,
     ) -> None:
         self._engine = engine
+        self._forms = forms
+        self._executions = executions
+        self._deadline_sweep_s = deadline_sweep_s
         self._retention = timedelta(days=retention_days) if retention_days else None
-        self._interval_s = interval_s
-        self._task: asyncio.Task[None] | None = None
+        self._retention_interval_s = retention_interval_s
+        self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
+        self._tasks.append(
+            asyncio.create_task(
+                _every(self._deadline_sweep_s, self.deadlines, "deadlines"),
+                name="oxify-deadlines",
+            )
+        )
         if self._retention is not None:
-            self._task = asyncio.create_task(self._loop(), name="oxify-housekeeping")
+            self._tasks.append(
+                asyncio.create_task(
+                    _every(self._retention_interval_s, self.purge, "retention"),
+                    name="oxify-retention",
+                )
+            )
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.wait([self._task])  # (a cancel of the caller still propagates)
+        for task in self._tasks:
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(self._tasks)  # (a cancel of the caller still propagates)
 
-    async def _loop(self) -> None:
-        while True:
-            try:
-                purged = await self.purge()
-                if purged:
-                    log.info("retention purged the history of %d finished run(s)", purged)
-            except Exception as exc:
-                log.warning("retention sweep failed (%s); trying again later", exc)
-            await asyncio.sleep(self._interval_s)
+    async def deadlines(self) -> int:
+        """Forms past their deadline, and waiting runs past theirs; how many were handled."""
+        return await self._forms.expire_due() + await self._executions.expire_waiting()
 
     async def purge(self) -> int:
         """Purge every run past retention, a batch per transaction; returns how many."""
@@ -61,3 +81,14 @@ class Housekeeping:
             total += purged
             if purged < PURGE_BATCH:
                 return total
+
+
+async def _every(seconds: float, job: Callable[[], Awaitable[int]], what: str) -> None:
+    while True:
+        try:
+            done = await job()
+            if done:
+                log.info("%s: %d handled", what, done)
+        except Exception as exc:
+            log.warning("%s failed (%s); trying again later", what, exc)
+        await asyncio.sleep(seconds)

@@ -19,8 +19,10 @@ import contextlib
 import logging
 import os
 import socket
+import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -32,7 +34,7 @@ from app.engine.scheduler import RunRequest, Scheduler
 from app.errors import LeaseLost
 from app.events.notify import Channel, Notifier
 from app.services.workflows import WorkflowService
-from app.store import claims, db, leases
+from app.store import claims, db, forms, leases
 from app.store import executions as store
 from app.store.journal import SqlJournal
 
@@ -284,21 +286,49 @@ class Runner:
             control.pause()
         resume = run.last_seq > 0  # a run that logged anything continues from its checkpoints
         prior_attempts: dict[str, int] = {}
+        answers: dict[str, Any] = {}
         if resume:
             async with self._read.connect() as conn:
                 prior_attempts = await store.node_attempts(conn, run.id)
+                answers = await forms.answers(conn, run.id)
         plan = await self._workflows.plan_of_version(run.workflow_id, run.workflow_version)
+        config = RunConfig.model_validate(run.config)
         request = RunRequest(
             execution_id=run.id,
             plan=plan,
             inputs=run.inputs,
-            config=RunConfig.model_validate(run.config),
+            config=config,
             resume=resume,
             resume_reason=run.resume_reason or "resumed",
             last_seq=run.last_seq,
+            resume_values=answers,
             prior_attempts=prior_attempts,
+            elapsed_s=await self._elapsed(run, config),
         )
-        await self._scheduler.run(request, control)
+        started = time.monotonic()
+        try:
+            await self._scheduler.run(request, control)
+        finally:
+            if config.timeout_s is not None and not entry.lost:
+                async with self._statements.connect() as conn:
+                    stretch = time.monotonic() - started
+                    await store.add_active_time(conn, run.id, stretch, run.generation)
+
+    async def _elapsed(self, run: claims.ClaimedRun, config: RunConfig) -> float:
+        """The part of ``timeout_s`` the run has used: the time it was driven, or with
+        ``timeout_includes_waiting`` the time since it first started (a deadline is then stored
+        for the sweeper, which times the run out even while it waits)."""
+        if config.timeout_s is None:
+            return 0.0
+        if not config.timeout_includes_waiting:
+            return run.active_s
+        now = datetime.now(UTC)
+        if run.started_at is None:
+            deadline = now + timedelta(seconds=config.timeout_s)
+            async with self._statements.connect() as conn:
+                await store.set_deadline(conn, run.id, deadline, run.generation)
+            return 0.0
+        return (now - run.started_at).total_seconds()
 
     async def _record_crash(self, execution_id: str, exc: Exception) -> None:
         """End a run whose driver failed outside the engine (a store error, a bug) as failed.

@@ -47,6 +47,8 @@ class ClaimedRun:
     resume_reason: str | None
     generation: int
     cancel_requested: bool
+    started_at: datetime | None  # first start (None for a run never started)
+    active_s: float  # seconds the run was driven so far
 
 
 class Claims(Protocol):
@@ -69,6 +71,8 @@ _CLAIMED_COLUMNS = (
     executions.c.resume_reason,
     executions.c.generation,
     executions.c.cancel_requested,
+    executions.c.started_at,
+    executions.c.active_s,
 )
 
 
@@ -108,6 +112,8 @@ def statement(kind: Kind, dialect: str) -> Update:
         .values(
             owner=bindparam("owner", type_=String),
             generation=executions.c.generation + 1,
+            # The answers that arrived so far are read when the run starts (see forms).
+            pending_answers=0,
             lease_expires_at=expires_at,
             updated_at=now,
             **values,
@@ -130,9 +136,16 @@ def _runs(rows: Sequence[Mapping[str, Any]], decode: bool) -> list[ClaimedRun]:
             resume_reason=row["resume_reason"],
             generation=row["generation"],
             cancel_requested=bool(row["cancel_requested"]),
+            started_at=_aware(row["started_at"]),
+            active_s=row["active_s"],
         )
         for row in ordered
     ]
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    """asyncpg gives aware UTC datetimes; SQLite through SQLAlchemy's Timestamp does too."""
+    return value if value is None or value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 class SqlClaims:

@@ -57,8 +57,8 @@ def record_from_json(data: dict[str, Any]) -> NodeRecord:
         branch=data.get("branch"),
         attempt=data.get("attempt", 1),
         set_vars=data.get("set_vars"),
-        started_at=_when(data.get("started_at")),
-        finished_at=_when(data.get("finished_at")),
+        started_at=parse_datetime(data.get("started_at")),
+        finished_at=parse_datetime(data.get("finished_at")),
         data=data.get("data"),
     )
 
@@ -87,5 +87,6 @@ def event_from_row(row: Any) -> Event:
     )
 
 
-def _when(value: str | None) -> datetime | None:
+def parse_datetime(value: str | None) -> datetime | None:
+    """An RFC 3339 timestamp as written by ``isoformat`` (None stays None)."""
     return datetime.fromisoformat(value) if value else None

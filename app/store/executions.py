@@ -209,6 +209,38 @@ async def request_cancel(conn: AsyncConnection, execution_id: str) -> bool:
     return bool(result.rowcount)
 
 
+async def overdue_waiting(conn: AsyncConnection, now: datetime) -> list[str]:
+    """Waiting runs whose run deadline (timeout_s counting waiting time) has passed."""
+    query = (
+        select(executions.c.id)
+        .where(executions.c.status == _E.WAITING.value, executions.c.deadline_at < now)
+        .limit(1000)
+    )
+    return list((await conn.execute(query)).scalars())
+
+
+async def set_deadline(
+    conn: AsyncConnection, execution_id: str, deadline_at: datetime, generation: int
+) -> None:
+    """When a run times out whatever it does (timeout_s with waiting time counted)."""
+    await conn.execute(
+        update(executions)
+        .where(executions.c.id == execution_id, executions.c.generation == generation)
+        .values(deadline_at=deadline_at)
+    )
+
+
+async def add_active_time(
+    conn: AsyncConnection, execution_id: str, seconds: float, generation: int
+) -> None:
+    """Add a stretch of driving to the run's active time (its timeout counts it)."""
+    await conn.execute(
+        update(executions)
+        .where(executions.c.id == execution_id, executions.c.generation == generation)
+        .values(active_s=executions.c.active_s + seconds)
+    )
+
+
 async def queued_count(conn: AsyncConnection) -> int:
     """Runs waiting to start, across replicas."""
     query = select(func.count()).where(executions.c.status == _E.QUEUED.value)

@@ -22,10 +22,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.domain.events import Event
 from app.domain.run import Checkpoint
+from app.domain.status import ExecutionStatus
 from app.errors import LeaseLost
 from app.store import journal_sql
 from app.store.db import autocommit, is_postgres
 from app.store.journal_rows import derive
+from app.store.journal_sqlite import SqliteBatchWriter
 
 log = logging.getLogger(__name__)
 
@@ -49,16 +51,22 @@ class SqlJournal:
         self._inflight: list[_Pending] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._writer = (
+        self._writer: journal_sql.PostgresBatchWriter | SqliteBatchWriter = (
             journal_sql.PostgresBatchWriter(engine)
             if is_postgres(engine)
-            else journal_sql.SqliteBatchWriter(engine)
+            else SqliteBatchWriter(engine)
         )
         self._generations: dict[str, int] = {}
+        self._requeued: Callable[[list[str]], None] | None = None
         self.commits = 0  # transactions written, for benchmarks and metrics
 
     def set_publisher(self, publish: Publish) -> None:
         self._publish = publish
+
+    def on_requeued(self, callback: Callable[[list[str]], None]) -> None:
+        """Call ``callback`` with the runs a write queued again (they were about to wait, but
+        answers for them had arrived): someone must claim them."""
+        self._requeued = callback
 
     # -- fencing --------------------------------------------------------------------------
 
@@ -130,6 +138,9 @@ class SqlJournal:
             events = [e for e in events if e.execution_id in written]
         if self._publish is not None and events:
             self._publish(events)
+        queued = [i for i, status in written.items() if status == ExecutionStatus.QUEUED.value]
+        if queued and self._requeued is not None:
+            self._requeued(queued)
         for pending in batch:
             execution_id = _execution_of(pending)
             if execution_id in written:

@@ -68,11 +68,46 @@ class ExecutionUpdate:
 
 
 @dataclass(slots=True)
+class FormRequest:
+    """A form or approval a run asked people for (its ``form.requested`` event)."""
+
+    id: str
+    execution_id: str
+    node_key: str
+    kind: str
+    prompt: str
+    fields: Any
+    approvers: Any
+    quorum: int
+    allow_self_approval: bool
+    on_timeout: str
+    deadline: str | None  # RFC 3339
+    created_at: datetime
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "execution_id": self.execution_id,
+            "node_key": self.node_key,
+            "kind": self.kind,
+            "prompt": self.prompt,
+            "fields": self.fields,
+            "approvers": self.approvers,
+            "quorum": self.quorum,
+            "allow_self_approval": self.allow_self_approval,
+            "on_timeout": self.on_timeout,
+            "deadline": self.deadline,
+            "created_at": self.created_at.isoformat(),
+        }
+
+
+@dataclass(slots=True)
 class BatchRows:
     events: list[Event] = field(default_factory=list)
     checkpoints: list[Checkpoint] = field(default_factory=list)
     node_runs: dict[tuple[str, str], NodeRunRow] = field(default_factory=dict)
     executions: dict[str, ExecutionUpdate] = field(default_factory=dict)
+    forms: list[FormRequest] = field(default_factory=list)
 
     def only(self, execution_ids: set[str]) -> BatchRows:
         """The rows of these executions only."""
@@ -83,6 +118,7 @@ class BatchRows:
             [c for c in self.checkpoints if c.execution_id in execution_ids],
             {k: v for k, v in self.node_runs.items() if k[0] in execution_ids},
             {k: v for k, v in self.executions.items() if k in execution_ids},
+            [f for f in self.forms if f.execution_id in execution_ids],
         )
 
 
@@ -100,10 +136,31 @@ def derive(events: list[Event], checkpoints: list[Checkpoint]) -> BatchRows:
         elif event.type is EventType.PROGRESS_UPDATE:
             update.completed_nodes = event.data.get("completed")
             update.total_nodes = event.data.get("total")
+        elif event.type is EventType.FORM_REQUESTED and event.node_id is not None:
+            rows.forms.append(_form_request(event))
         node_status = _NODE_STATUS_OF_EVENT.get(event.type)
         if node_status is not None and event.node_id is not None:
             _apply_node(rows, event, node_status)
     return rows
+
+
+def _form_request(event: Event) -> FormRequest:
+    data = event.data
+    assert event.node_id is not None
+    return FormRequest(
+        id=data["form_id"],
+        execution_id=event.execution_id,
+        node_key=event.node_id,
+        kind=data["kind"],
+        prompt=data["prompt"],
+        fields=data["fields"],
+        approvers=data.get("approvers"),
+        quorum=data.get("quorum", 1),
+        allow_self_approval=data.get("allow_self_approval", False),
+        on_timeout=data["on_timeout"],
+        deadline=data.get("deadline"),
+        created_at=event.ts,
+    )
 
 
 def _apply_execution(update: ExecutionUpdate, event: Event, status: ExecutionStatus) -> None:

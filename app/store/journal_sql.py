@@ -5,17 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 import asyncpg
-from sqlalchemy import case, func, select, update
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.domain.events import Event
 from app.domain.run import Checkpoint
-from app.domain.status import ExecutionStatus
 from app.store import codec
 from app.store.db import asyncpg_dsn
 from app.store.journal_rows import BatchRows
-from app.store.tables import checkpoints, events, executions, node_runs
+from app.store.tables import checkpoints, events
 
 _PG_BATCH = """
 WITH u AS (
@@ -63,12 +61,48 @@ WITH u AS (
         started_at = COALESCE(EXCLUDED.started_at, node_runs.started_at),
         finished_at = EXCLUDED.finished_at,
         duration_ms = EXCLUDED.duration_ms
+), nf AS (
+    SELECT * FROM jsonb_to_recordset($34::jsonb)
+         AS f(id text, execution_id text, node_key text, kind text, prompt text, fields jsonb,
+              approvers jsonb, quorum int, allow_self_approval bool, on_timeout text,
+              deadline timestamptz, created_at timestamptz)
+    WHERE f.execution_id IN (SELECT id FROM ok)
+), fm AS (
+    -- Form requests: one row per form.requested (the same id when a request is replayed).
+    INSERT INTO forms (id, execution_id, workflow_id, node_key, kind, status, prompt, fields,
+                       approvers, quorum, allow_self_approval, on_timeout, deadline, created_at)
+    SELECT f.id, f.execution_id, x.workflow_id, f.node_key, f.kind,
+           CASE WHEN u.terminal THEN 'cancelled' ELSE 'pending' END, f.prompt, f.fields::json,
+           f.approvers::json, f.quorum, f.allow_self_approval, f.on_timeout, f.deadline,
+           f.created_at
+    FROM nf AS f
+    JOIN executions AS x ON x.id = f.execution_id
+    JOIN u ON u.id = f.execution_id
+    ON CONFLICT (id) DO NOTHING
+), stale AS (
+    -- Pending requests no one will wait for: an earlier request of a node that asks again (made
+    -- before a crash cut its run short), and every request of a run that ended. Rows an answer
+    -- holds locked are skipped (forms are locked before executions everywhere else); that
+    -- answer then decides a request whose run has moved on, which changes nothing.
+    SELECT o.id FROM forms AS o
+    WHERE o.execution_id IN (SELECT id FROM ok) AND o.status = 'pending'
+      AND (EXISTS (SELECT 1 FROM nf WHERE nf.execution_id = o.execution_id
+                                      AND nf.node_key = o.node_key AND nf.id <> o.id)
+           OR o.execution_id IN (SELECT u.id FROM u JOIN ok ON ok.id = u.id WHERE u.terminal))
+    FOR UPDATE SKIP LOCKED
+), fc AS (
+    UPDATE forms SET status = 'cancelled', decided_at = now()
+    WHERE id IN (SELECT id FROM stale)
 )
 UPDATE executions AS x SET
     last_seq = GREATEST(x.last_seq, u.last_seq),
-    -- A pause asked for while the run was starting must not be overwritten by its start.
+    -- A pause asked for while the run was starting must not be overwritten by its start; a run
+    -- about to wait whose answers arrived meanwhile goes back to the queue instead.
     status = CASE WHEN u.status = 'running' AND x.status = 'pausing' THEN x.status
+                  WHEN u.status = 'waiting' AND x.pending_answers > 0 THEN 'queued'
                   ELSE COALESCE(u.status, x.status) END,
+    resume_reason = CASE WHEN u.status = 'waiting' AND x.pending_answers > 0 THEN 'answered'
+                         ELSE x.resume_reason END,
     outputs = CASE WHEN u.terminal THEN u.outputs::jsonb ELSE x.outputs END,
     error = CASE WHEN u.status IS NULL THEN x.error ELSE u.error::jsonb END,
     started_at = COALESCE(x.started_at, u.started_at),
@@ -79,7 +113,7 @@ UPDATE executions AS x SET
     updated_at = now()
 FROM u
 WHERE x.id = u.id AND x.id IN (SELECT id FROM ok)
-RETURNING x.id
+RETURNING x.id, x.status
 """
 
 
@@ -94,9 +128,9 @@ class PostgresBatchWriter:
         self._dsn = asyncpg_dsn(engine)
         self._connection: asyncpg.Connection | None = None
 
-    async def write(self, rows: BatchRows) -> set[str]:
-        """Write the batch; the ids of the executions whose rows were written (the others
-        were fenced off)."""
+    async def write(self, rows: BatchRows) -> dict[str, str]:
+        """Write the batch; the executions whose rows were written (the others were fenced
+        off), with their status now."""
         connection = self._connection
         if connection is None or connection.is_closed():
             connection = self._connection = await asyncpg.connect(self._dsn)
@@ -105,7 +139,7 @@ class PostgresBatchWriter:
         except (OSError, asyncpg.exceptions.ConnectionDoesNotExistError):
             self._connection = None
             raise
-        return {row[0] for row in written}
+        return {row[0]: row[1] for row in written}
 
     async def close(self) -> None:
         if self._connection is not None:
@@ -113,7 +147,7 @@ class PostgresBatchWriter:
             self._connection = None
 
 
-def _pg_arguments(rows: BatchRows) -> list[list[Any]]:
+def _pg_arguments(rows: BatchRows) -> list[Any]:
     ev, cp, nr = rows.events, rows.checkpoints, list(rows.node_runs.values())
     ex = list(rows.executions.values())
     return [
@@ -150,127 +184,8 @@ def _pg_arguments(rows: BatchRows) -> list[list[Any]]:
         [u.total_nodes for u in ex],
         [u.terminal for u in ex],
         [u.generation for u in ex],
+        codec.dumps([form.as_json() for form in rows.forms]),
     ]
-
-
-class SqliteBatchWriter:
-    """Writes a batch with Core statements in one transaction."""
-
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
-
-    async def write(self, rows: BatchRows) -> set[str]:
-        async with self._engine.begin() as connection:
-            written = await _unfenced(connection, rows)
-            rows = rows.only(written)
-            if rows.events:
-                await connection.execute(
-                    events.insert(),
-                    [
-                        {
-                            "execution_id": e.execution_id,
-                            "seq": e.seq,
-                            "type": e.type.value,
-                            "ts": e.ts,
-                            "node_id": e.node_id,
-                            "level": e.level,
-                            "data": e.data,
-                        }
-                        for e in rows.events
-                    ],
-                )
-            if rows.checkpoints:
-                await connection.execute(
-                    checkpoints.insert(),
-                    [
-                        {
-                            "execution_id": c.execution_id,
-                            "number": c.number,
-                            "seq": c.seq,
-                            "created_at": c.created_at,
-                            "records": [codec.record_to_json(r) for r in c.records],
-                        }
-                        for c in rows.checkpoints
-                    ],
-                )
-            for row in rows.node_runs.values():
-                await connection.execute(_sqlite_node_upsert(row))
-            for change in rows.executions.values():
-                await connection.execute(_execution_update(change))
-        return written
-
-    async def close(self) -> None:
-        return None
-
-
-async def _unfenced(connection: Any, rows: BatchRows) -> set[str]:
-    """The executions of the batch whose generation is the writer's (or that no one drives)."""
-    fenced = {u.execution_id: u.generation for u in rows.executions.values()}
-    query = select(executions.c.id, executions.c.generation).where(
-        executions.c.id.in_(list(fenced))
-    )
-    return {
-        row.id
-        for row in await connection.execute(query)
-        if fenced[row.id] is None or fenced[row.id] == row.generation
-    }
-
-
-def _sqlite_node_upsert(row: Any) -> Any:
-    statement = sqlite_insert(node_runs).values(
-        execution_id=row.execution_id,
-        node_key=row.node_key,
-        node_id=row.node_id,
-        status=row.status,
-        attempt=row.attempt,
-        output=row.output,
-        error=row.error,
-        started_at=row.started_at,
-        finished_at=row.finished_at,
-        duration_ms=row.duration_ms,
-    )
-    excluded = statement.excluded
-    return statement.on_conflict_do_update(
-        index_elements=[node_runs.c.execution_id, node_runs.c.node_key],
-        set_={
-            "node_id": excluded.node_id,
-            "status": excluded.status,
-            "attempt": case((excluded.attempt == 0, node_runs.c.attempt), else_=excluded.attempt),
-            "output": excluded.output,
-            "error": excluded.error,
-            "started_at": func.coalesce(excluded.started_at, node_runs.c.started_at),
-            "finished_at": excluded.finished_at,
-            "duration_ms": excluded.duration_ms,
-        },
-    )
-
-
-def _execution_update(change: Any) -> Any:
-    values: dict[str, Any] = {
-        "last_seq": func.max(executions.c.last_seq, change.last_seq),
-        "updated_at": func.current_timestamp(),
-    }
-    if change.status is not None:
-        # A pause asked for while the run was starting must not be overwritten by its start.
-        values["status"] = (
-            case(
-                (executions.c.status == ExecutionStatus.PAUSING.value, executions.c.status),
-                else_=change.status,
-            )
-            if change.status == ExecutionStatus.RUNNING.value
-            else change.status
-        )
-        values["error"] = change.error
-        values["finished_at"] = change.finished_at if change.terminal else None
-        if change.terminal:
-            values["outputs"] = change.outputs
-    if change.started_at is not None:
-        values["started_at"] = func.coalesce(executions.c.started_at, change.started_at)
-    if change.completed_nodes is not None:
-        values["completed_nodes"] = change.completed_nodes
-    if change.total_nodes is not None:
-        values["total_nodes"] = change.total_nodes
-    return update(executions).where(executions.c.id == change.execution_id).values(**values)
 
 
 async def load_checkpoints(engine: AsyncEngine, execution_id: str) -> list[Checkpoint]:

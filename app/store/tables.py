@@ -126,6 +126,13 @@ executions = Table(
     Column("cancel_requested", Boolean, nullable=False, server_default=false()),
     # When retention deleted the run's events, checkpoints and node outputs.
     Column("purged_at", Timestamp()),
+    # Answers (or form deadlines) stored while the run was not waiting yet: the run must not
+    # settle as `waiting` with any of these unread (it is queued again instead).
+    Column("pending_answers", Integer, nullable=False, server_default=text("0")),
+    # Seconds the run was driven, summed over its stretches (its timeout counts these).
+    Column("active_s", Float, nullable=False, server_default=text("0")),
+    # With timeout_includes_waiting: when the run times out, waiting or not.
+    Column("deadline_at", Timestamp()),
     ForeignKeyConstraint(
         ["workflow_id", "workflow_version"],
         ["workflow_versions.workflow_id", "workflow_versions.version"],
@@ -184,6 +191,33 @@ events = Table(
     Column("data", JSON, nullable=False),
 )
 
+forms = Table(
+    "forms",
+    metadata,
+    # Derived from the run's form.requested event: the same id on every replay of the request.
+    Column("id", String(64), primary_key=True),
+    Column(
+        "execution_id", String(64), ForeignKey("executions.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("workflow_id", String(64), nullable=False),
+    Column("node_key", String(512), nullable=False),
+    Column("kind", String(16), nullable=False),  # approval | form
+    Column("status", String(16), nullable=False),  # pending | submitted | timed_out | cancelled
+    Column("prompt", Text, nullable=False),
+    Column("fields", JSON, nullable=False),
+    Column("approvers", JSON),
+    Column("quorum", Integer, nullable=False, server_default=text("1")),
+    Column("allow_self_approval", Boolean, nullable=False, server_default=false()),
+    Column("on_timeout", String(16), nullable=False),
+    Column("deadline", Timestamp()),
+    Column("answer", JSON),
+    Column("created_at", Timestamp(), nullable=False),
+    Column("decided_at", Timestamp()),
+    Index("ix_forms_status_created", "status", "created_at"),
+    Index("ix_forms_deadline", "status", "deadline"),
+    Index("ix_forms_execution", "execution_id"),
+)
+
 form_submissions = Table(
     "form_submissions",
     metadata,
@@ -191,12 +225,15 @@ form_submissions = Table(
     Column(
         "execution_id", String(64), ForeignKey("executions.id", ondelete="CASCADE"), nullable=False
     ),
+    Column("form_id", String(64), ForeignKey("forms.id", ondelete="CASCADE"), nullable=False),
     Column("node_key", String(512), nullable=False),
     Column("values", Json, nullable=False),
     Column("by", String(200)),
     Column("comment", Text),
     Column("created_at", Timestamp(), nullable=False),
     Index("ix_form_submissions_execution", "execution_id", "node_key"),
+    # One answer per person and form (an approval's quorum counts people, not requests).
+    Index("uq_form_submissions_form_by", "form_id", "by", unique=True),
 )
 
 idempotency_keys = Table(

@@ -80,7 +80,15 @@ async def test_retention_purges_old_history_and_keeps_the_summary(fresh_pg_url: 
                 .values(finished_at=datetime.now(UTC) - timedelta(days=40))
             )
 
-        purged = await Housekeeping(services.engine, retention_days=30, interval_s=60).purge()
+        housekeeping = Housekeeping(
+            services.engine,
+            forms=services.forms,
+            executions=services.executions,
+            deadline_sweep_s=1,
+            retention_days=30,
+            retention_interval_s=60,
+        )
+        purged = await housekeeping.purge()
 
         assert purged == 1
         kept = (await client.get(f"/v1/executions/{old['id']}")).json()

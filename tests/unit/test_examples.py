@@ -73,6 +73,9 @@ EXPECTED: dict[str, Any] = {
     "retry_timeout": {"source": "cache", "reason": "node_timeout"},
 }
 
+# Human steps: `oxify run` stops at them (the server answers them; tests/api/test_forms.py).
+WAITING = {"approval": "finance", "form": "details"}
+
 # Outputs with the sibling ``<name>.inputs.json`` (another branch, other items).
 EXPECTED_WITH_INPUTS: dict[str, Any] = {
     "if": {"route": "auto-approved", "amount": 250, "notify": "grace"},
@@ -112,7 +115,7 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 
 
 def test_every_example_has_expected_outputs() -> None:
-    assert {p.stem for p in documents()} == set(EXPECTED)
+    assert {p.stem for p in documents()} == set(EXPECTED) | set(WAITING)
     for name in EXPECTED_WITH_INPUTS:
         assert (EXAMPLES / f"{name}.inputs.json").is_file()
 
@@ -134,6 +137,14 @@ def test_example_runs(name: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 0, err
     assert json.loads(out) == EXPECTED[name]
     assert err == ""
+
+
+@pytest.mark.parametrize("name", sorted(WAITING))
+def test_example_stops_at_its_human_step(name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "run", str(EXAMPLES / f"{name}.json"), "--quiet")
+    assert code == cli.EXIT_WAITING, err
+    assert out == ""
+    assert f"waiting for a person at: {WAITING[name]}" in err
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED_WITH_INPUTS))

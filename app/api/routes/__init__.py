@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.routing import APIRoute
 
-from app.api.routes import executions, health, stream, workflows
+from app.api.routes import executions, forms, health, stream, workflows
 
 
 def operation_id(route: APIRoute) -> str:
@@ -18,3 +18,4 @@ router.include_router(health.router)
 router.include_router(workflows.router)
 router.include_router(executions.router)
 router.include_router(stream.router)
+router.include_router(forms.router)

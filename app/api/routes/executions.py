@@ -71,6 +71,7 @@ async def start_execution(
         config=body.config_dict(),
         version=version,
         idempotency_key=idempotency_key,
+        started_by=body.by,
     )
     if created:
         metrics.of(request.app).runs_started.inc()

@@ -1,0 +1,74 @@
+"""Forms and approvals waiting for people: list, read, answer."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Path, Query
+
+from app.api.deps import FormsDep
+from app.api.errors import problems
+from app.api.routes.params import Cursor, Limit
+from app.api.schemas import SubmitForm
+from app.domain import views as models
+
+router = APIRouter(tags=["forms"])
+
+FormStatus = Literal["pending", "submitted", "timed_out", "cancelled"]
+FormId = Annotated[str, Path(max_length=200, description="A form id.")]
+
+
+@router.get(
+    "/v1/forms",
+    summary="List forms and approvals, newest first",
+    response_model=models.Page[models.Form],
+    responses=problems(422),
+)
+async def list_forms(
+    forms: FormsDep,
+    status: Annotated[
+        list[FormStatus] | None, Query(description="Only these statuses (repeatable).")
+    ] = None,
+    execution_id: Annotated[str | None, Query(max_length=200)] = None,
+    workflow_id: Annotated[str | None, Query(max_length=200)] = None,
+    assignee: Annotated[
+        str | None, Query(max_length=200, description="Only those naming this approver.")
+    ] = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> models.Page[models.Form]:
+    return await forms.list(
+        statuses=status,
+        execution_id=execution_id,
+        workflow_id=workflow_id,
+        assignee=assignee,
+        limit=limit,
+        cursor=cursor,
+    )
+
+
+@router.get(
+    "/v1/forms/{form_id}",
+    summary="One form or approval: fields, prompt, deadline, answers",
+    response_model=models.Form,
+    responses=problems(404, 422),
+)
+async def get_form(form_id: FormId, forms: FormsDep) -> models.Form:
+    return await forms.get(form_id)
+
+
+@router.post(
+    "/v1/forms/{form_id}/submit",
+    summary="Answer a form or approval; the run continues once it is decided",
+    description="Values are validated against the form's `fields` (an approval's: `decision` = "
+    "`approved` | `rejected`, optional `comment`): 422 with one error per field, nothing "
+    "stored. A form takes one answer; an approval one per approver until it is decided (quorum "
+    "reached, or one rejection). Answers to a decided form, or a second answer by the same "
+    "approver, get 409.",
+    response_model=models.Form,
+    responses=problems(403, 404, 409, 413, 422),
+)
+async def submit_form(form_id: FormId, body: SubmitForm, forms: FormsDep) -> models.Form:
+    return await forms.submit(
+        form_id, values=body.values, by=body.by, comment=body.comment, groups=body.groups
+    )

@@ -1,0 +1,73 @@
+"""The base of node types: config models, the template and expression string types, and the
+registry of types a deployment knows.
+
+A config model declares, as class variables, how the planner treats its fields:
+``expressions`` are compiled as conditions, ``graphs`` hold nested graphs that are validated and
+planned recursively, ``static`` fields are used as written (names, case labels) and everything
+else is compiled as a template (strings with ``{{ }}`` anywhere inside). A scalar field may be
+given as a lone template (``"seconds": "{{ inputs.wait }}"``): the schema accepts the string and
+the value is checked against the field's type when it is rendered at run time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Annotated, ClassVar
+
+from pydantic import BaseModel, ConfigDict, StringConstraints
+
+TemplateStr = Annotated[str, StringConstraints(pattern=r"^\s*\{\{.*\}\}\s*$")]
+"""A string that is exactly one ``{{ expression }}``: stands in for a scalar of another type."""
+
+ExpressionStr = Annotated[str, StringConstraints(min_length=1)]
+
+
+class NodeConfig(BaseModel):
+    """Base of every node type's config: unknown keys are rejected."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, serialize_by_alias=True)
+
+    expressions: ClassVar[frozenset[str]] = frozenset()
+    graphs: ClassVar[frozenset[str]] = frozenset()
+    static: ClassVar[frozenset[str]] = frozenset()
+
+    def branches(self) -> frozenset[str] | None:
+        """Branch labels this node can take, or None when it does not branch."""
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class NodeType:
+    """A registered node type: its name, config schema and a one-line description."""
+
+    name: str
+    config: type[NodeConfig]
+    description: str = ""
+
+
+class NodeTypes(Mapping[str, NodeType]):
+    """The set of node types a deployment knows; validation rejects any other ``type``."""
+
+    def __init__(self, types: Mapping[str, NodeType] | None = None) -> None:
+        self._types: dict[str, NodeType] = dict(types or {})
+
+    def register(self, node_type: NodeType) -> None:
+        if node_type.name in self._types:
+            raise ValueError(f"node type {node_type.name!r} is already registered")
+        self._types[node_type.name] = node_type
+
+    def with_types(self, *extra: NodeType) -> NodeTypes:
+        merged = NodeTypes(self._types)
+        for node_type in extra:
+            merged.register(node_type)
+        return merged
+
+    def __getitem__(self, name: str) -> NodeType:
+        return self._types[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._types)
+
+    def __len__(self) -> int:
+        return len(self._types)

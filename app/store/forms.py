@@ -1,0 +1,237 @@
+"""Form and approval requests, their answers, and the wake-up of the runs waiting on them
+(Core, on a connection the caller passes: the service owns the transaction).
+
+Rows are created by the journal from ``form.requested`` events; this module reads them, records
+answers and deadlines, and tells a run that its answers are in. The executions row is always
+locked after the form row (never before), the order the journal never contradicts.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Collection
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row, and_, case, exists, func, literal_column, or_, select, update
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.domain import views as models
+from app.domain.status import ExecutionStatus
+from app.errors import CursorInvalid
+from app.store.tables import executions, form_submissions, forms
+from app.store.workflows import decode_cursor, encode_cursor
+
+_E = ExecutionStatus
+PENDING, SUBMITTED, TIMED_OUT, CANCELLED = "pending", "submitted", "timed_out", "cancelled"
+ANSWERED = (SUBMITTED, TIMED_OUT)
+
+
+async def lock(conn: AsyncConnection, form_id: str) -> Row[Any] | None:
+    """The form's row, locked until the transaction ends (answers to one form queue up)."""
+    query = select(forms).where(forms.c.id == form_id).with_for_update()
+    return (await conn.execute(query)).first()
+
+
+async def get(conn: AsyncConnection, form_id: str) -> models.Form | None:
+    row = (await conn.execute(select(forms).where(forms.c.id == form_id))).first()
+    if row is None:
+        return None
+    query = (
+        select(form_submissions)
+        .where(form_submissions.c.form_id == form_id)
+        .order_by(form_submissions.c.created_at, form_submissions.c.id)
+    )
+    answers = [
+        models.FormAnswer(by=a.by, values=a._mapping["values"], comment=a.comment, at=a.created_at)
+        for a in await conn.execute(query)
+    ]
+    return _form(row, answers)
+
+
+async def list_forms(
+    conn: AsyncConnection,
+    *,
+    statuses: Collection[str] | None,
+    execution_id: str | None,
+    workflow_id: str | None,
+    assignee: str | None,
+    limit: int,
+    cursor: str | None,
+) -> models.Page[models.Form]:
+    """Newest first, keyset-paginated on (created_at, id)."""
+    query = select(forms).order_by(forms.c.created_at.desc(), forms.c.id.desc())
+    if statuses:
+        query = query.where(forms.c.status.in_(list(statuses)))
+    if execution_id is not None:
+        query = query.where(forms.c.execution_id == execution_id)
+    if workflow_id is not None:
+        query = query.where(forms.c.workflow_id == workflow_id)
+    if assignee is not None:
+        query = query.where(_lists(conn, assignee))
+    if cursor is not None:
+        created, form_id = _position(cursor)
+        query = query.where(
+            or_(
+                forms.c.created_at < created,
+                and_(forms.c.created_at == created, forms.c.id < form_id),
+            )
+        )
+    rows = (await conn.execute(query.limit(limit + 1))).all()
+    items = [_form(row, []) for row in rows[:limit]]
+    last = rows[limit - 1] if len(rows) > limit else None
+    next_cursor = (
+        encode_cursor("f", last.created_at.isoformat(), last.id) if last is not None else None
+    )
+    return models.Page[models.Form](items=items, next_cursor=next_cursor)
+
+
+def _position(cursor: str) -> tuple[datetime, str]:
+    position = decode_cursor("f", cursor)
+    try:
+        if len(position) == 2 and all(isinstance(p, str) for p in position):
+            return datetime.fromisoformat(position[0]), position[1]
+    except ValueError:
+        pass
+    raise CursorInvalid(f"cursor {cursor!r} is not valid")
+
+
+def _lists(conn: AsyncConnection, approver: str) -> Any:
+    """The form's ``approvers`` names ``approver``."""
+    if conn.dialect.name == "postgresql":
+        return forms.c.approvers.cast(JSONB).contains([approver])
+    each = func.json_each(forms.c.approvers).table_valued("value")
+    return exists(select(literal_column("1")).select_from(each).where(each.c.value == approver))
+
+
+async def add_answer(
+    conn: AsyncConnection,
+    form: Row[Any],
+    *,
+    values: dict[str, Any],
+    by: str | None,
+    comment: str | None,
+    at: datetime,
+) -> bool:
+    """Keep an answer in the audit trail; False when ``by`` already answered this form."""
+    try:
+        async with conn.begin_nested():
+            await conn.execute(
+                form_submissions.insert().values(
+                    id=str(uuid.uuid4()),
+                    execution_id=form.execution_id,
+                    form_id=form.id,
+                    node_key=form.node_key,
+                    values=values,
+                    by=by,
+                    comment=comment,
+                    created_at=at,
+                )
+            )
+    except IntegrityError:
+        return False
+    return True
+
+
+async def approvals(conn: AsyncConnection, form_id: str) -> list[dict[str, Any]]:
+    """The answers recorded for an approval so far, oldest first."""
+    query = (
+        select(
+            form_submissions.c.by,
+            form_submissions.c["values"],
+            form_submissions.c.comment,
+            form_submissions.c.created_at,
+        )
+        .where(form_submissions.c.form_id == form_id)
+        .order_by(form_submissions.c.created_at, form_submissions.c.id)
+    )
+    return [
+        {
+            "by": r.by,
+            "decision": r._mapping["values"].get("decision"),
+            "comment": r.comment,
+            "at": r.created_at.isoformat(),
+        }
+        for r in await conn.execute(query)
+    ]
+
+
+async def decide(
+    conn: AsyncConnection, form: Row[Any], *, status: str, answer: dict[str, Any], at: datetime
+) -> bool:
+    """Close the form with its answer and wake its run; True when the run is queued now (it was
+    waiting). A run still busy elsewhere finds the answer when it settles (pending_answers)."""
+    await conn.execute(
+        update(forms)
+        .where(forms.c.id == form.id, forms.c.status == PENDING)
+        .values(status=status, answer=answer, decided_at=at)
+    )
+    waiting = executions.c.status == _E.WAITING.value
+    result = await conn.execute(
+        update(executions)
+        .where(executions.c.id == form.execution_id)
+        .values(
+            pending_answers=executions.c.pending_answers + 1,
+            status=case((waiting, _E.QUEUED.value), else_=executions.c.status),
+            resume_reason=case((waiting, "answered"), else_=executions.c.resume_reason),
+            updated_at=at,
+        )
+        .returning(executions.c.status)
+    )
+    now_status: str | None = result.scalar_one_or_none()
+    return now_status == _E.QUEUED.value
+
+
+async def overdue(conn: AsyncConnection, now: datetime, limit: int) -> list[Row[Any]]:
+    """Pending forms past their deadline, locked (other sweepers skip them)."""
+    query = (
+        select(forms)
+        .where(forms.c.status == PENDING, forms.c.deadline < now)
+        .order_by(forms.c.deadline)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return list((await conn.execute(query)).all())
+
+
+async def answers(conn: AsyncConnection, execution_id: str) -> dict[str, dict[str, Any]]:
+    """node key → the latest answered request of that node (what a resumed run delivers)."""
+    query = (
+        select(forms.c.id, forms.c.node_key, forms.c.status, forms.c.answer)
+        .where(forms.c.execution_id == execution_id, forms.c.status.in_(ANSWERED))
+        .order_by(forms.c.created_at)
+    )
+    return {
+        row.node_key: {"form_id": row.id, "status": row.status, "answer": row.answer}
+        for row in await conn.execute(query)
+    }
+
+
+async def started_by(conn: AsyncConnection, execution_id: str) -> str | None:
+    query = select(executions.c.started_by).where(executions.c.id == execution_id)
+    starter: str | None = (await conn.execute(query)).scalar_one_or_none()
+    return starter
+
+
+def _form(row: Row[Any], answers_: list[models.FormAnswer]) -> models.Form:
+    return models.Form(
+        id=row.id,
+        execution_id=row.execution_id,
+        workflow_id=row.workflow_id,
+        node_key=row.node_key,
+        kind=row.kind,
+        status=row.status,
+        prompt=row.prompt,
+        fields=row.fields,
+        approvers=row.approvers,
+        quorum=row.quorum,
+        allow_self_approval=row.allow_self_approval,
+        on_timeout=row.on_timeout,
+        deadline=row.deadline,
+        created_at=row.created_at,
+        decided_at=row.decided_at,
+        answer=row.answer,
+        answers=answers_,
+    )
