@@ -58,14 +58,15 @@ class AttemptRunner:
     def can_inline(self, node: PlanNode) -> bool:
         """Whether the node may run without a task: an inline executor, no retry, no timeout."""
         executor = self.rt.executors[node.type]
-        if not getattr(executor, "inline", False) or node.spec.timeout_s is not None:
+        options = node.options
+        if not getattr(executor, "inline", False) or options.timeout_s is not None:
             return False
-        return node.spec.retry is None or node.spec.retry.max_retries == 0
+        return options.retry is None or options.retry.max_retries == 0
 
     async def run(self, ctx: NodeContext) -> NodeOutput | Suspend | Failure:
         """Attempts until success, suspension, a non-retryable error or retries run out."""
         node = ctx.node
-        policy = node.spec.retry
+        policy = node.options.retry
         executor = self.rt.executors[node.type]
         retries = 0
         while True:
@@ -98,7 +99,7 @@ class AttemptRunner:
             ctx.attempt += 1
 
     async def _attempt(self, executor: Any, ctx: NodeContext) -> NodeOutput | Suspend:
-        timeout_s = ctx.node.spec.timeout_s
+        timeout_s = ctx.node.options.timeout_s
         if timeout_s is None:
             result: NodeOutput | Suspend = await executor.execute(ctx)
             return result

@@ -8,11 +8,12 @@ every other field is compiled as a template. The class variables may name a fiel
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Any, Literal, get_args
 
+import orjson
 from pydantic import TypeAdapter
 
 from app.domain.node_types import NodeConfig
@@ -50,6 +51,38 @@ def field_table(model: type[NodeConfig]) -> dict[str, ConfigField]:
             kind = "static"
         table[attr] = table[name] = ConfigField(attr, name, kind, _graph_model(info.annotation))
     return table
+
+
+@cache
+def plain(model: type[NodeConfig]) -> bool:
+    """Whether the model has no expression and no graph field (only templates and statics)."""
+    return not (model.expressions or model.graphs)
+
+
+def templated(raws: Sequence[Mapping[str, Any]]) -> list[int]:
+    """Indices of the configs in which ``{{`` occurs (see :func:`may_hold_template`).
+
+    A batch without any costs one serialization, not one per config.
+    """
+    if not may_hold_template(raws):
+        return []
+    return [i for i, raw in enumerate(raws) if may_hold_template(raw)]
+
+
+def may_hold_template(raw: Any) -> bool:
+    """Whether ``{{`` occurs anywhere in ``raw`` (keys included): False means no template.
+
+    One C-speed serialization instead of a walk in Python; values JSON cannot hold fall back to
+    ``repr``, and a value too deep for either is assumed to hold one (compiling it reports it).
+    """
+    try:
+        return b"{{" in orjson.dumps(raw)
+    except (TypeError, orjson.JSONEncodeError):
+        pass
+    try:
+        return "{{" in repr(raw)
+    except RecursionError:
+        return True
 
 
 def extra_field(key: str) -> ConfigField:

@@ -67,10 +67,8 @@ class NodeContext:
 
         A field the document did not set gives the config default.
         """
-        compiled = self.node.templates.get(field)
-        if compiled is None:
-            return _field_value(self.node.config, field)
-        if compiled.is_constant:
+        compiled = self.node.templated.get(field)
+        if compiled is None:  # not set, or set without a template
             return _field_value(self.node.config, field)
         value = compiled.render(self.scope if names is None else names)
         return _check_rendered(type(self.node.config), field, value)

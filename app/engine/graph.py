@@ -213,12 +213,13 @@ def _document_hash(document: Document) -> str:
 def _gc_paused() -> Iterator[None]:
     """Run the block with the cyclic garbage collector off (if it was on).
 
-    Planning allocates ~15 objects per node that all live as long as the plan. With the
-    collector on, the growing heap triggers collection after collection over them, which
-    doubled the planning time of a 10,000-node document; the one collection that follows is
-    the normal cost of those objects. (Promoting them with ``gc.freeze()``/``gc.unfreeze()``
-    would save that pass too, but it also hides young garbage from the collector's accounting
-    and let cyclic garbage pile up across plans: measured, not worth it.)
+    Planning allocates objects that all live as long as the plan (a few per node: the node,
+    its typed config, the config's field set). With the collector on, the growing heap triggers
+    collection after collection over them, which doubled the planning time of a 10,000-node
+    document; the one collection that follows is the normal cost of those objects.
+    (Promoting them with ``gc.freeze()``/``gc.unfreeze()`` would save that pass too, but it
+    also hides young garbage from the collector's accounting and let cyclic garbage pile up
+    across plans: measured, not worth it.)
     """
     if not gc.isenabled():
         yield

@@ -6,9 +6,9 @@ everything to fix. Graphs are walked recursively (container bodies, try blocks, 
 sub-workflows) with their own id scope, their pointer prefix and their nesting depth.
 
 It is also the hot path of planning (a 10,000-node document), so the common case is kept lean:
-configs are validated one batch per node type, strings without ``{{`` skip the template
-compiler, equal expressions and template strings are compiled once per document, and error
-pointers are only built for errors.
+configs are validated one batch per node type, a node of a type without expression or graph
+fields whose config holds no ``{{`` is not looked at one by one, equal expressions and template
+strings are compiled once per document, and error pointers are only built for errors.
 """
 
 from __future__ import annotations
@@ -23,23 +23,21 @@ from jsonschema.exceptions import best_match
 from pydantic import ValidationError
 
 from app.domain.node_types import NodeConfig, NodeType, NodeTypes
-from app.domain.workflow import GraphSpec, NodeSpec, WorkflowDocument
+from app.domain.workflow import GraphSpec, WorkflowDocument
 from app.engine import (
     config_fields,
     expressions,
     graph_shape,
     graph_wiring,
     templates,
-    topology,
 )
 from app.engine.expressions import Expression
 from app.engine.graph_shape import GraphParts
-from app.engine.plan import Plan, PlanNode
+from app.engine.plan import EMPTY, NO_PARTS, CompiledParts, Plan
 from app.engine.templates import CompiledValue
 from app.engine.validation_errors import errors_from_validation, escape, join
 from app.errors import ErrorDetail, ExpressionError
 
-_NO_NAMES: frozenset[str] = frozenset()
 _DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
 
@@ -114,17 +112,18 @@ class GraphBuilder:
     def graph(self, parts: GraphParts, depth: int) -> Plan | None:
         """Every check of one graph and its nested graphs; its plan when nothing was wrong."""
         index = self._index(parts)
-        planned = self._nodes(parts, depth)
-        wiring = graph_wiring.wire(parts, index, planned, self.error)
+        checked = self._nodes(parts, depth)
+        wiring = graph_wiring.wire(parts, index, checked, self.error)
         outputs = None
         if parts.outputs is not None:
             outputs = self._compile(parts.outputs, parts.pointer, "outputs")
-        order = topology.kahn_order(wiring.successors, wiring.indegree)
-        if len(order) < len(planned) and wiring.complete:
+        size = len(parts.ids)
+        order = graph_wiring.topological_order(wiring, size)
+        if len(order) < size and wiring.complete:
             graph_wiring.report_cycles(parts, wiring, order, self.error)
         if self.errors:
             return None
-        return graph_wiring.assemble(parts, cast(list[PlanNode], planned), wiring, order, outputs)
+        return graph_wiring.assemble(parts, checked, wiring, order, outputs)
 
     def depth_ok(self, pointer: str, depth: int) -> bool:
         """Whether a graph at ``depth`` is allowed (reported at ``pointer`` when not)."""
@@ -153,19 +152,23 @@ class GraphBuilder:
 
     def _index(self, parts: GraphParts) -> dict[str, int]:
         """Node id -> position; reports duplicate ids and extra ``start`` nodes."""
-        index: dict[str, int] = {}
-        for i, node_id in enumerate(parts.ids):
-            if node_id is None:
-                continue
-            first = index.setdefault(node_id, i)
-            if first != i:
-                where = join(parts.pointer, "nodes", first)
-                message = f"duplicate node id {node_id!r} (first used at {where})"
-                self.error(join(parts.pointer, "nodes", i, "id"), message, "duplicate_id")
-        starts = [i for i, node_type in enumerate(parts.types) if node_type == "start"]
-        for i in starts[1:]:
-            message = f"a graph has at most one start node (the first is {parts.ids[starts[0]]!r})"
-            self.error(join(parts.pointer, "nodes", i, "type"), message, "multiple_starts")
+        ids = parts.ids
+        index = dict(zip(cast(list[str], ids), range(len(ids)), strict=True))
+        if len(index) < len(ids) or None in ids:  # some id repeats or could not be read
+            index = {}
+            for i, node_id in enumerate(ids):
+                if node_id is None:
+                    continue
+                first = index.setdefault(node_id, i)
+                if first != i:
+                    where = join(parts.pointer, "nodes", first)
+                    message = f"duplicate node id {node_id!r} (first used at {where})"
+                    self.error(join(parts.pointer, "nodes", i, "id"), message, "duplicate_id")
+        if parts.types.count("start") > 1:
+            starts = [i for i, node_type in enumerate(parts.types) if node_type == "start"]
+            for i in starts[1:]:
+                message = f"a graph has at most one start node (the first is {ids[starts[0]]!r})"
+                self.error(join(parts.pointer, "nodes", i, "type"), message, "multiple_starts")
         return index
 
     def _lookup(self, name: str) -> NodeType | None:
@@ -173,84 +176,98 @@ class GraphBuilder:
             self._types[name] = self.node_types.get(name)
         return self._types[name]
 
-    def _batch_configs(self, parts: GraphParts) -> list[NodeConfig | None]:
-        """Configs validated one batch per type; None where a batch failed (checked one by one)."""
-        groups: dict[str | None, list[int]] = {}
-        for i, type_name in enumerate(parts.types):
-            groups.setdefault(type_name, []).append(i)
-        configs: list[NodeConfig | None] = [None] * len(parts.nodes)
-        specs = parts.nodes
-        for name, members in groups.items():
-            node_type = self._lookup(name) if name is not None and len(members) > 1 else None
-            if node_type is None or not parts.intact:
-                continue
-            raw = [cast(NodeSpec, specs[i]).config for i in members]
-            try:
-                validated = config_fields.list_adapter(node_type.config).validate_python(raw)
-            except ValidationError:
+    def _batch_configs(self, parts: GraphParts) -> tuple[list[NodeConfig | None], list[int]]:
+        """Configs validated one batch per type, and the positions left to check one by one.
+
+        A node is done here when its batch validated and it has nothing to compile (its type
+        has no expression or graph field and its config holds no template). Every other node
+        is left, in document order, so that problems are reported in document order.
+        """
+        size = len(parts.ids)
+        configs: list[NodeConfig | None] = [None] * size
+        if not parts.intact:
+            return configs, list(range(size))
+        left: list[int] = []
+        raw = cast(list[dict[str, Any]], parts.configs)
+        for name, members in _groups(cast(list[str], parts.types)).items():
+            node_type = self._lookup(name) if len(members) > 1 else None
+            batch = list(map(raw.__getitem__, members))
+            validated = None if node_type is None else _validated(node_type.config, batch)
+            if node_type is None or validated is None:
+                left += members
                 continue
             for i, config in zip(members, validated, strict=True):
                 configs[i] = config
-        return configs
+            if config_fields.plain(node_type.config):
+                left += [members[k] for k in config_fields.templated(batch)]
+            else:
+                left += members
+        left.sort()
+        return configs, left
 
-    def _nodes(self, parts: GraphParts, depth: int) -> list[PlanNode | None]:
-        """A PlanNode per node whose type and config hold up, None for the others."""
-        configs = self._batch_configs(parts)
-        planned: list[PlanNode | None] = []
-        append, base = planned.append, parts.pointer
-        for i, spec in enumerate(parts.nodes):
-            node = None
-            if spec is not None:
-                pointer = f"{base}/nodes/{i}"
-                config = configs[i]
-                if config is None:
-                    config = self._config(spec, pointer, depth)
-                if config is not None:
-                    node = PlanNode(spec.id, spec, config, pointer)
-                    if spec.config:
-                        self._fields(node, spec.config, depth)
-            append(node)
-        return planned
+    def _nodes(self, parts: GraphParts, depth: int) -> graph_wiring.Checked:
+        """Each node's config and compiled parts; None configs where type or config is wrong."""
+        configs, left = self._batch_configs(parts)
+        size = len(configs)
+        checked = graph_wiring.Checked(configs, [NO_PARTS] * size)
+        base = parts.pointer
+        for i in left:
+            raw = parts.configs[i]
+            if raw is None:  # the node has the wrong shape: already reported
+                continue
+            pointer = f"{base}/nodes/{i}"
+            config = configs[i]
+            if config is None:
+                config = configs[i] = self._config(raw, cast(str, parts.types[i]), pointer, depth)
+            if config is not None and raw:
+                checked.parts[i] = self._fields(config, raw, pointer, depth)
+        return checked
 
-    def _config(self, spec: NodeSpec, pointer: str, depth: int) -> NodeConfig | None:
-        node_type = self._lookup(spec.type)
+    def _config(
+        self, raw: dict[str, Any], type_name: str, pointer: str, depth: int
+    ) -> NodeConfig | None:
+        node_type = self._lookup(type_name)
         if node_type is None:
             known = ", ".join(sorted(self.node_types))
-            message = f"unknown node type {spec.type!r} (known types: {known})"
+            message = f"unknown node type {type_name!r} (known types: {known})"
             self.error(f"{pointer}/type", message, "unknown_type")
             return None
         try:
-            return node_type.config.model_validate(spec.config)
+            return node_type.config.model_validate(raw)
         except ValidationError as exc:
-            self._config_errors(exc, node_type.config, spec.config, pointer, depth)
+            self._config_errors(exc, node_type.config, raw, pointer, depth)
             return None
 
-    def _fields(self, node: PlanNode, raw: dict[str, Any], depth: int) -> None:
-        """Compile the node's expressions and templates and plan its nested graphs."""
-        table = config_fields.field_table(type(node.config))
-        try:
-            constant = "{{" not in repr(raw)  # no template anywhere: skip the compiler
-        except RecursionError:  # deeper than JSON can be; _compile reports it
-            constant = False
+    def _fields(
+        self, config: NodeConfig, raw: dict[str, Any], pointer: str, depth: int
+    ) -> CompiledParts:
+        """Compile the node's expressions and templates and plan its nested graphs.
+
+        Only templates that are not constant are kept: the others are read from the config.
+        """
+        table = config_fields.field_table(type(config))
+        constant = not config_fields.may_hold_template(raw)  # skip the compiler
+        templated: dict[str, CompiledValue] = {}
+        expressions: dict[str, Expression] = {}
+        graphs: dict[str, Plan] = {}
         for key, value in raw.items():
             entry = table.get(key) or config_fields.extra_field(key)  # a model may allow extras
             kind = entry.kind
             if kind == "template":
-                compiled = (
-                    CompiledValue(value, None, _NO_NAMES)
-                    if constant
-                    else self._compile(value, node.pointer, "config", key)
-                )
-                if compiled is not None:
-                    node.templates[entry.name] = compiled
+                compiled = None if constant else self._compile(value, pointer, "config", key)
+                if compiled is not None and not compiled.is_constant:
+                    templated[entry.name] = compiled
             elif kind == "expression":
-                expression = self._expression(value, node.pointer, key)
+                expression = self._expression(value, pointer, key)
                 if expression is not None:
-                    node.expressions[entry.name] = expression
-            elif kind == "graph" and (nested := getattr(node.config, entry.attr)) is not None:
-                plan = self._nested(nested, join(node.pointer, "config", key), depth + 1)
+                    expressions[entry.name] = expression
+            elif kind == "graph" and (nested := getattr(config, entry.attr)) is not None:
+                plan = self._nested(nested, join(pointer, "config", key), depth + 1)
                 if plan is not None:
-                    node.graphs[entry.name] = plan
+                    graphs[entry.name] = plan
+        if not (templated or expressions or graphs):
+            return NO_PARTS
+        return CompiledParts(templated or EMPTY, expressions or EMPTY, graphs or EMPTY)
 
     def _config_errors(
         self,
@@ -350,3 +367,19 @@ class GraphBuilder:
                 problem = best_match(problem.context)
             where = join("/inputs", *problem.absolute_path)
             self.error(where, f"not a valid JSON Schema: {problem.message}", "invalid_schema")
+
+
+def _groups(types: list[str]) -> dict[str, list[int]]:
+    """Node positions by type, each list in document order."""
+    groups: dict[str, list[int]] = {}
+    for i, type_name in enumerate(types):
+        groups.setdefault(type_name, []).append(i)
+    return groups
+
+
+def _validated(model: type[NodeConfig], raw: list[dict[str, Any]]) -> list[NodeConfig] | None:
+    """The configs of a batch of nodes of one type, or None when any of them fails."""
+    try:
+        return config_fields.list_adapter(model).validate_python(raw)
+    except ValidationError:
+        return None

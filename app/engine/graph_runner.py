@@ -92,7 +92,7 @@ class GraphRun:
         while self.ready and len(self.running) < limit and not self._halted:
             node = self.plan.nodes[self.ready.popleft()]
             if journal.checkpoint_due and any(
-                journal.is_unsaved(prefix + edge.source) for edge in node.incoming
+                journal.is_unsaved(prefix + source) for source in node.sources
             ):
                 # A due checkpoint goes out before anything that depends on it starts; nodes
                 # independent of the unsaved results share the next one.
@@ -233,8 +233,10 @@ class GraphRun:
     def _tolerated(self, node: PlanNode, error: NodeError) -> bool:
         if isinstance(error, RunLimitExceeded):
             return False
-        spec = node.spec
-        return spec.continue_on_error or (not spec.critical and self.rt.config.continue_on_error)
+        options = node.options
+        return options.continue_on_error or (
+            not options.critical and self.rt.config.continue_on_error
+        )
 
     def _suspend(self, node: PlanNode, key: str, suspend: Suspend) -> None:
         planner.mark_waiting(self.state, node.id)
@@ -278,7 +280,7 @@ class GraphRun:
             node = self.plan.nodes[skipped]
             # Joins after a branch read the untaken side as null instead of failing.
             self.scope.results[skipped] = _SKIPPED_RESULT
-            if all(edge.source in self.replayed for edge in node.incoming):
+            if all(source in self.replayed for source in node.sources):
                 # Decided by results from before the resume: it was logged back then.
                 self.replayed.add(skipped)
                 self.announced.add(node.level)

@@ -12,6 +12,7 @@ loop, so mutation is safe and each step is O(out-degree).
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
@@ -58,7 +59,8 @@ class Transition:
 
 def initial_state(plan: Plan) -> GraphState:
     """A fresh state: every node pending, no edge resolved."""
-    unresolved = {node_id: len(node.incoming) for node_id, node in plan.nodes.items()}
+    start = plan.table.in_start
+    unresolved = dict(zip(plan.nodes, map(operator.sub, start[1:], start), strict=True))
     return GraphState(
         plan=plan,
         unresolved=unresolved,
@@ -99,24 +101,27 @@ def resolve(
     ``defaults`` (the dependant runs with a null input) and are poisoned under ``fail`` (the
     dependant fails). ``skipped`` and ``cancelled``: edges die. Skips cascade in this call.
     """
-    transition = Transition()
+    transition = Transition([], [], [], [])
     _finish(state, node_id, status, transition)
+    nodes, table = state.plan.nodes, state.plan.table
+    targets, branches = table.target, table.branch
+    live, poisoned, unresolved = state.live, state.poisoned, state.unresolved
     work: list[tuple[str, NodeStatus, str | None]] = [(node_id, status, branch)]
     while work:
         source, source_status, source_branch = work.pop()
-        for edge in state.plan.nodes[source].outgoing:
-            edge_state = _edge_state(source_status, edge.branch, source_branch, strategy)
-            target = edge.target
+        for j in table.leaving(nodes[source].position):
+            edge_state = _edge_state(source_status, branches[j], source_branch, strategy)
+            target = targets[j]
             if edge_state is EdgeState.LIVE:
-                state.live[target] += 1
+                live[target] += 1
             elif edge_state is EdgeState.POISONED:
-                state.poisoned[target] += 1
-            state.unresolved[target] -= 1
-            if state.unresolved[target]:
+                poisoned[target] += 1
+            unresolved[target] -= 1
+            if unresolved[target]:
                 continue
-            if state.poisoned[target]:
+            if poisoned[target]:
                 transition.doomed.append(target)
-            elif state.live[target]:
+            elif live[target]:
                 transition.ready.append(target)
             else:
                 _finish(state, target, NodeStatus.SKIPPED, transition)

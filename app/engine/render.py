@@ -272,7 +272,7 @@ def _ascii_graph(plan: Plan, indent: str, lines: list[str]) -> None:
     for level, node_ids in enumerate(plan.levels):
         for node_id in node_ids:
             node = plan.nodes[node_id]
-            name = f" {_quoted(node.spec.name)}" if node.spec.name else ""
+            name = f" {_quoted(node.options.name)}" if node.options.name else ""
             head = f"{indent}[L{level}] {node.id}{name} ({_one_line(node.type)})"
             arrows = ", ".join(_ascii_arrow(edge) for edge in _sorted(node.outgoing))
             lines.append(f"{head}  {arrows}" if arrows else head)
@@ -299,7 +299,7 @@ def _count(plan: Plan) -> int:
 
 
 def _title(node: PlanNode) -> str:
-    return node.spec.name or node.id
+    return node.options.name or node.id
 
 
 def _in_order(plan: Plan) -> Iterator[PlanNode]:

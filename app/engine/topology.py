@@ -31,18 +31,17 @@ def kahn_order(successors: Sequence[Sequence[int]], indegree: Sequence[int]) -> 
     return order
 
 
-def longest_path_levels(order: Sequence[int], successors: Sequence[Sequence[int]]) -> list[int]:
+def longest_path_levels(size: int, edges: Iterable[tuple[int, int]]) -> list[int]:
     """``level[i]`` = edges on the longest path from a root to ``i`` (roots are level 0).
 
-    ``order`` must be a complete topological order. Guarantees ``level[v] > level[u]`` for
-    every edge ``u -> v``.
+    ``edges`` are ``(u, v)`` pairs, every edge out of a node after every edge into it (edges
+    sorted by their source's place in a topological order). Guarantees ``level[v] > level[u]``
+    for every edge ``u -> v``.
     """
-    level = [0] * len(successors)
-    for node in order:
-        below = level[node] + 1
-        for succ in successors[node]:
-            if level[succ] < below:
-                level[succ] = below
+    level = [0] * size
+    for head, tail in edges:
+        if level[tail] <= level[head]:
+            level[tail] = level[head] + 1
     return level
 
 
