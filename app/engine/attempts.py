@@ -11,6 +11,7 @@ from app.engine import retry
 from app.engine.context import NodeContext
 from app.engine.outcomes import NodeOutput, Suspend
 from app.engine.plan import PlanNode
+from app.engine.ports import NodeExecutor
 from app.engine.runtime import RunRuntime
 from app.errors import NodeError, NodeTimeout, OxifyError
 
@@ -55,13 +56,16 @@ class AttemptRunner:
         self.rt = runtime
         self.last_attempt: dict[str, int] = {}
 
-    def can_inline(self, node: PlanNode) -> bool:
-        """Whether the node may run without a task: an inline executor, no retry, no timeout."""
+    def inline_executor(self, node: PlanNode) -> NodeExecutor | None:
+        """The node's executor if the node may run without a task of its own (an inline
+        executor, no retry, no timeout): one :meth:`attempt` is all it needs."""
         executor = self.rt.executors[node.type]
         options = node.options
         if not getattr(executor, "inline", False) or options.timeout_s is not None:
-            return False
-        return options.retry is None or options.retry.max_retries == 0
+            return None
+        if options.retry is not None and options.retry.max_retries:
+            return None
+        return executor
 
     async def run(self, ctx: NodeContext) -> NodeOutput | Suspend | Failure:
         """Attempts until success, suspension, a non-retryable error or retries run out."""
@@ -70,16 +74,12 @@ class AttemptRunner:
         executor = self.rt.executors[node.type]
         retries = 0
         while True:
-            self.last_attempt[ctx.key] = ctx.attempt
-            try:
-                self.rt.count_execution()
-                return await self._attempt(executor, ctx)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                error = as_node_error(exc)
+            outcome = await self.attempt(executor, ctx)
+            if not isinstance(outcome, Failure):
+                return outcome
+            error = outcome.error
             if not error.retryable or policy is None or retries >= policy.max_retries:
-                return Failure(error, ctx.attempt)
+                return outcome
             retries += 1
             delay = retry.backoff_delay(policy, retries, self.rt.rng.random, error.retry_after_s)
             self.rt.journal.event(
@@ -98,14 +98,29 @@ class AttemptRunner:
             await self.rt.clock.sleep(delay)
             ctx.attempt += 1
 
-    async def _attempt(self, executor: Any, ctx: NodeContext) -> NodeOutput | Suspend:
-        timeout_s = ctx.node.options.timeout_s
-        if timeout_s is None:
-            result: NodeOutput | Suspend = await executor.execute(ctx)
-            return result
+    async def attempt(
+        self, executor: NodeExecutor, ctx: NodeContext
+    ) -> NodeOutput | Suspend | Failure:
+        """One attempt of the node, within its timeout; an error comes back as a Failure."""
+        self.last_attempt[ctx.key] = ctx.attempt
+        try:
+            self.rt.count_execution()
+            timeout_s = ctx.node.options.timeout_s
+            if timeout_s is None:
+                outcome: NodeOutput | Suspend = await executor.execute(ctx)
+                return outcome
+            return await self._timed(executor, ctx, timeout_s)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            return Failure(as_node_error(exc), ctx.attempt)
+
+    async def _timed(
+        self, executor: NodeExecutor, ctx: NodeContext, timeout_s: float
+    ) -> NodeOutput | Suspend:
         try:
             async with asyncio.timeout(timeout_s) as scope:
-                return await executor.execute(ctx)  # type: ignore[no-any-return]
+                return await executor.execute(ctx)
         except TimeoutError:
             if scope.expired():
                 raise NodeTimeout(f"node timed out after {timeout_s:g} s") from None

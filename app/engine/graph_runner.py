@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
+from datetime import datetime
 from typing import Any
 
 from app.domain.events import EventType
@@ -22,6 +23,7 @@ from app.engine.attempts import AttemptRunner, Failure, error_payload
 from app.engine.context import NodeContext
 from app.engine.outcomes import NodeOutput, Suspend
 from app.engine.plan import Plan, PlanNode
+from app.engine.progress import Progress
 from app.engine.runtime import GraphInterrupted, GraphResult, RunRuntime
 from app.engine.scope import Scope
 from app.errors import NodeError, OxifyError, RunLimitExceeded
@@ -42,7 +44,6 @@ class GraphRun:
         self.scope = scope
         self.prefix = prefix
         self.depth = depth
-        self.top = depth == 0
         self.state = planner.initial_state(plan)
         self.ready: deque[str] = deque()
         self.running: dict[asyncio.Task[Outcome], tuple[str, float]] = {}
@@ -51,7 +52,7 @@ class GraphRun:
         self.failure: dict[str, Any] | None = None
         self.waiting: list[str] = []
         self.interrupted = False
-        self.announced: set[int] = set()
+        self.progress = Progress(runtime.journal, plan, top=depth == 0)
         self.replayed: set[str] = set()  # resolved from checkpoints, not run again
         self.attempts = AttemptRunner(runtime)
 
@@ -87,13 +88,11 @@ class GraphRun:
 
     async def _dispatch(self) -> None:
         limit = self.rt.config.max_concurrency
-        journal = self.rt.journal
-        prefix = self.prefix
-        while self.ready and len(self.running) < limit and not self._halted:
-            node = self.plan.nodes[self.ready.popleft()]
-            if journal.checkpoint_due and any(
-                journal.is_unsaved(prefix + source) for source in node.sources
-            ):
+        journal, attempts = self.rt.journal, self.attempts
+        nodes, ready, running, prefix = self.plan.nodes, self.ready, self.running, self.prefix
+        while ready and len(running) < limit and not self._halted:
+            node = nodes[ready.popleft()]
+            if journal.checkpoint_due and journal.any_unsaved(map(prefix.__add__, node.sources)):
                 # A due checkpoint goes out before anything that depends on it starts; nodes
                 # independent of the unsaved results share the next one.
                 await journal.checkpoint()
@@ -111,9 +110,9 @@ class GraphRun:
             ctx = self._context(node, key, memo)
             started = time.monotonic()
             self._started(node, key, ctx.attempt)
-            if self.attempts.can_inline(node):
-                outcome = await self.attempts.run(ctx)
-                self._handle(node, key, outcome, started)
+            executor = attempts.inline_executor(node)
+            if executor is not None:
+                self._handle(node, key, await attempts.attempt(executor, ctx), started)
                 continue
             task = asyncio.ensure_future(self._guarded(ctx))
             task.add_done_callback(self._on_done)
@@ -121,15 +120,9 @@ class GraphRun:
 
     def _context(self, node: PlanNode, key: str, memo: NodeRecord | None) -> NodeContext:
         prior = self.rt.prior_attempts.get(key, memo.attempt if memo is not None else 0)
+        resume_value = self.rt.resume_values.get(key)
         return NodeContext(
-            self.rt,
-            node,
-            key,
-            self.scope,
-            attempt=prior + 1,
-            depth=self.depth,
-            previous=memo,
-            resume_value=self.rt.resume_values.get(key),
+            self.rt, node, key, self.scope, prior + 1, self.depth, memo, resume_value
         )
 
     async def _guarded(self, ctx: NodeContext) -> Outcome:
@@ -184,7 +177,9 @@ class GraphRun:
             payload.update(out.data)
         attempt = self._attempt_of(key)
         payload["attempt"] = attempt
-        rt.journal.event(EventType.NODE_COMPLETED, node_id=key, level=node.level, data=payload)
+        rt.journal.event(
+            EventType.NODE_COMPLETED, node_id=key, level=node.level, data=payload, at=now
+        )
         rt.journal.record(
             NodeRecord(
                 key=key,
@@ -198,7 +193,7 @@ class GraphRun:
                 data=out.data or None,
             )
         )
-        self._resolve(node.id, NodeStatus.COMPLETED, out.branch)
+        self._resolve(node.id, NodeStatus.COMPLETED, out.branch, at=now)
 
     def _fail(
         self, node: PlanNode, key: str, failure: Failure, started: float | None = None
@@ -210,7 +205,8 @@ class GraphRun:
         data: dict[str, Any] = {"error": error, "attempt": attempt, "tolerated": tolerated}
         if started is not None:
             data["duration_ms"] = round((time.monotonic() - started) * 1000, 3)
-        rt.journal.event(EventType.NODE_FAILED, node_id=key, level=node.level, data=data)
+        now = rt.clock.now()
+        rt.journal.event(EventType.NODE_FAILED, node_id=key, level=node.level, data=data, at=now)
         rt.journal.record(
             NodeRecord(
                 key=key,
@@ -218,15 +214,15 @@ class GraphRun:
                 status=NodeStatus.FAILED,
                 error=error,
                 attempt=attempt,
-                finished_at=rt.clock.now(),
+                finished_at=now,
             )
         )
         if tolerated:
             self.scope.results[node.id] = {"output": None, "error": error}
-            self._resolve(node.id, NodeStatus.FAILED, None)
+            self._resolve(node.id, NodeStatus.FAILED, None, at=now)
             return
         planner.halt(self.state, node.id, NodeStatus.FAILED)
-        self._progress()
+        self.progress.update(self.state.final_count, now)
         if self.failure is None:
             self.failure = error
 
@@ -256,20 +252,27 @@ class GraphRun:
     def _cancelled(self, node: PlanNode, key: str) -> None:
         planner.halt(self.state, node.id, NodeStatus.CANCELLED)
         self.rt.journal.event(EventType.NODE_CANCELLED, node_id=key, level=node.level)
-        self._progress()
+        self.progress.update(self.state.final_count)
 
     def _replay(self, node: PlanNode, memo: NodeRecord) -> None:
         """A node completed before this run resumed: reuse its result, emit nothing."""
         self.replayed.add(node.id)
-        self.announced.add(node.level)  # its level was announced before the checkpoint
+        self.progress.announced.add(node.level)  # announced before the checkpoint
         if memo.set_vars:
             self.scope.variables.update(memo.set_vars)
         self.scope.results[node.id] = {"output": memo.output, **(memo.data or {})}
         self._resolve(node.id, NodeStatus.COMPLETED, memo.branch, replayed=True)
 
     def _resolve(
-        self, node_id: str, status: NodeStatus, branch: str | None, *, replayed: bool = False
+        self,
+        node_id: str,
+        status: NodeStatus,
+        branch: str | None,
+        *,
+        replayed: bool = False,
+        at: datetime | None = None,
     ) -> None:
+        """Propagate a node's end; the events it causes carry its instant ``at`` (else now)."""
         transition = planner.resolve(
             self.state, node_id, status, branch=branch, strategy=self.rt.config.dependency_strategy
         )
@@ -283,55 +286,35 @@ class GraphRun:
             if all(source in self.replayed for source in node.sources):
                 # Decided by results from before the resume: it was logged back then.
                 self.replayed.add(skipped)
-                self.announced.add(node.level)
+                self.progress.announced.add(node.level)
                 continue
-            self._announce(node.level)
+            self.progress.level_started(node.level, at)
             journal.event(
                 EventType.NODE_SKIPPED,
                 node_id=self.prefix + skipped,
                 level=node.level,
                 data={"reason": "no live incoming edge"},
+                at=at,
             )
         for level in transition.levels_completed:
-            finished_before = all(n in self.replayed for n in self.plan.levels[level])
-            if self.top and level in self.announced and not finished_before:
-                journal.event(EventType.LEVEL_COMPLETED, level=level, data={"level": level})
-                journal.level_completed()
+            self.progress.level_completed(level, self.replayed, at)
         if not replayed:
-            self._progress()
+            self.progress.update(self.state.final_count, at)
 
     def _started(self, node: PlanNode, key: str, attempt: int) -> None:
         planner.mark_started(self.state, node.id)
-        self._announce(node.level)
+        now = self.rt.clock.now()  # one instant for the node's start and its level's
+        self.progress.level_started(node.level, now)
         self.rt.journal.event(
             EventType.NODE_STARTED,
             node_id=key,
             level=node.level,
             data={"type": node.type, "attempt": attempt},
-        )
-
-    def _announce(self, level: int) -> None:
-        """``level.started`` before the first event of a level (top-level graph only)."""
-        if not self.top or level in self.announced:
-            return
-        self.announced.add(level)
-        self.rt.journal.event(
-            EventType.LEVEL_STARTED,
-            level=level,
-            data={"level": level, "nodes": self.plan.levels[level]},
+            at=now,
         )
 
     def _attempt_of(self, key: str) -> int:
         return self.attempts.last_attempt.get(key, 1)
-
-    def _progress(self) -> None:
-        if not self.top:
-            return
-        done, total = self.state.final_count, len(self.plan.nodes)
-        self.rt.journal.event(
-            EventType.PROGRESS_UPDATE,
-            data={"completed": done, "total": total, "percent": round(100.0 * done / total, 1)},
-        )
 
     # -- ending ---------------------------------------------------------------------------
 
