@@ -16,7 +16,7 @@ from typing import Any
 
 from app.domain.events import EventType
 from app.domain.node_types import CORE_NODE_TYPES, NodeTypes
-from app.domain.run import RunConfig, RunOutcome, fold_records
+from app.domain.run import Checkpoint, RunConfig, RunOutcome, fold_records
 from app.domain.status import ExecutionStatus
 from app.engine import graph_runner
 from app.engine.clock import SystemClock
@@ -45,7 +45,8 @@ class RunRequest:
     event already logged for it; ``resume_values`` deliver answers to waiting nodes by key;
     ``prior_attempts`` counts attempts already started per node key (a node interrupted by a
     crash runs again as attempt + 1); ``elapsed_s`` is run time already spent, charged against
-    ``config.timeout_s``.
+    ``config.timeout_s``. ``checkpoints``, when given, are the execution's checkpoints already
+    read by the caller (a resume then reads nothing from the store).
     """
 
     execution_id: str
@@ -58,6 +59,7 @@ class RunRequest:
     resume_values: Mapping[str, Any] = field(default_factory=dict)
     prior_attempts: Mapping[str, int] = field(default_factory=dict)
     elapsed_s: float = 0.0
+    checkpoints: list[Checkpoint] | None = None
 
 
 class Scheduler:
@@ -93,9 +95,13 @@ class Scheduler:
     async def run(self, request: RunRequest, control: RunControl | None = None) -> RunOutcome:
         """Run to an end, a pause or a wait. Cancelling the calling task cancels the run."""
         control = control or RunControl()
-        checkpoints = (
-            await self._checkpoints.load_checkpoints(request.execution_id) if request.resume else []
-        )
+        checkpoints = request.checkpoints
+        if checkpoints is None:
+            checkpoints = (
+                await self._checkpoints.load_checkpoints(request.execution_id)
+                if request.resume
+                else []
+            )
         journal = Journal(
             request.execution_id,
             sink=self._events,

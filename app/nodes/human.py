@@ -29,7 +29,9 @@ FORM_NAMESPACE = uuid.UUID("5f0c7a52-7d1e-4d61-9a54-0b1f3c2e9d11")
 class HumanExecutor:
     """Executor of both human node types (the config's class tells which)."""
 
-    inline: ClassVar[bool] = False  # suspends: never run without a task of its own
+    # It never awaits anything (answers arrive as resume values), so it needs no task of its
+    # own: a resumed run completes it in the same step as its resumption.
+    inline: ClassVar[bool] = True
 
     async def execute(self, ctx: NodeContext) -> NodeOutput | Suspend:
         waiting = _waiting_on(ctx)

@@ -134,9 +134,13 @@ class FormService:
             raise NotAnApprover(f"{by!r} started this run and may not approve it")
         comment = values.get("comment", comment)
         answer = {"decision": values["decision"], "comment": comment}
-        if not await store.add_answer(conn, form, values=answer, by=by, comment=comment, at=at):
+        given = await store.approvals(conn, form.id)  # under the form's lock: all of them
+        if any(a["by"] == by for a in given):
             raise FormAlreadyAnswered(f"{by!r} already answered this approval")
-        given = await store.approvals(conn, form.id)
+        await store.add_answer(conn, form, values=answer, by=by, comment=comment, at=at)
+        given.append(
+            {"by": by, "decision": answer["decision"], "comment": comment, "at": at.isoformat()}
+        )
         approved = [a for a in given if a["decision"] == human.APPROVED]
         if values["decision"] == human.REJECTED:
             decision = human.REJECTED

@@ -22,7 +22,6 @@ import socket
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -34,7 +33,7 @@ from app.engine.scheduler import RunRequest, Scheduler
 from app.errors import LeaseLost
 from app.events.notify import Channel, Notifier
 from app.services.workflows import WorkflowService
-from app.store import claims, db, forms, leases
+from app.store import claims, db, forms, journal_sql, leases
 from app.store import executions as store
 from app.store.journal import SqlJournal
 
@@ -285,12 +284,14 @@ class Runner:
         elif run.status is _E.PAUSING:
             control.pause()
         resume = run.last_seq > 0  # a run that logged anything continues from its checkpoints
-        prior_attempts: dict[str, int] = {}
-        answers: dict[str, Any] = {}
-        if resume:
+        history = run.history
+        if resume and history is None:  # (Postgres claims read it already)
             async with self._read.connect() as conn:
-                prior_attempts = await store.node_attempts(conn, run.id)
-                answers = await forms.answers(conn, run.id)
+                history = claims.History(
+                    checkpoints=await journal_sql.checkpoints_of(conn, run.id),
+                    attempts=await store.node_attempts(conn, run.id),
+                    answers=await forms.answers(conn, run.id),
+                )
         plan = await self._workflows.plan_of_version(run.workflow_id, run.workflow_version)
         config = RunConfig.model_validate(run.config)
         request = RunRequest(
@@ -301,8 +302,9 @@ class Runner:
             resume=resume,
             resume_reason=run.resume_reason or "resumed",
             last_seq=run.last_seq,
-            resume_values=answers,
-            prior_attempts=prior_attempts,
+            resume_values=history.answers if history is not None else {},
+            prior_attempts=history.attempts if history is not None else {},
+            checkpoints=history.checkpoints if resume and history is not None else None,
             elapsed_s=await self._elapsed(run, config),
         )
         started = time.monotonic()

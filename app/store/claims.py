@@ -20,13 +20,16 @@ from typing import Any, Literal, Protocol
 import asyncpg
 import orjson
 from sqlalchemy import Integer, Interval, String, Update, any_, bindparam, func, select, update
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.domain.run import Checkpoint
 from app.domain.status import ExecutionStatus
+from app.store import codec
 from app.store.db import asyncpg_dsn
+from app.store.forms import ANSWERED
 from app.store.leases import DRIVEN
-from app.store.tables import Timestamp, executions
+from app.store.tables import Timestamp, checkpoints, executions, forms, node_runs
 
 _E = ExecutionStatus
 Kind = Literal["queued", "expired"]
@@ -49,6 +52,17 @@ class ClaimedRun:
     cancel_requested: bool
     started_at: datetime | None  # first start (None for a run never started)
     active_s: float  # seconds the run was driven so far
+    history: History | None = None  # Postgres: what resuming needs, read by the claim itself
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    """What a resumed run needs beyond its row: checkpoints, attempts started per node, and
+    the answers its forms got."""
+
+    checkpoints: list[Checkpoint]
+    attempts: dict[str, int]
+    answers: dict[str, Any]
 
 
 class Claims(Protocol):
@@ -106,6 +120,7 @@ def statement(kind: Kind, dialect: str) -> Update:
         .with_for_update(skip_locked=True)
         .cte("chosen")
     )
+    returning = [*_CLAIMED_COLUMNS, *(_history_columns() if dialect == "postgresql" else ())]
     return (
         update(executions)
         .where(executions.c.id == chosen.c.id)
@@ -118,7 +133,65 @@ def statement(kind: Kind, dialect: str) -> Update:
             updated_at=now,
             **values,
         )
-        .returning(*_CLAIMED_COLUMNS)
+        .returning(*returning)
+    )
+
+
+def _history_columns() -> list[Any]:
+    """JSON of the run's checkpoints, node attempts and answered forms, read in the claim's
+    own round trip: a resumed run starts without reading anything more."""
+    mine = executions.c.id
+    checkpoint = func.json_build_object(
+        "number",
+        checkpoints.c.number,
+        "seq",
+        checkpoints.c.seq,
+        "created_at",
+        checkpoints.c.created_at,
+        "records",
+        checkpoints.c.records,
+    )
+    answer = func.json_build_object(
+        "node_key",
+        forms.c.node_key,
+        "form_id",
+        forms.c.id,
+        "status",
+        forms.c.status,
+        "answer",
+        forms.c.answer,
+    )
+    return [
+        select(func.json_agg(aggregate_order_by(checkpoint, checkpoints.c.number)))
+        .where(checkpoints.c.execution_id == mine)
+        .scalar_subquery()
+        .label("checkpoints"),
+        select(func.json_object_agg(node_runs.c.node_key, node_runs.c.attempt))
+        .where(node_runs.c.execution_id == mine, node_runs.c.attempt > 0)
+        .scalar_subquery()
+        .label("attempts"),
+        select(func.json_agg(aggregate_order_by(answer, forms.c.created_at)))
+        .where(
+            forms.c.execution_id == mine,
+            forms.c.status == any_(bindparam("answered", list(ANSWERED), ARRAY(String))),
+        )
+        .scalar_subquery()
+        .label("answers"),
+    ]
+
+
+def _history(execution_id: str, row: Mapping[str, Any]) -> History:
+    answers: dict[str, Any] = {}
+    for answer in orjson.loads(row["answers"] or "[]"):  # later requests of a node win
+        node_key = answer.pop("node_key")
+        answers[node_key] = answer
+    return History(
+        checkpoints=[
+            codec.checkpoint_from_json(execution_id, c)
+            for c in orjson.loads(row["checkpoints"] or "[]")
+        ],
+        attempts=orjson.loads(row["attempts"] or "{}"),
+        answers=answers,
     )
 
 
@@ -138,6 +211,7 @@ def _runs(rows: Sequence[Mapping[str, Any]], decode: bool) -> list[ClaimedRun]:
             cancel_requested=bool(row["cancel_requested"]),
             started_at=_aware(row["started_at"]),
             active_s=row["active_s"],
+            history=_history(row["id"], row) if "checkpoints" in row else None,
         )
         for row in ordered
     ]

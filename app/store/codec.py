@@ -74,6 +74,17 @@ def checkpoint_from_row(row: Any) -> Checkpoint:
     )
 
 
+def checkpoint_from_json(execution_id: str, data: dict[str, Any]) -> Checkpoint:
+    """A checkpoint as Postgres' ``json_build_object`` wrote it."""
+    return Checkpoint(
+        execution_id=execution_id,
+        number=data["number"],
+        seq=data["seq"],
+        created_at=datetime.fromisoformat(data["created_at"]),
+        records=[record_from_json(r) for r in data["records"]],
+    )
+
+
 def event_from_row(row: Any) -> Event:
     data = row.data if not isinstance(row.data, str) else json.loads(row.data)
     return Event(

@@ -15,7 +15,6 @@ from typing import Any
 
 from sqlalchemy import Row, and_, case, exists, func, literal_column, or_, select, update
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.domain import views as models
@@ -114,25 +113,21 @@ async def add_answer(
     by: str | None,
     comment: str | None,
     at: datetime,
-) -> bool:
-    """Keep an answer in the audit trail; False when ``by`` already answered this form."""
-    try:
-        async with conn.begin_nested():
-            await conn.execute(
-                form_submissions.insert().values(
-                    id=str(uuid.uuid4()),
-                    execution_id=form.execution_id,
-                    form_id=form.id,
-                    node_key=form.node_key,
-                    values=values,
-                    by=by,
-                    comment=comment,
-                    created_at=at,
-                )
-            )
-    except IntegrityError:
-        return False
-    return True
+) -> None:
+    """Keep an answer in the audit trail. Callers hold the form's lock and have checked that
+    ``by`` did not answer yet (the unique index on form and person is only the safety net)."""
+    await conn.execute(
+        form_submissions.insert().values(
+            id=str(uuid.uuid4()),
+            execution_id=form.execution_id,
+            form_id=form.id,
+            node_key=form.node_key,
+            values=values,
+            by=by,
+            comment=comment,
+            created_at=at,
+        )
+    )
 
 
 async def approvals(conn: AsyncConnection, form_id: str) -> list[dict[str, Any]]:

@@ -6,7 +6,7 @@ from typing import Any
 
 import asyncpg
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.domain.events import Event
 from app.domain.run import Checkpoint
@@ -189,14 +189,19 @@ def _pg_arguments(rows: BatchRows) -> list[Any]:
 
 
 async def load_checkpoints(engine: AsyncEngine, execution_id: str) -> list[Checkpoint]:
+    async with engine.connect() as connection:
+        return await checkpoints_of(connection, execution_id)
+
+
+async def checkpoints_of(connection: AsyncConnection, execution_id: str) -> list[Checkpoint]:
+    """The execution's checkpoints, oldest first."""
     query = (
         select(checkpoints)
         .where(checkpoints.c.execution_id == execution_id)
         .order_by(checkpoints.c.number)
     )
-    async with engine.connect() as connection:
-        result = await connection.execute(query)
-        return [codec.checkpoint_from_row(row) for row in result]
+    result = await connection.execute(query)
+    return [codec.checkpoint_from_row(row) for row in result]
 
 
 async def read_events(
