@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import signal
 import sys
@@ -232,6 +233,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise CliError([heading, *problem_lines(errors)])
     request = RunRequest(str(uuid.uuid4()), plan, inputs, run_config(args))
     name = plan.name or Path(args.file).stem
+    # Everything so far (modules, schemas, the plan) lives as long as the process: keep it out
+    # of the collector's full passes, which the run's own objects then pay for alone.
+    gc.freeze()
     display = cli_display.make_display(name, quiet=args.quiet, stream=sys.stderr)
 
     async def run() -> tuple[RunOutcome, bool]:

@@ -78,41 +78,44 @@ async def answer_to_completion(server: Any, http: httpx.AsyncClient, run: tuple[
 
 
 async def main() -> None:
-    async with scratch_database(database_url()) as url, serve(url) as server:
-        async with httpx.AsyncClient(base_url=server.url, timeout=60) as http:
-            workflow_id = (await http.post("/v1/workflows", json=FORM)).json()["id"]
-            for _ in range(10):  # warm-up
-                await answer_to_completion(server, http, await start_waiting(http, workflow_id))
-            runs = [await start_waiting(http, workflow_id) for _ in range(RUNS)]
-            latencies = [await answer_to_completion(server, http, run) for run in runs]
-            print(
-                f"1. submit → workflow.completed frame, form as the last node, {RUNS} runs "
-                f"answered one after another (POST /submit, the run is claimed, resumed from "
-                f"its checkpoint, completes; the SSE frame arrives): {describe(latencies, 'ms', 2)}"
-            )
+    async with (
+        scratch_database(database_url()) as url,
+        serve(url) as server,
+        httpx.AsyncClient(base_url=server.url, timeout=60) as http,
+    ):
+        workflow_id = (await http.post("/v1/workflows", json=FORM)).json()["id"]
+        for _ in range(10):  # warm-up
+            await answer_to_completion(server, http, await start_waiting(http, workflow_id))
+        runs = [await start_waiting(http, workflow_id) for _ in range(RUNS)]
+        latencies = [await answer_to_completion(server, http, run) for run in runs]
+        print(
+            f"1. submit → workflow.completed frame, form as the last node, {RUNS} runs "
+            f"answered one after another (POST /submit, the run is claimed, resumed from "
+            f"its checkpoint, completes; the SSE frame arrives): {describe(latencies, 'ms', 2)}"
+        )
 
-            await asyncio.sleep(1.0)
-            idle = server.rss_mb()
-            gate = asyncio.Semaphore(POSTERS)
+        await asyncio.sleep(1.0)
+        idle = server.rss_mb()
+        gate = asyncio.Semaphore(POSTERS)
 
-            async def one() -> tuple[str, str]:
-                async with gate:
-                    return await start_waiting(http, workflow_id)
+        async def one() -> tuple[str, str]:
+            async with gate:
+                return await start_waiting(http, workflow_id)
 
-            await asyncio.gather(*(one() for _ in range(WAITING)))
-            await asyncio.sleep(1.0)
-            waiting = server.rss_mb()
-            running = (await http.get("/metrics")).text
-            count = next(
-                line.split()[1]
-                for line in running.splitlines()
-                if line.startswith("oxify_runs_running ")
-            )
-            print(
-                f"2. memory: server RSS idle {idle:.1f} MB; with {WAITING} more runs waiting on "
-                f"forms {waiting:.1f} MB ({waiting - idle:+.1f} MB); runs held by the runner: "
-                f"{float(count):.0f}"
-            )
+        await asyncio.gather(*(one() for _ in range(WAITING)))
+        await asyncio.sleep(1.0)
+        waiting = server.rss_mb()
+        running = (await http.get("/metrics")).text
+        count = next(
+            line.split()[1]
+            for line in running.splitlines()
+            if line.startswith("oxify_runs_running ")
+        )
+        print(
+            f"2. memory: server RSS idle {idle:.1f} MB; with {WAITING} more runs waiting on "
+            f"forms {waiting:.1f} MB ({waiting - idle:+.1f} MB); runs held by the runner: "
+            f"{float(count):.0f}"
+        )
 
 
 if __name__ == "__main__":
