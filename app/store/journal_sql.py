@@ -24,12 +24,28 @@ WITH u AS (
               total_nodes, terminal, generation)
 ), ok AS (
     -- Fencing: a run's rows are written only while its generation is the writer's (a null
-    -- generation is a write for a run no replica drives). Locked in id order, as lease renewal
-    -- locks them; a concurrent claim is waited for and then re-checked.
-    SELECT x.id FROM executions AS x JOIN u ON u.id = x.id
-    WHERE u.generation IS NULL OR x.generation = u.generation
-    ORDER BY x.id
-    FOR UPDATE OF x
+    -- generation is a write for a run no replica drives); a concurrent claim is waited for and
+    -- the condition checked again. Every other part of the batch depends on what this wrote.
+    UPDATE executions AS x SET
+        last_seq = GREATEST(x.last_seq, u.last_seq),
+        -- A pause asked for while the run was starting must not be overwritten by its
+        -- start; a run about to wait whose answers arrived meanwhile is queued instead.
+        status = CASE WHEN u.status = 'running' AND x.status = 'pausing' THEN x.status
+                      WHEN u.status = 'waiting' AND x.pending_answers > 0 THEN 'queued'
+                      ELSE COALESCE(u.status, x.status) END,
+        resume_reason = CASE WHEN u.status = 'waiting' AND x.pending_answers > 0 THEN 'answered'
+                             ELSE x.resume_reason END,
+        outputs = CASE WHEN u.terminal THEN u.outputs::jsonb ELSE x.outputs END,
+        error = CASE WHEN u.status IS NULL THEN x.error ELSE u.error::jsonb END,
+        started_at = COALESCE(x.started_at, u.started_at),
+        finished_at = CASE WHEN u.terminal THEN u.finished_at
+                           WHEN u.status IS NULL THEN x.finished_at END,
+        completed_nodes = COALESCE(u.completed_nodes, x.completed_nodes),
+        total_nodes = COALESCE(u.total_nodes, x.total_nodes),
+        updated_at = now()
+    FROM u
+    WHERE x.id = u.id AND (u.generation IS NULL OR x.generation = u.generation)
+    RETURNING x.id, x.status
 ), ev AS (
     INSERT INTO events (execution_id, seq, type, ts, node_id, level, data)
     SELECT e.execution_id, e.seq, e.type, e.ts, e.node_id, e.level, e.data::json
@@ -94,26 +110,7 @@ WITH u AS (
     UPDATE forms SET status = 'cancelled', decided_at = now()
     WHERE id IN (SELECT id FROM stale)
 )
-UPDATE executions AS x SET
-    last_seq = GREATEST(x.last_seq, u.last_seq),
-    -- A pause asked for while the run was starting must not be overwritten by its start; a run
-    -- about to wait whose answers arrived meanwhile goes back to the queue instead.
-    status = CASE WHEN u.status = 'running' AND x.status = 'pausing' THEN x.status
-                  WHEN u.status = 'waiting' AND x.pending_answers > 0 THEN 'queued'
-                  ELSE COALESCE(u.status, x.status) END,
-    resume_reason = CASE WHEN u.status = 'waiting' AND x.pending_answers > 0 THEN 'answered'
-                         ELSE x.resume_reason END,
-    outputs = CASE WHEN u.terminal THEN u.outputs::jsonb ELSE x.outputs END,
-    error = CASE WHEN u.status IS NULL THEN x.error ELSE u.error::jsonb END,
-    started_at = COALESCE(x.started_at, u.started_at),
-    finished_at = CASE WHEN u.terminal THEN u.finished_at
-                       WHEN u.status IS NULL THEN x.finished_at END,
-    completed_nodes = COALESCE(u.completed_nodes, x.completed_nodes),
-    total_nodes = COALESCE(u.total_nodes, x.total_nodes),
-    updated_at = now()
-FROM u
-WHERE x.id = u.id AND x.id IN (SELECT id FROM ok)
-RETURNING x.id, x.status
+SELECT id, status FROM ok
 """
 
 

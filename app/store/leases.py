@@ -55,8 +55,10 @@ async def renew(
     """Extend the leases of the runs ``held`` (id → generation) that this owner still has, and
     say what the database holds for each of them (a missing id was deleted).
 
-    Rows are locked in id order, as the journal locks them, so the two never deadlock. On
-    Postgres it is one statement, so no lock outlives it even if this process stalls.
+    A row the journal is writing at that moment is skipped rather than waited for (a renewal
+    never waits, so it never deadlocks with the journal's writes): the lease outlasts several
+    renewals. On Postgres it is one statement, so no lock outlives it even if the process
+    stalls.
     """
     if not held:
         return {}
@@ -65,8 +67,7 @@ async def renew(
     locked = (
         select(executions.c.id)
         .where(mine, executions.c.owner == owner, executions.c.status.in_(DRIVEN))
-        .order_by(executions.c.id)
-        .with_for_update()
+        .with_for_update(skip_locked=True)
         .cte("locked")
     )
     renewal = (
