@@ -2,8 +2,8 @@
 
 Three ``oxify serve`` replicas on a scratch Postgres database (lease 2 s by default). 100 runs of
 a 10-node chain of ``http`` nodes (each a request to a local side-effect recorder that counts
-requests per Idempotency-Key, 50 ms each) are submitted by 10 clients to random replicas, while
-one replica is SIGKILLed and restarted every few seconds. Printed:
+requests per Idempotency-Key, 100 ms each) are submitted by 10 clients to random replicas, while
+one replica is SIGKILLed and restarted every 2 s. Printed:
 
 1. runs completed, events lost (gaps or a missing terminal event), completed nodes executed
    again (a node whose ``node.completed`` was logged before a recovery and that the recorder saw
@@ -44,8 +44,8 @@ SEED = 7
 REPLICAS = 3
 CLIENTS = 10
 STEPS = 10
-STEP_S = 0.05  # seconds each recorded request takes
-KILL_EVERY_S = 3.0
+STEP_S = 0.1  # seconds each recorded request takes
+KILL_EVERY_S = 2.0
 PICKUP_RUNS = 200
 QUEUED_FOR_CLAIM = 100_000
 CLAIM_SAMPLES = 50
@@ -77,7 +77,7 @@ class Chaos:
             Server(url, migrate=True, settings={**settings, "replica_id": f"r{i}"})
             for i in range(REPLICAS)
         ]
-        self.kills: list[float] = []  # time.time() of each kill
+        self.kills: list[tuple[float, str]] = []  # (time.time(), replica id) of each kill
         self.lives: dict[str, float] = {}  # replica id -> time.time() its current life began
         self.rng = random.Random(SEED)
         self._restarts: list[asyncio.Task[None]] = []
@@ -103,9 +103,13 @@ class Chaos:
             if len(alive) < 2:
                 continue  # one is still restarting: keep a survivor
             victim = self.rng.choice(alive)
-            self.kills.append(time.time())
+            self.kills.append((time.time(), victim.env["OXIFY_REPLICA_ID"]))
             await victim.kill()
-            # Back while the others carry on (a restart takes a second or two).
+            # Back while the others carry on (a restart takes a second or two), under a new
+            # replica id as a rescheduled pod would be: the dead one's runs are left to the
+            # survivors' lease expiry (a restart under the same id would recover them at once).
+            name, _, life = victim.env["OXIFY_REPLICA_ID"].partition(".")
+            victim.env["OXIFY_REPLICA_ID"] = f"{name}.{int(life or 0) + 1}"
             self._restarts.append(asyncio.create_task(self._start(victim)))
 
     async def settle(self) -> None:
@@ -167,7 +171,7 @@ async def log_of(chaos: Chaos, execution_id: str) -> list[dict[str, Any]]:
 
 
 def audit(
-    events: list[dict[str, Any]], counts: dict[str, int], kills: list[float]
+    events: list[dict[str, Any]], counts: dict[str, int], kills: list[tuple[float, str]]
 ) -> dict[str, Any]:
     """What one run's log and the recorder say: lost events, re-executions, recovery delays."""
     seqs = [e["seq"] for e in events]
@@ -193,14 +197,17 @@ def audit(
         if first_recovery is not None and seq < first_recovery and counts.get(node_id, 0) > 1
     )
     delays = []
+    drivers = [e for e in events if e["type"] in ("workflow.started", "workflow.resumed")]
     for resumed in recoveries:
         resumed_ts = parse_ts(resumed["ts"])
         started = next(
             (e for e in events if e["seq"] > resumed["seq"] and e["type"] == "node.started"), None
         )
-        before = [k for k in kills if k <= resumed_ts]
-        if started is not None and before:
-            delays.append((parse_ts(started["ts"]) - before[-1]) * 1000)
+        # The kill of the replica that drove the run before this recovery.
+        previous = [d for d in drivers if d["seq"] < resumed["seq"]][-1]["data"].get("replica")
+        killed = [t for t, replica in kills if replica == previous and t <= resumed_ts]
+        if started is not None and killed:
+            delays.append((parse_ts(started["ts"]) - killed[-1]) * 1000)
     return {
         "lost": lost,
         "again": again,

@@ -60,6 +60,7 @@ class RunRequest:
     prior_attempts: Mapping[str, int] = field(default_factory=dict)
     elapsed_s: float = 0.0
     checkpoints: list[Checkpoint] | None = None
+    replica: str | None = None  # who drives this stretch of the run (in workflow.started/resumed)
 
 
 class Scheduler:
@@ -127,15 +128,24 @@ class Scheduler:
             graph_runner=graph_runner.run_graph,
             planner=self.plan,
         )
+        driver = {} if request.replica is None else {"replica": request.replica}
         if request.resume:
             journal.event(
                 EventType.WORKFLOW_RESUMED,
-                data={"reason": request.resume_reason, "checkpoint": journal.checkpoint_number},
+                data={
+                    "reason": request.resume_reason,
+                    "checkpoint": journal.checkpoint_number,
+                    **driver,
+                },
             )
         else:
             journal.event(
                 EventType.WORKFLOW_STARTED,
-                data={"total_nodes": len(request.plan.nodes), "levels": len(request.plan.levels)},
+                data={
+                    "total_nodes": len(request.plan.nodes),
+                    "levels": len(request.plan.levels),
+                    **driver,
+                },
             )
         timer = self._arm_timeout(request, control)
         try:

@@ -306,6 +306,7 @@ class Runner:
             prior_attempts=history.attempts if history is not None else {},
             checkpoints=history.checkpoints if resume and history is not None else None,
             elapsed_s=await self._elapsed(run, config),
+            replica=self.replica_id,
         )
         started = time.monotonic()
         try:
