@@ -38,7 +38,7 @@ from sqlalchemy.engine import make_url
 
 from app.store import claims, db
 from bench._server import Server, database_url, describe, parse_ts, scratch_database
-from tests.e2e.effects import EffectRecorder, recording
+from tests.e2e.effects import effects_chain, recording
 
 SEED = 7
 REPLICAS = 3
@@ -49,23 +49,6 @@ KILL_EVERY_S = 2.0
 PICKUP_RUNS = 200
 QUEUED_FOR_CLAIM = 100_000
 CLAIM_SAMPLES = 50
-
-
-def chain(recorder: EffectRecorder) -> dict[str, Any]:
-    nodes = [
-        {
-            "id": f"s{i}",
-            "type": "http",
-            "config": {
-                "method": "POST",
-                "url": recorder.effect_url(STEP_S),
-                "idempotency_key": True,
-            },
-        }
-        for i in range(STEPS)
-    ]
-    edges = [{"from": f"s{i}", "to": f"s{i + 1}"} for i in range(STEPS - 1)]
-    return {"name": "effects", "nodes": nodes, "edges": edges}
 
 
 class Chaos:
@@ -230,7 +213,9 @@ async def chaos_scenario(url: str, runs: int, lease_s: float) -> Chaos:
     chaos = Chaos(url, lease_s)
     await chaos.start()
     async with recording() as recorder:
-        workflow = await request(chaos, "POST", "/v1/workflows", json=chain(recorder))
+        workflow = await request(
+            chaos, "POST", "/v1/workflows", json=effects_chain(recorder, STEPS, STEP_S)
+        )
         workflow_id = workflow.json()["id"]
         stop = asyncio.Event()
         killer = asyncio.create_task(chaos.run(stop))
@@ -363,5 +348,5 @@ if __name__ == "__main__":
     parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--lease", type=float, default=2.0, help="lease seconds (default 2)")
     args = parser.parse_args()
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:  # type: ignore[no-untyped-call]
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(main(args.runs, args.lease))

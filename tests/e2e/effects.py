@@ -5,19 +5,17 @@ run really reached the outside world, whatever happened to the replicas meanwhil
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tests.e2e.live import ReadyServer
+from tests.e2e.live import start_uvicorn
 
 
 class EffectRecorder:
@@ -52,26 +50,30 @@ class EffectRecorder:
 async def recording() -> AsyncIterator[EffectRecorder]:
     """A started recorder on a free loopback port."""
     recorder = EffectRecorder()
-    async with _uvicorn(recorder.app) as port:
-        recorder.port = port
-        yield recorder
-
-
-@asynccontextmanager
-async def _uvicorn(app_factory: Callable[[], Any]) -> AsyncIterator[int]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(app_factory(), log_level="warning", access_log=False, lifespan="off")
-    server = ReadyServer(config)
-    serving = asyncio.create_task(server.serve(sockets=[sock]))
-    ready = asyncio.create_task(server.ready.wait())
-    await asyncio.wait({serving, ready}, return_when=asyncio.FIRST_COMPLETED)
-    ready.cancel()
-    assert server.started, "the recorder did not start"
+    server, serving, sock = await start_uvicorn(recorder.app(), lifespan="off")
+    recorder.port = sock.getsockname()[1]
     try:
-        yield sock.getsockname()[1]
+        yield recorder
     finally:
         server.should_exit = True
         await serving
         sock.close()
+
+
+def effects_chain(recorder: EffectRecorder, steps: int, step_s: float) -> dict[str, Any]:
+    """``steps`` http nodes in a line, each one recorded side effect of ``step_s`` seconds,
+    sent with the node's idempotency key (so the recorder counts per node and run)."""
+    nodes = [
+        {
+            "id": f"s{i}",
+            "type": "http",
+            "config": {
+                "method": "POST",
+                "url": recorder.effect_url(step_s),
+                "idempotency_key": True,
+            },
+        }
+        for i in range(steps)
+    ]
+    edges = [{"from": f"s{i}", "to": f"s{i + 1}"} for i in range(steps - 1)]
+    return {"name": "effects", "nodes": nodes, "edges": edges}

@@ -60,27 +60,27 @@ class LiveServer:
             await self.serving
 
 
-@asynccontextmanager
-async def serve(settings: Settings) -> AsyncIterator[LiveServer]:
-    app = create_app(settings)
+async def start_uvicorn(
+    app: Any, **options: Any
+) -> tuple[ReadyServer, asyncio.Task[None], socket.socket]:
+    """Serve ``app`` with uvicorn on a free loopback port; returns once it is started."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        app,
-        lifespan="on",
-        log_level="warning",
-        access_log=False,
-        timeout_graceful_shutdown=10,
-    )
-    server = ReadyServer(config)
+    server = ReadyServer(uvicorn.Config(app, log_level="warning", access_log=False, **options))
     serving = asyncio.create_task(server.serve(sockets=[sock]))
     ready = asyncio.create_task(server.ready.wait())
     await asyncio.wait({serving, ready}, return_when=asyncio.FIRST_COMPLETED)
     ready.cancel()
     assert server.started, "the server did not start"
-    live = LiveServer(app, server, serving, port)
+    return server, serving, sock
+
+
+@asynccontextmanager
+async def serve(settings: Settings) -> AsyncIterator[LiveServer]:
+    app = create_app(settings)
+    server, serving, sock = await start_uvicorn(app, lifespan="on", timeout_graceful_shutdown=10)
+    live = LiveServer(app, server, serving, sock.getsockname()[1])
     try:
         yield live
     finally:

@@ -10,8 +10,7 @@ import socket
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Mapping
 from pathlib import Path
 from typing import IO
 
@@ -137,17 +136,3 @@ class ServerProcess:
                     pass
                 await asyncio.sleep(READY_POLL_S)
         raise RuntimeError(f"the server was not ready in {READY_TIMEOUT_S} s:\n{self.log_tail()}")
-
-
-@asynccontextmanager
-async def serving(
-    database_url: str, *, migrate: bool = False, **env: str
-) -> AsyncIterator[ServerProcess]:
-    """A started server, stopped gracefully on exit."""
-    server = ServerProcess(database_url, migrate=migrate, settings=env)
-    try:
-        await server.start()
-        yield server
-    finally:
-        await server.stop()
-        server.close()

@@ -12,6 +12,7 @@ import asyncio
 import random
 from typing import Any
 
+from tests.e2e import effects
 from tests.e2e.cluster import (
     Cluster,
     assert_gap_free_log,
@@ -33,21 +34,7 @@ STEP_S = 0.12  # seconds each recorded request takes
 
 
 def effects_chain(recorder: EffectRecorder, steps: int = STEPS) -> dict[str, Any]:
-    """``steps`` http nodes in a line, each one recorded side effect."""
-    nodes = [
-        {
-            "id": f"s{i}",
-            "type": "http",
-            "config": {
-                "method": "POST",
-                "url": recorder.effect_url(STEP_S),
-                "idempotency_key": True,
-            },
-        }
-        for i in range(steps)
-    ]
-    edges = [{"from": f"s{i}", "to": f"s{i + 1}"} for i in range(steps - 1)]
-    return {"name": "effects", "nodes": nodes, "edges": edges}
+    return effects.effects_chain(recorder, steps, STEP_S)
 
 
 def delays(count: int, seconds: float) -> dict[str, Any]:
