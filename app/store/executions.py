@@ -31,7 +31,9 @@ _DRIVEN = (_E.RUNNING.value, _E.PAUSING.value)
 
 @dataclass(frozen=True, slots=True)
 class ExecutionRow:
-    """What the runner needs to start or continue a run."""
+    """An execution's own columns, without its nodes (runs are started from what a claim
+    returns, ``app.store.claims.ClaimedRun``; this is for reading one run's state, e.g. the
+    seq to log after when no replica drives it)."""
 
     id: str
     status: ExecutionStatus
