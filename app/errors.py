@@ -191,10 +191,19 @@ class CursorInvalid(OxifyError, ValueError):
     code = "cursor_invalid"
 
 
-class LeaseLost(OxifyError):
-    """Another replica took over this run: this process may not write for it any more."""
+class LeaseLost(BaseException):
+    """Another replica took over this run: this driver may not write for it any more.
 
-    code = "lease_lost"
+    A BaseException, like ``GraphInterrupted``: it must stop the whole run on this replica, so
+    no executor's ``except Exception`` may turn it into a node failure (which would retry the
+    node and repeat its side effects).
+    """
+
+
+class JournalRejected(OxifyError):
+    """The database refused to store what the run logged (the data, not the connection)."""
+
+    code = "journal_rejected"
 
 
 class QueueFull(OxifyError):

@@ -3,12 +3,14 @@ services, and the FastAPI app around them. The only module that wires everything
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from app import faults
 from app.api import errors as api_errors
 from app.api import metrics as api_metrics
 from app.api.routes import router
@@ -37,12 +39,16 @@ HTTP_CLIENT_TIMEOUT_S = 30.0  # seconds; nodes set their own per request
 @asynccontextmanager
 async def running_services(settings: Settings) -> AsyncIterator[Services]:
     """Everything a serving process needs, started; stopped (runs paused) on exit."""
-    engine = db.create_engine(settings.resolved_database_url)
+    faults.install(settings.faults, settings.faults_seed)
+    # One bound for every database call; writes and renewals a third of a lease at most, so a
+    # hung connection is replaced while the leases it renews still hold.
+    timeout_s = min(settings.db_timeout_s, settings.lease_s / 3)
+    engine = db.create_engine(settings.resolved_database_url, timeout_s=settings.db_timeout_s)
     replica_id = settings.resolved_replica_id
-    journal = SqlJournal(engine)
+    journal = SqlJournal(engine, timeout_s=timeout_s)
     bus = EventBus(journal, queue_size=settings.subscriber_queue)
     notifier: Notifier = (
-        PgNotifier(db.asyncpg_dsn(engine), replica_id)
+        PgNotifier(db.asyncpg_dsn(engine), replica_id, timeout_s=settings.db_timeout_s)
         if db.is_postgres(engine)
         else LocalNotifier()
     )
@@ -56,6 +62,9 @@ async def running_services(settings: Settings) -> AsyncIterator[Services]:
     notifier.on_resync(bus.refresh_all)
     http_client = http_node.make_client(timeout=HTTP_CLIENT_TIMEOUT_S)
     registry = load_registry(http_client=http_client)
+    if settings.faults:
+        executors = {name: faults.FaultyExecutor(e) for name, e in registry.executors.items()}
+        registry = dataclasses.replace(registry, executors=executors)
     limits = Limits(
         max_nodes=settings.max_workflow_nodes,
         max_depth=settings.max_workflow_depth,
@@ -86,6 +95,7 @@ async def running_services(settings: Settings) -> AsyncIterator[Services]:
             lease_s=settings.lease_s,
             heartbeat_s=settings.resolved_heartbeat_s,
             poll_s=settings.resolved_poll_s,
+            timeout_s=timeout_s,
         ),
     )
 

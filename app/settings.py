@@ -12,6 +12,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.faults import FaultRule
+
 DEFAULT_SQLITE_FILE = "oxify.db"
 
 
@@ -81,6 +83,19 @@ class Settings(BaseSettings):
     retention_interval_s: float = Field(
         default=3600.0, gt=0, description="Seconds between retention sweeps (one replica each)."
     )
+    db_timeout_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=300,
+        description="Seconds any one database call may take (connect, statement, lock wait); "
+        "the journal's writes and lease renewals take at most a third of lease_s.",
+    )
+    faults: list[FaultRule] = Field(
+        default_factory=list,
+        description="Fault injection, for tests and chaos runs only (JSON list of rules, see "
+        "app/faults.py).",
+    )
+    faults_seed: int | None = Field(default=None, description="Seed of the faults' chances.")
     log_level: str = Field(default="info")
 
     @property

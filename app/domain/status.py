@@ -1,12 +1,19 @@
-"""Execution and node statuses, and the one table of transitions between them.
+"""Execution and node statuses, and the one table of what may change a run's status.
 
-Every status change of a run goes through :func:`check_execution_transition`, so a store, the
-runner and the API agree on what may follow what.
+Every change of an execution's status is a :class:`Move`: something that happened to the run
+(a replica claimed it, its driver logged ``workflow.paused``, a person answered its form, a
+client cancelled it). :data:`MOVES` says, for each move, from which statuses it applies and
+which status each of them becomes; a move applied to any other status changes nothing. Every
+SQL statement that writes ``executions.status`` is generated from this table (see
+``app.store.status_sql``), and a test runs every move against every status on each backend, so
+the table is the single place where the rules live.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
+from types import MappingProxyType
 
 
 class ExecutionStatus(StrEnum):
@@ -51,28 +58,110 @@ FINAL_NODE_STATUSES = frozenset(
     {NodeStatus.COMPLETED, NodeStatus.FAILED, NodeStatus.SKIPPED, NodeStatus.CANCELLED}
 )
 
+
+class Move(StrEnum):
+    """Something that changes a run's status. The docstring of :data:`MOVES` says why each
+    maps as it does."""
+
+    CLAIM = "claim"
+    RECOVER = "recover"
+    START = "start"
+    COMPLETE = "complete"
+    FAIL = "fail"
+    CANCEL = "cancel"
+    TIME_OUT = "time_out"
+    PAUSE = "pause"
+    HAND_BACK = "hand_back"
+    WAIT = "wait"
+    WAIT_ANSWERED = "wait_answered"
+    REQUEST_PAUSE = "request_pause"
+    HOLD = "hold"
+    RESUME = "resume"
+    WITHDRAW = "withdraw"
+    RETRY = "retry"
+    ANSWER = "answer"
+    EXPIRE = "expire"
+
+
 _E = ExecutionStatus
-EXECUTION_TRANSITIONS: dict[ExecutionStatus, frozenset[ExecutionStatus]] = {
-    # A queued run may be held (paused) or cancelled before it ever starts.
-    _E.QUEUED: frozenset({_E.RUNNING, _E.PAUSED, _E.CANCELLED}),
-    # A running run pauses through `pausing` (running nodes finish first) or, when nothing is in
-    # flight, directly; it waits for people, or ends. `queued` again when its process stops it
-    # for a restart elsewhere.
-    _E.RUNNING: frozenset(
-        {_E.PAUSING, _E.PAUSED, _E.WAITING, _E.QUEUED, *TERMINAL_EXECUTION_STATUSES}
-    ),
-    # Pausing ends paused, or queued when its process stopped before the pause completed.
-    _E.PAUSING: frozenset({_E.PAUSED, _E.RUNNING, _E.QUEUED, *TERMINAL_EXECUTION_STATUSES}),
-    # Paused and waiting runs hold no task: they resume (running or queued for a replica) or are
-    # cancelled; a waiting run can also time out under a run-level deadline.
-    _E.PAUSED: frozenset({_E.RUNNING, _E.QUEUED, _E.CANCELLED}),
-    _E.WAITING: frozenset({_E.RUNNING, _E.QUEUED, _E.PAUSED, _E.CANCELLED, _E.TIMED_OUT}),
-    # Retry re-opens a failed, timed-out or cancelled run; a completed run is final.
-    _E.FAILED: frozenset({_E.QUEUED, _E.RUNNING}),
-    _E.TIMED_OUT: frozenset({_E.QUEUED, _E.RUNNING}),
-    _E.CANCELLED: frozenset({_E.QUEUED, _E.RUNNING}),
-    _E.COMPLETED: frozenset(),
-}
+DRIVEN = frozenset({_E.RUNNING, _E.PAUSING})
+"""Statuses in which a replica drives the run under a lease; only its driver writes then."""
+
+IDLE = frozenset({_E.QUEUED, _E.PAUSED, _E.WAITING})
+"""Statuses in which no replica drives the run; clients and sweepers may settle it."""
+
+
+def _from_driven(target: ExecutionStatus) -> Mapping[ExecutionStatus, ExecutionStatus]:
+    return {status: target for status in DRIVEN}
+
+
+MOVES: Mapping[Move, Mapping[ExecutionStatus, ExecutionStatus]] = MappingProxyType(
+    {
+        # -- a replica takes a run ----------------------------------------------------------
+        # Claiming a queued run starts it. A run whose owner's lease lapsed is recovered in the
+        # status it had: a pause asked of the dead owner is still asked of the new one.
+        Move.CLAIM: {_E.QUEUED: _E.RUNNING},
+        Move.RECOVER: {_E.RUNNING: _E.RUNNING, _E.PAUSING: _E.PAUSING},
+        # -- what the driver logs (workflow.* events; only ever from a driven status) ---------
+        # Starting or resuming keeps a pause that was asked while the run was being claimed.
+        Move.START: {_E.RUNNING: _E.RUNNING, _E.PAUSING: _E.PAUSING},
+        Move.COMPLETE: _from_driven(_E.COMPLETED),
+        Move.FAIL: _from_driven(_E.FAILED),
+        Move.CANCEL: _from_driven(_E.CANCELLED),
+        Move.TIME_OUT: _from_driven(_E.TIMED_OUT),
+        Move.PAUSE: _from_driven(_E.PAUSED),
+        # The driver's replica is stopping: the run goes back to the queue for any replica,
+        # unless a client asked for a pause meanwhile (then it is held, as asked).
+        Move.HAND_BACK: {_E.RUNNING: _E.QUEUED, _E.PAUSING: _E.PAUSED},
+        # Waiting for people holds no task; a pause asked meanwhile holds the run instead.
+        # Answers that arrived while the run was busy elsewhere queue it at once.
+        Move.WAIT: {_E.RUNNING: _E.WAITING, _E.PAUSING: _E.PAUSED},
+        Move.WAIT_ANSWERED: {_E.RUNNING: _E.QUEUED, _E.PAUSING: _E.PAUSED},
+        # -- clients and sweepers --------------------------------------------------------------
+        # A driven run pauses through `pausing` (its running nodes finish first); an idle one
+        # is held at once. Resume queues it for any replica.
+        Move.REQUEST_PAUSE: {_E.RUNNING: _E.PAUSING},
+        Move.HOLD: {_E.QUEUED: _E.PAUSED, _E.WAITING: _E.PAUSED},
+        Move.RESUME: {_E.PAUSED: _E.QUEUED},
+        # Cancelling an idle run ends it at once (a driven one is cancelled by its driver,
+        # asked through `cancel_requested`).
+        Move.WITHDRAW: {_E.QUEUED: _E.CANCELLED, _E.PAUSED: _E.CANCELLED, _E.WAITING: _E.CANCELLED},
+        # Retry re-opens a run that ended without completing; a completed run is final.
+        Move.RETRY: {_E.FAILED: _E.QUEUED, _E.TIMED_OUT: _E.QUEUED, _E.CANCELLED: _E.QUEUED},
+        # A decided form queues its waiting run; any other run counts the answer and reads it
+        # when it would otherwise start waiting (``pending_answers``).
+        Move.ANSWER: {_E.WAITING: _E.QUEUED},
+        # A waiting run whose deadline (timeout_s counting waiting time) passed.
+        Move.EXPIRE: {_E.WAITING: _E.TIMED_OUT},
+    }
+)
+"""move → {status it applies to: status it leads to}."""
+
+RESUME_REASON: Mapping[Move, str] = MappingProxyType(
+    {
+        Move.RECOVER: "recovered",
+        Move.HAND_BACK: "shutdown",
+        Move.WAIT_ANSWERED: "answered",
+        Move.ANSWER: "answered",
+        Move.RESUME: "resumed",
+        Move.RETRY: "retry",
+    }
+)
+"""Why the run's next start is a resume (the ``reason`` of ``workflow.resumed``), recorded by
+the moves that make it startable again."""
+
+EXECUTION_TRANSITIONS: Mapping[ExecutionStatus, frozenset[ExecutionStatus]] = MappingProxyType(
+    {
+        status: frozenset(
+            target
+            for rule in MOVES.values()
+            for source, target in rule.items()
+            if source == status and target != status
+        )
+        for status in ExecutionStatus
+    }
+)
+"""Every status change any move makes: what a client can ever observe after what."""
 
 
 class InvalidTransition(ValueError):
@@ -85,11 +174,10 @@ class InvalidTransition(ValueError):
 
 
 def can_transition(current: ExecutionStatus, target: ExecutionStatus) -> bool:
-    """True when ``current`` → ``target`` is allowed (staying in place is always allowed)."""
+    """True when some move takes ``current`` to ``target`` (staying in place always is)."""
     return current == target or target in EXECUTION_TRANSITIONS[current]
 
 
-def check_execution_transition(current: ExecutionStatus, target: ExecutionStatus) -> None:
-    """Raise :class:`InvalidTransition` unless ``current`` → ``target`` is allowed."""
-    if not can_transition(current, target):
-        raise InvalidTransition(current, target)
+def apply(move: Move, current: ExecutionStatus) -> ExecutionStatus | None:
+    """The status ``move`` leads ``current`` to, or None when the move does not apply."""
+    return MOVES[move].get(current)

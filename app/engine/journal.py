@@ -4,6 +4,11 @@ One journal per run, shared by every graph of it (nested bodies included), so ``
 gap-free across the whole run. Events are buffered and handed to the sink in batches (one call
 per scheduler step, not one per event); a checkpoint carries the events buffered before it, so
 a store can persist a step's events and node records in one transaction.
+
+Numbers are proposals: the store accepts a write only when its first ``seq`` follows the run's
+last stored one (and the run is still driven under this journal's ``fence``). A write that
+fails keeps its events and records here, under the numbers they were given, so nothing logged
+is dropped and no number is used twice.
 """
 
 from __future__ import annotations
@@ -31,8 +36,10 @@ class Journal:
         policy: CheckpointPolicy,
         last_seq: int = 0,
         last_checkpoint: int = 0,
+        fence: int | None = None,
     ) -> None:
         self.execution_id = execution_id
+        self.fence = fence  # the lease generation every write of this journal carries
         self.seq = last_seq
         self.checkpoint_number = last_checkpoint
         self._sink = sink
@@ -42,6 +49,7 @@ class Journal:
         self._pending: list[Event] = []
         self._records: list[NodeRecord] = []
         self._unsaved: set[str] = set()
+        self._unwritten: Checkpoint | None = None  # taken, its write failed: written next
         self._levels_since = 0
         self._lock = asyncio.Lock()
 
@@ -98,13 +106,11 @@ class Journal:
         return bool(self._records)
 
     async def flush(self) -> None:
-        """Hand buffered events to the sink, in seq order."""
-        if not self._pending:
+        """Hand buffered events to the sink, in seq order; on failure they stay buffered."""
+        if not self._pending and self._unwritten is None:
             return
         async with self._lock:
-            events, self._pending = self._pending, []
-            if events:
-                await self._sink.emit(events)
+            await self._write()
 
     async def checkpoint(self, *, force: bool = False) -> Checkpoint | None:
         """Save a checkpoint with the records since the last one, when due (or forced).
@@ -116,25 +122,57 @@ class Journal:
             return None
         await self._lock.acquire()  # not `async with`: two coroutines fewer, once per node
         try:
-            self.checkpoint_number += 1
-            records, self._records = self._records, []
-            self._unsaved.clear()
-            self._levels_since = 0
-            created_at = self._now()
-            self.event(
-                EventType.CHECKPOINT_CREATED,
-                data={"checkpoint": self.checkpoint_number, "nodes": [r.key for r in records]},
-                at=created_at,
-            )
-            checkpoint = Checkpoint(
-                execution_id=self.execution_id,
-                number=self.checkpoint_number,
-                seq=self.seq,
-                created_at=created_at,
-                records=records,
-            )
-            events, self._pending = self._pending, []
-            await self._store.save_checkpoint(checkpoint, events)
+            checkpoint = self._take_checkpoint()
+            await self._write()
             return checkpoint
         finally:
             self._lock.release()
+
+    async def finish(
+        self, type_: EventType, data: dict[str, Any], *, checkpoint: bool
+    ) -> Checkpoint | None:
+        """Log the run's last event of this stretch (``workflow.completed``, ``.paused``, …)
+        after a checkpoint of the unsaved records (with ``checkpoint``), in ONE write: a run's
+        end costs one commit, not two."""
+        async with self._lock:
+            taken = self._take_checkpoint() if checkpoint and self._records else None
+            self.event(type_, data=data)
+            await self._write()
+            return taken
+
+    def _take_checkpoint(self) -> Checkpoint:
+        """Number a checkpoint of the unsaved records and its ``checkpoint.created`` event; both
+        are written by the next :meth:`_write`."""
+        self.checkpoint_number += 1
+        records, self._records = self._records, []
+        self._levels_since = 0
+        created_at = self._now()
+        self.event(
+            EventType.CHECKPOINT_CREATED,
+            data={"checkpoint": self.checkpoint_number, "nodes": [r.key for r in records]},
+            at=created_at,
+        )
+        self._unwritten = Checkpoint(
+            execution_id=self.execution_id,
+            number=self.checkpoint_number,
+            seq=self.seq,
+            created_at=created_at,
+            records=records,
+        )
+        return self._unwritten
+
+    async def _write(self) -> None:
+        """Write the buffered events, with the checkpoint taken among them if any. The caller
+        holds the lock. What fails stays buffered, numbers and all, for the next write."""
+        events, self._pending = self._pending, []
+        checkpoint, self._unwritten = self._unwritten, None
+        try:
+            if checkpoint is not None:
+                await self._store.save_checkpoint(checkpoint, events, fence=self.fence)
+                self._unsaved.difference_update(r.key for r in checkpoint.records)
+            elif events:
+                await self._sink.emit(events, fence=self.fence)
+        except BaseException:
+            self._pending[:0] = events
+            self._unwritten = checkpoint
+            raise

@@ -20,17 +20,28 @@ if TYPE_CHECKING:
 
 
 class EventSink(Protocol):
-    """Receives events in ``seq`` order, persists them, then publishes them."""
+    """Receives events in ``seq`` order, persists them, then publishes them.
 
-    async def emit(self, events: Sequence[Event]) -> None:
+    ``fence`` is the lease generation the run is driven under (None when no lease applies: one
+    process, tests). A store refuses a fenced write once the run is driven under another
+    generation, raising :class:`~app.errors.LeaseLost`; it also refuses events whose first
+    ``seq`` does not follow the run's last stored one, so the log never has a gap or a
+    duplicate whoever writes. A write that raises stored nothing, unless it was already stored
+    (a retry after a lost answer is recognised and succeeds).
+    """
+
+    async def emit(self, events: Sequence[Event], *, fence: int | None = None) -> None:
         """Persist ``events`` (already numbered, gap-free) before returning."""
         ...
 
 
 class CheckpointStore(Protocol):
-    """Stores checkpoints; a checkpoint and the events up to it are saved together."""
+    """Stores checkpoints; a checkpoint and the events up to it are saved together (fenced
+    like :meth:`EventSink.emit`)."""
 
-    async def save_checkpoint(self, checkpoint: Checkpoint, events: Sequence[Event]) -> None:
+    async def save_checkpoint(
+        self, checkpoint: Checkpoint, events: Sequence[Event], *, fence: int | None = None
+    ) -> None:
         """Persist ``checkpoint`` and ``events`` atomically (events in order), then publish."""
         ...
 

@@ -27,6 +27,7 @@ class RunControl:
 
     def __init__(self) -> None:
         self.state: ControlState = "run"
+        self.pause_reason: str | None = None  # why the driver paused (``shutdown``), if it did
         self._listeners: set[Callable[[], None]] = set()
 
     @property
@@ -37,9 +38,14 @@ class RunControl:
     def cancelling(self) -> bool:
         return self.state in ("cancel", "timeout")
 
-    def pause(self) -> None:
-        """Start nothing new; running nodes finish; the run ends as ``paused``."""
+    def pause(self, reason: str | None = None) -> None:
+        """Start nothing new; running nodes finish; the run ends as ``paused``.
+
+        ``reason`` is logged with ``workflow.paused``: a pause the run's own replica asks for
+        (``shutdown``: it hands the run back to the queue) rather than a client.
+        """
         if self.state == "run":
+            self.pause_reason = reason
             self._set("pause")
 
     def cancel(self) -> None:

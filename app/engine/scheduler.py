@@ -61,6 +61,7 @@ class RunRequest:
     elapsed_s: float = 0.0
     checkpoints: list[Checkpoint] | None = None
     replica: str | None = None  # who drives this stretch of the run (in workflow.started/resumed)
+    fence: int | None = None  # the lease generation it is driven under (see EventSink)
 
 
 class Scheduler:
@@ -111,6 +112,7 @@ class Scheduler:
             policy=request.config.checkpoint,
             last_seq=request.last_seq,
             last_checkpoint=max((c.number for c in checkpoints), default=0),
+            fence=request.fence,
         )
         runtime = RunRuntime(
             execution_id=request.execution_id,
@@ -164,10 +166,13 @@ class Scheduler:
         )
         # Whatever the policy left unsaved: a resume or retry must not redo finished nodes.
         # A pause, a wait or an early end always saves (even under "never").
-        if result.status is not ExecutionStatus.COMPLETED or request.config.checkpoint != "never":
-            await journal.checkpoint(force=True)
-        journal.event(_TERMINAL_EVENT[result.status], data=_terminal_data(outcome))
-        await journal.flush()
+        save = (
+            result.status is not ExecutionStatus.COMPLETED or request.config.checkpoint != "never"
+        )
+        data = _terminal_data(outcome)
+        if result.status is ExecutionStatus.PAUSED and control.pause_reason is not None:
+            data["reason"] = control.pause_reason
+        await journal.finish(_TERMINAL_EVENT[result.status], data, checkpoint=save)
         return outcome
 
     def _arm_timeout(self, request: RunRequest, control: RunControl) -> asyncio.TimerHandle | None:

@@ -25,6 +25,8 @@ from typing import Any, Protocol
 
 import asyncpg
 
+from app import faults
+
 log = logging.getLogger(__name__)
 
 INTERVAL_S = 0.01  # seconds: at most one notifying transaction per replica per interval
@@ -86,10 +88,13 @@ class LocalNotifier:
 class PgNotifier:
     """LISTEN/NOTIFY on one dedicated asyncpg connection per replica."""
 
-    def __init__(self, dsn: str, sender: str, *, interval_s: float = INTERVAL_S) -> None:
+    def __init__(
+        self, dsn: str, sender: str, *, interval_s: float = INTERVAL_S, timeout_s: float = 5.0
+    ) -> None:
         self._dsn = dsn
         self._sender = sender
         self._interval_s = interval_s
+        self._timeout_s = timeout_s  # seconds connecting or one statement may take
         self._listeners: dict[Channel, list[Listener]] = {channel: [] for channel in Channel}
         self._resync: list[Callable[[], None]] = []
         self._outbox: dict[Channel, set[str]] = {channel: set() for channel in Channel}
@@ -138,7 +143,12 @@ class PgNotifier:
     # -- connection -------------------------------------------------------------------------
 
     async def _connect(self) -> None:
-        connection = await asyncpg.connect(self._dsn)
+        connection = await asyncpg.connect(
+            self._dsn,
+            timeout=self._timeout_s,
+            command_timeout=self._timeout_s,
+            server_settings={"application_name": "oxify-notify"},
+        )
         try:
             for channel in Channel:
                 await connection.add_listener(channel.value, self._received)
@@ -216,6 +226,7 @@ class PgNotifier:
                 payloads.append(payload)
         if not channels or self._connection is None:
             return
+        await faults.hit("notify.before_send", *channels)
         await self._connection.execute(
             "SELECT pg_notify(c, p) FROM unnest($1::text[], $2::text[]) AS t(c, p)",
             channels,

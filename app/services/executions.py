@@ -23,9 +23,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.domain import views as models
 from app.domain.events import Event, EventType
 from app.domain.run import RunConfig
-from app.domain.status import ExecutionStatus
+from app.domain.status import ExecutionStatus, Move
 from app.engine.inputs import apply_defaults, validate_inputs
-from app.engine.ports import EventSink
 from app.engine.runtime import RunControl
 from app.errors import (
     ErrorDetail,
@@ -44,6 +43,7 @@ from app.services.runner import Runner
 from app.services.workflows import WorkflowService
 from app.store import db
 from app.store import executions as store
+from app.store.journal import SqlJournal
 
 _E = ExecutionStatus
 MAX_WAIT_S = 60.0  # seconds; the contract's cap for GET /wait
@@ -67,7 +67,7 @@ class ExecutionService:
         *,
         workflows: WorkflowService,
         runner: Runner,
-        journal: EventSink,
+        journal: SqlJournal,
         bus: EventBus,
         notifier: Notifier,
         max_queued: int = 10_000,
@@ -263,17 +263,17 @@ class ExecutionService:
         waiting: held as paused at once."""
         # Two tries: a replica may claim a queued run between the two conditional updates.
         for _ in range(2):
-            if await self._change(execution_id, (_E.RUNNING,), _E.PAUSING):
+            if await self._move(execution_id, Move.REQUEST_PAUSE):
                 self._tell_owner(execution_id, RunControl.pause)
                 break
-            if await self._settle(execution_id, (_E.QUEUED, _E.WAITING), _E.PAUSED):
+            if await self._append(execution_id, Move.HOLD, EventType.WORKFLOW_PAUSED):
                 break
         else:
             await self._refuse(execution_id, "pause", allowed_now=(_E.PAUSING, _E.PAUSED))
         return await self.get(execution_id)
 
     async def resume(self, execution_id: str) -> models.Execution:
-        if await self._change(execution_id, (_E.PAUSED,), _E.QUEUED, resume_reason="resumed"):
+        if await self._move(execution_id, Move.RESUME):
             self._queued(execution_id)
         else:
             await self._refuse(execution_id, "resume", allowed_now=(_E.QUEUED, _E.RUNNING))
@@ -282,7 +282,7 @@ class ExecutionService:
     async def cancel(self, execution_id: str, *, wait: bool) -> models.Execution:
         """Running nodes really stop (on whichever replica drives the run); with ``wait`` the
         answer comes once they have (or after MAX_WAIT_S)."""
-        if await self._settle(execution_id, (_E.QUEUED, _E.PAUSED, _E.WAITING), _E.CANCELLED):
+        if await self._append(execution_id, Move.WITHDRAW, EventType.WORKFLOW_CANCELLED):
             return await self.get(execution_id)
         async with self._engine.begin() as conn:
             requested = await store.request_cancel(conn, execution_id)
@@ -298,10 +298,7 @@ class ExecutionService:
         """Run a failed, timed-out or cancelled run again from where it stopped."""
         if (await self.get(execution_id)).purged_at is not None:
             raise InvalidState("cannot retry a run whose history retention deleted")
-        expected = (_E.FAILED, _E.TIMED_OUT, _E.CANCELLED)
-        if await self._change(
-            execution_id, expected, _E.QUEUED, resume_reason="retry", cancel_requested=False
-        ):
+        if await self._move(execution_id, Move.RETRY, cancel_requested=False):
             self._queued(execution_id)
         else:
             await self._refuse(execution_id, "retry")
@@ -332,34 +329,15 @@ class ExecutionService:
             return
         await self.wait(execution_id, MAX_WAIT_S)  # driven elsewhere: its events tell
 
-    async def _change(
-        self,
-        execution_id: str,
-        expected: Collection[ExecutionStatus],
-        status: ExecutionStatus,
-        **fields: Any,
-    ) -> bool:
+    async def _move(self, execution_id: str, move: Move, **fields: Any) -> bool:
         async with self._engine.begin() as conn:
-            return await store.set_status(
-                conn, execution_id, expected=expected, status=status, **fields
-            )
+            return await store.move(conn, execution_id, move, **fields) is not None
 
-    async def _settle(
-        self, execution_id: str, expected: Collection[ExecutionStatus], status: ExecutionStatus
-    ) -> bool:
-        """Change a run that no process drives, and log the matching workflow event."""
-        if not await self._change(execution_id, expected, status):
-            return False
-        event_type, data = _SETTLED_EVENTS[status]
-        async with self._read.connect() as conn:
-            row = await store.execution_row(conn, execution_id)
-        assert row is not None
-        # No process drives the run (the conditional update above made sure), so nothing else
-        # appends to its log: last_seq + 1 is the next seq.
-        # A terminal event also withdraws the run's pending forms (see the journal).
-        event = Event(execution_id, row.last_seq + 1, event_type, datetime.now(UTC), data=data)
-        await self._journal.emit([event])
-        return True
+    async def _append(self, execution_id: str, move: Move, event_type: EventType) -> bool:
+        """Change a run that no process drives by ``move`` and log ``event_type``, in one
+        statement: the run's next seq is the database's to give (see the journal)."""
+        data = _APPENDED_DATA.get(move, {})
+        return await self._journal.append(execution_id, move, event_type, data) is not None
 
     async def expire_waiting(self) -> int:
         """Time out waiting runs whose deadline passed (``timeout_includes_waiting``): no one
@@ -368,7 +346,7 @@ class ExecutionService:
             due = await store.overdue_waiting(conn, datetime.now(UTC))
         expired = 0
         for execution_id in due:
-            expired += await self._settle(execution_id, (_E.WAITING,), _E.TIMED_OUT)
+            expired += await self._append(execution_id, Move.EXPIRE, EventType.WORKFLOW_TIMED_OUT)
         return expired
 
     async def _refuse(
@@ -383,18 +361,10 @@ class ExecutionService:
         raise InvalidState(f"cannot {action} an execution that is {execution.status.value}")
 
 
-_SETTLED_EVENTS: dict[ExecutionStatus, tuple[EventType, dict[str, Any]]] = {
-    _E.PAUSED: (EventType.WORKFLOW_PAUSED, {}),
-    _E.CANCELLED: (EventType.WORKFLOW_CANCELLED, {}),
-    _E.TIMED_OUT: (
-        EventType.WORKFLOW_TIMED_OUT,
-        {
-            "error": {
-                "code": "run_timed_out",
-                "message": "the run's timeout_s passed while it waited",
-            }
-        },
-    ),
+_APPENDED_DATA: dict[Move, dict[str, Any]] = {
+    Move.EXPIRE: {
+        "error": {"code": "run_timed_out", "message": "the run's timeout_s passed while it waited"}
+    },
 }
 
 

@@ -2,14 +2,21 @@
 
 The pump claims queued runs (oldest first) and runs whose owner's lease lapsed, up to
 ``max_concurrent`` at a time, with one ``UPDATE … FOR UPDATE SKIP LOCKED`` statement each (see
-:mod:`app.store.leases`); it wakes when something is queued here or on another replica
-(``queue`` notification) and polls every ``poll_s`` for lapsed leases. One heartbeat statement
-renews every lease this replica holds and reads back what the rows say: a pause or cancel asked
-on another replica, or that another replica took the run over (its task is then stopped; the
-journal's fencing already refuses its writes). A ``control`` notification makes that prompt.
+:mod:`app.store.claims`); it wakes when something is queued here or on another replica
+(``queue`` notification) and polls every ``poll_s`` for lapsed leases. One heartbeat statement,
+sent through the journal's writer, renews every lease this replica holds and reads back what
+the rows say: a pause or cancel asked on another replica, or that another replica took the run
+over (its task is then stopped; the journal's fencing already refuses its writes). A run whose
+lease could not be renewed for a whole ``lease_s`` is stopped here: another replica may be
+driving it by then. A ``control`` notification makes pauses and cancels prompt.
 
-On shutdown every running run is paused at a checkpoint and queued again
-(``resume_reason = "shutdown"``); another replica, or this one when it is back, continues it.
+On shutdown every running run is paused at a checkpoint and handed back to the queue in the
+same write (``workflow.paused`` with reason ``shutdown``; the run's status becomes ``queued``,
+or ``paused`` when a client asked for a pause meanwhile). Leases are renewed until the hand-back
+ends; a run still busy when the grace period runs out is stopped and its lease released, so any
+replica recovers it at once. Should another replica take a run over first (the renewals
+failed), this replica's writes for it are fenced off and the run continues there: whatever the
+order, the run is never left paused by nobody.
 """
 
 from __future__ import annotations
@@ -20,22 +27,25 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.domain.events import Event, EventType
+from app import faults
+from app.domain.events import EventType
 from app.domain.run import RunConfig
-from app.domain.status import ExecutionStatus
+from app.domain.status import ExecutionStatus, Move
 from app.engine.runtime import RunControl
 from app.engine.scheduler import RunRequest, Scheduler
 from app.errors import LeaseLost
 from app.events.notify import Channel, Notifier
 from app.services.workflows import WorkflowService
-from app.store import claims, db, forms, journal_sql, leases
+from app.store import claims, db, leases
 from app.store import executions as store
 from app.store.journal import SqlJournal
+from app.store.journal_rows import HAND_BACK_REASON
 
 log = logging.getLogger(__name__)
 
@@ -53,14 +63,16 @@ class LeaseSettings:
     lease_s: float = 10.0  # seconds a claim or renewal holds a run
     heartbeat_s: float = 3.0  # seconds between renewals (well under lease_s)
     poll_s: float = 1.0  # seconds between looks for lapsed leases and missed queue nudges
+    timeout_s: float = 5.0  # seconds any one database call may take
 
 
 @dataclass(slots=True)
 class _Active:
     run: claims.ClaimedRun
     control: RunControl
+    renewed_at: float  # loop time when the claim or the last renewal holding it was sent
     task: asyncio.Task[None] | None = None
-    lost: bool = False  # another replica took it over: stop quietly
+    lost: bool = False  # another replica took it over (or may have): stop quietly
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -78,9 +90,10 @@ class Runner:
         settings: LeaseSettings,
     ) -> None:
         self._engine = engine
-        # Renewals and reads: one statement each, no BEGIN/COMMIT round trips.
+        # Reads and single statements: no BEGIN/COMMIT round trips.
         self._read = self._statements = db.autocommit(engine)
-        self._claims = claims.for_engine(engine)
+        self._timeout_s = settings.timeout_s
+        self._claims = claims.for_engine(engine, timeout_s=settings.timeout_s)
         self._journal = journal
         self._scheduler = scheduler
         self._workflows = workflows
@@ -89,8 +102,8 @@ class Runner:
         self._active: dict[str, _Active] = {}
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._heartbeat_task: asyncio.Task[None] | None = None
         self._stopping = False
-        self._last_renewal = 0.0  # loop time of the last successful heartbeat
         self._backlog = False  # the last claim filled every free slot
         self._counts = {"claims": 0, "runs_claimed": 0, "runs_recovered": 0, "lease_renewals": 0}
 
@@ -105,68 +118,54 @@ class Runner:
         self._notifier.listen(Channel.QUEUE, lambda _ids: self.notify())
         self._notifier.listen(Channel.CONTROL, self._on_control)
         self._notifier.on_resync(self.notify)
-        self._tasks = [
-            asyncio.create_task(self._pump(), name="oxify-runner-pump"),
-            asyncio.create_task(self._heartbeat(), name="oxify-runner-heartbeat"),
-        ]
+        self._tasks = [asyncio.create_task(self._pump(), name="oxify-runner-pump")]
+        self._heartbeat_task = asyncio.create_task(self._heartbeat(), name="oxify-runner-heartbeat")
 
     async def shutdown(self, grace_s: float) -> None:
-        """Pause every running run at a checkpoint and queue it again for any replica."""
+        """Hand every running run back to the queue at a checkpoint (see the module doc)."""
         self._stopping = True
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.wait(tasks)
+        await _cancel(list(self._tasks))  # no more claims; renewals go on
         active = dict(self._active)
         if active:
-            await self._hand_back(active, grace_s)
+            await faults.hit("runner.hand_back", *active)
+            stopped = await self._hand_back(active, grace_s)
+        else:
+            stopped = {}
+        if self._heartbeat_task is not None:
+            await _cancel([self._heartbeat_task])
+        if stopped:
+            await self._release(stopped)
         with contextlib.suppress(Exception):
-            async with self._engine.begin() as conn:
-                await leases.stopped(conn, self.replica_id)
+            async with asyncio.timeout(self._timeout_s):
+                async with self._engine.begin() as conn:
+                    await leases.stopped(conn, self.replica_id)
         await self._claims.close()
 
-    async def _hand_back(self, active: dict[str, _Active], grace_s: float) -> None:
-        ids = sorted(active)  # rows are locked in id order everywhere
-        async with self._engine.begin() as conn:
-            for execution_id in ids:
-                await store.set_status(
-                    conn,
-                    execution_id,
-                    expected=(_E.RUNNING,),
-                    status=_E.PAUSING,
-                    resume_reason="shutdown",
-                )
+    async def _hand_back(self, active: dict[str, _Active], grace_s: float) -> dict[str, int]:
+        """Pause the runs for the hand-back and wait up to ``grace_s``; the runs that had to be
+        stopped before they got there (id → generation)."""
         for entry in active.values():
-            entry.control.pause()
+            entry.control.pause(reason=HAND_BACK)
         tasks = [entry.task for entry in active.values() if entry.task is not None]
         _done, pending = await asyncio.wait(tasks, timeout=grace_s) if tasks else (set(), set())
-        for task in pending:
-            # Out of time: stop without a terminal event. The run goes back to `running` with
-            # its lease released: any replica recovers it (its interrupted nodes run again).
-            task.cancel()
-        if pending:
-            await asyncio.wait(pending)
-        held = {i: entry.run.generation for i, entry in active.items()}
-        async with self._engine.begin() as conn:
-            for execution_id in ids:
-                await store.set_status(
-                    conn,
-                    execution_id,
-                    expected=(_E.PAUSED,),
-                    status=_E.QUEUED,
-                    resume_reason="shutdown",
-                    only_if_resume_reason="shutdown",
-                )
-                await store.set_status(
-                    conn,
-                    execution_id,
-                    expected=(_E.PAUSING,),
-                    status=_E.RUNNING,
-                    only_if_resume_reason="shutdown",
-                )
-            await leases.release(conn, self.replica_id, held)
-        self._notifier.send(Channel.QUEUE, ids)
+        stopped = {
+            entry.run.id: entry.run.generation
+            for entry in active.values()
+            if entry.task in pending and not entry.lost
+        }
+        await _cancel(pending)  # out of time: stopped without a last write
+        return stopped
+
+    async def _release(self, stopped: dict[str, int]) -> None:
+        """End the leases of runs stopped mid-way: any replica recovers them at once."""
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                async with self._engine.begin() as conn:
+                    await leases.release(conn, self.replica_id, stopped)
+        except Exception as exc:
+            log.warning("could not release %d lease(s) (%s); they lapse", len(stopped), exc)
+            return
+        self._notifier.send(Channel.QUEUE, sorted(stopped))
 
     # -- requests -------------------------------------------------------------------------
 
@@ -242,14 +241,20 @@ class Runner:
     async def _claim(self, kind: claims.Kind, limit: int) -> int:
         settings = self.settings
         self._counts["claims"] += 1
+        sent = asyncio.get_running_loop().time()
         runs = await self._claims.claim(kind, settings.replica_id, limit, settings.lease_s)
         self._counts["runs_claimed"] += len(runs)
         if kind == "expired":
             self._counts["runs_recovered"] += len(runs)
         for run in runs:
-            # Fenced from here on: once another replica claims the run, our writes fail.
-            self._journal.own(run.id, run.generation)
-            entry = _Active(run, RunControl())
+            previous = self._active.get(run.id)
+            if previous is not None:
+                # Our own earlier driver lost the lease (the loop was blocked past it) and we
+                # took the run over: the old driver's writes carry the old generation and are
+                # refused; stop it.
+                log.warning("run %s was recovered by this replica from itself", run.id)
+                self._abandon(previous)
+            entry = _Active(run, RunControl(), renewed_at=sent)
             entry.task = asyncio.create_task(self._drive(entry), name=run.id)
             self._active[run.id] = entry
         return len(runs)
@@ -267,12 +272,12 @@ class Runner:
             entry.lost = True
         except Exception as exc:
             log.exception("run %s crashed", run.id)
-            await self._record_crash(run.id, exc)
+            await self._record_crash(entry, exc)
         finally:
             if entry.lost:
                 log.warning("run %s was taken over by another replica; stopped here", run.id)
-            self._journal.disown(run.id)
-            self._active.pop(run.id, None)
+            if self._active.get(run.id) is entry:
+                del self._active[run.id]
             entry.done.set()
             if self._backlog:  # the last claim took all it could: more may be waiting
                 self._wake.set()
@@ -283,15 +288,7 @@ class Runner:
             control.cancel()  # asked before this replica could hear it
         elif run.status is _E.PAUSING:
             control.pause()
-        resume = run.last_seq > 0  # a run that logged anything continues from its checkpoints
         history = run.history
-        if resume and history is None:  # (Postgres claims read it already)
-            async with self._read.connect() as conn:
-                history = claims.History(
-                    checkpoints=await journal_sql.checkpoints_of(conn, run.id),
-                    attempts=await store.node_attempts(conn, run.id),
-                    answers=await forms.answers(conn, run.id),
-                )
         plan = await self._workflows.plan_of_version(run.workflow_id, run.workflow_version)
         config = RunConfig.model_validate(run.config)
         request = RunRequest(
@@ -299,14 +296,15 @@ class Runner:
             plan=plan,
             inputs=run.inputs,
             config=config,
-            resume=resume,
+            resume=run.last_seq > 0,  # a run that logged anything continues from its history
             resume_reason=run.resume_reason or "resumed",
             last_seq=run.last_seq,
             resume_values=history.answers if history is not None else {},
             prior_attempts=history.attempts if history is not None else {},
-            checkpoints=history.checkpoints if resume and history is not None else None,
+            checkpoints=history.checkpoints if history is not None else None,
             elapsed_s=await self._elapsed(run, config),
             replica=self.replica_id,
+            fence=run.generation,
         )
         started = time.monotonic()
         try:
@@ -333,54 +331,65 @@ class Runner:
             return 0.0
         return (now - run.started_at).total_seconds()
 
-    async def _record_crash(self, execution_id: str, exc: Exception) -> None:
+    async def _record_crash(self, entry: _Active, exc: Exception) -> None:
         """End a run whose driver failed outside the engine (a store error, a bug) as failed.
 
-        Goes through the journal like any event (fenced like any write), so the log gets its
-        terminal event and the row its status in one write. If even that fails the run stays
-        `running`; its lease runs out and a replica recovers it.
+        One statement logs ``workflow.failed`` as the run's next seq and ends the run, fenced
+        by the driver's generation (a run taken over meanwhile is left alone). If even that
+        fails the run stays ``running``; its lease runs out and a replica recovers it.
         """
         error = {"code": "internal_error", "message": f"{type(exc).__name__}: {exc}"}
         try:
-            async with self._read.connect() as conn:
-                row = await store.execution_row(conn, execution_id)
-            if row is None:
-                return
-            event = Event(
-                execution_id,
-                row.last_seq + 1,
+            await self._journal.append(
+                entry.run.id,
+                Move.FAIL,
                 EventType.WORKFLOW_FAILED,
-                datetime.now(UTC),
-                data={"error": error},
+                {"error": error},
+                fence=entry.run.generation,
             )
-            await self._journal.emit([event])
         except Exception:
-            log.exception("could not record the failure of run %s", execution_id)
+            log.exception("could not record the failure of run %s", entry.run.id)
 
     # -- leases ---------------------------------------------------------------------------
 
     async def _heartbeat(self) -> None:
         loop = asyncio.get_running_loop()
-        self._last_renewal = loop.time()
-        while not self._stopping:
-            await asyncio.sleep(self.settings.heartbeat_s)
+        settings = self.settings
+        while True:
+            await asyncio.sleep(settings.heartbeat_s)
             try:
                 await self._renew()
-                self._last_renewal = loop.time()
             except Exception as exc:
                 log.warning("cannot renew leases (%s)", exc)
-                if loop.time() - self._last_renewal > self.settings.lease_s:
-                    # Our leases have run out: other replicas may be driving these runs now.
-                    self._abandon_all()
+            # A run not renewed for a whole lease may be driven elsewhere by now.
+            for entry in list(self._active.values()):
+                if loop.time() - entry.renewed_at > settings.lease_s:
+                    log.warning(
+                        "the lease of run %s could not be renewed; stopping it", entry.run.id
+                    )
+                    self._abandon(entry)
 
     async def _renew(self) -> None:
         held = {i: entry.run.generation for i, entry in self._active.items()}
         self._counts["lease_renewals"] += 1
-        async with self._statements.connect() as conn:
-            states = await leases.renew(conn, self.replica_id, held, self.settings.lease_s)
+        sent = asyncio.get_running_loop().time()
+        bound = max(self.settings.heartbeat_s, self.settings.lease_s / 3)
+        states = await asyncio.wait_for(
+            self._journal.renew(self.replica_id, held, self.settings.lease_s), bound
+        )
+        for execution_id, generation in held.items():
+            state = states.get(execution_id)
+            entry = self._active.get(execution_id)
+            if (
+                entry is not None
+                and state is not None
+                and state.renewed
+                and state.generation == generation == entry.run.generation
+            ):
+                entry.renewed_at = sent
+            self._apply(execution_id, state)
+        async with asyncio.timeout(self._timeout_s), self._statements.connect() as conn:
             await leases.beat(conn, self.replica_id, socket.gethostname(), os.getpid())
-        for execution_id in held:
-            self._apply(execution_id, states.get(execution_id))
 
     def _on_control(self, ids: list[str]) -> None:
         mine = [i for i in ids if i in self._active]
@@ -391,7 +400,7 @@ class Runner:
 
     async def _check(self, ids: list[str]) -> None:
         try:
-            async with self._read.connect() as conn:
+            async with asyncio.timeout(self._timeout_s), self._read.connect() as conn:
                 states = await leases.lease_states(conn, ids)
         except Exception as exc:
             log.warning("cannot read control requests (%s); the heartbeat will", exc)
@@ -416,9 +425,16 @@ class Runner:
         if entry.task is not None:
             entry.task.cancel()
 
-    def _abandon_all(self) -> None:
-        for entry in list(self._active.values()):
-            self._abandon(entry)
+
+HAND_BACK = HAND_BACK_REASON  # the pause reason of a hand-back (logged with workflow.paused)
+
+
+async def _cancel(tasks: Collection[asyncio.Task[None]]) -> None:
+    """Cancel ``tasks`` and wait until they have ended."""
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        await asyncio.wait(tasks)
 
 
 async def _wait(event: asyncio.Event, seconds: float) -> None:

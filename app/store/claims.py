@@ -8,12 +8,18 @@ Submit → first node started is bounded by how fast a claim is, so on Postgres 
 a dedicated asyncpg connection (:class:`PgClaims`), as the statements below compiled once: no
 pool checkout, no ping, no SQLAlchemy per-call work. :class:`SqlClaims` runs the same statements
 through SQLAlchemy on any backend (SQLite).
+
+A resumed run's history (checkpoints, attempts, answers) is read by a second statement, after
+the claim committed: a statement's subqueries see the snapshot it started with, not the row
+it locked, so an answer committed while the claim waited for the row would be zeroed from
+``pending_answers`` by the claim yet missing from a history read inside it.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
 
@@ -23,17 +29,18 @@ from sqlalchemy import Integer, Interval, String, Update, any_, bindparam, func,
 from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app import faults
 from app.domain.run import Checkpoint
-from app.domain.status import ExecutionStatus
-from app.store import codec
-from app.store.db import asyncpg_dsn
+from app.domain.status import ExecutionStatus, Move
+from app.store import codec, db, journal_sql, status_sql
+from app.store import executions as executions_store
+from app.store import forms as forms_store
 from app.store.forms import ANSWERED
 from app.store.leases import DRIVEN
 from app.store.tables import Timestamp, checkpoints, executions, forms, node_runs
 
 _E = ExecutionStatus
 Kind = Literal["queued", "expired"]
-RECOVERED = "recovered"  # resume reason of a run claimed after its owner's lease expired
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,13 +110,16 @@ def statement(kind: Kind, dialect: str) -> Update:
         now = bindparam("now", type_=Timestamp())
         expires_at = bindparam("expires_at", type_=Timestamp())
         driven = executions.c.status.in_(DRIVEN)
+    move = Move.CLAIM if kind == "queued" else Move.RECOVER
+    values: dict[str, Any] = {
+        "status": status_sql.target(move),
+        "resume_reason": status_sql.resume_reason(move, executions.c.resume_reason),
+    }
     if kind == "queued":
-        where: Any = executions.c.status == _E.QUEUED.value
-        values: dict[str, Any] = {"status": _E.RUNNING.value}
+        where: Any = status_sql.applies(move)
     else:
         lapsed = (executions.c.lease_expires_at < now) | executions.c.lease_expires_at.is_(None)
         where = driven & lapsed
-        values = {"resume_reason": RECOVERED}  # the status stays: `pausing` stays pausing
     # A CTE, not ``IN (subquery)``: Postgres never inlines a locking CTE, so the rows are picked
     # (and locked) exactly once, whatever join the planner chooses.
     chosen = (
@@ -120,7 +130,6 @@ def statement(kind: Kind, dialect: str) -> Update:
         .with_for_update(skip_locked=True)
         .cte("chosen")
     )
-    returning = [*_CLAIMED_COLUMNS, *(_history_columns() if dialect == "postgresql" else ())]
     return (
         update(executions)
         .where(executions.c.id == chosen.c.id)
@@ -133,13 +142,13 @@ def statement(kind: Kind, dialect: str) -> Update:
             updated_at=now,
             **values,
         )
-        .returning(*returning)
+        .returning(*_CLAIMED_COLUMNS)
     )
 
 
-def _history_columns() -> list[Any]:
-    """JSON of the run's checkpoints, node attempts and answered forms, read in the claim's
-    own round trip: a resumed run starts without reading anything more."""
+def history_query() -> Any:
+    """JSON of the checkpoints, node attempts and answered forms of the runs ``ids`` (one row
+    each), in one round trip (Postgres)."""
     mine = executions.c.id
     checkpoint = func.json_build_object(
         "number",
@@ -161,7 +170,7 @@ def _history_columns() -> list[Any]:
         "answer",
         forms.c.answer,
     )
-    return [
+    columns = [
         select(func.json_agg(aggregate_order_by(checkpoint, checkpoints.c.number)))
         .where(checkpoints.c.execution_id == mine)
         .scalar_subquery()
@@ -178,6 +187,8 @@ def _history_columns() -> list[Any]:
         .scalar_subquery()
         .label("answers"),
     ]
+    ids = bindparam("ids", type_=ARRAY(String))
+    return select(executions.c.id, *columns).where(executions.c.id == any_(ids))
 
 
 def _history(execution_id: str, row: Mapping[str, Any]) -> History:
@@ -211,10 +222,18 @@ def _runs(rows: Sequence[Mapping[str, Any]], decode: bool) -> list[ClaimedRun]:
             cancel_requested=bool(row["cancel_requested"]),
             started_at=_aware(row["started_at"]),
             active_s=row["active_s"],
-            history=_history(row["id"], row) if "checkpoints" in row else None,
         )
         for row in ordered
     ]
+
+
+def _resumed(runs: list[ClaimedRun]) -> list[str]:
+    """The runs that logged something before: they continue from their history."""
+    return [run.id for run in runs if run.last_seq > 0]
+
+
+def _with(runs: list[ClaimedRun], histories: Mapping[str, History]) -> list[ClaimedRun]:
+    return [replace(run, history=histories.get(run.id)) for run in runs]
 
 
 def _aware(value: datetime | None) -> datetime | None:
@@ -240,20 +259,32 @@ class SqlClaims:
             "now": now,
             "expires_at": now + lease,
         }
+        await faults.hit("claims.before", owner)
         async with self._engine.connect() as conn:
             result = await conn.execute(self._statements[kind], parameters)
-            rows = [dict(row._mapping) for row in result]
-        return _runs(rows, decode=False)
+            runs = _runs([dict(row._mapping) for row in result], decode=False)
+            await faults.hit("claims.after", owner, *(run.id for run in runs))
+            histories = {
+                execution_id: History(
+                    checkpoints=await journal_sql.checkpoints_of(conn, execution_id),
+                    attempts=await executions_store.node_attempts(conn, execution_id),
+                    answers=await forms_store.answers(conn, execution_id),
+                )
+                for execution_id in _resumed(runs)
+            }
+        return _with(runs, histories)
 
     async def close(self) -> None:
         return None
 
 
 class PgClaims:
-    """Claims on one dedicated asyncpg connection (opened on first use, again after a loss)."""
+    """Claims on one dedicated asyncpg connection (opened on first use, again after a loss),
+    each call bounded by ``timeout_s``."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._dsn = asyncpg_dsn(engine)
+    def __init__(self, engine: AsyncEngine, *, timeout_s: float = db.DEFAULT_TIMEOUT_S) -> None:
+        self._dsn = db.asyncpg_dsn(engine)
+        self._timeout_s = timeout_s
         self._connection: asyncpg.Connection | None = None
         # SQL text, parameter names in order, and the values the statement itself binds.
         self._compiled: dict[Kind, tuple[str, tuple[str, ...], dict[str, Any]]] = {}
@@ -261,6 +292,8 @@ class PgClaims:
             compiled = statement(kind, "postgresql").compile(dialect=engine.dialect)
             names = tuple(compiled.positiontup or ())
             self._compiled[kind] = (compiled.string, names, dict(compiled.params))
+        history = history_query().compile(dialect=engine.dialect)
+        self._history = (history.string, tuple(history.positiontup or ()), dict(history.params))
 
     def sql(self, kind: Kind, owner: str, limit: int, lease_s: float) -> tuple[str, list[Any]]:
         """The claim as asyncpg takes it: SQL text and arguments (also for EXPLAIN)."""
@@ -270,23 +303,44 @@ class PgClaims:
 
     async def claim(self, kind: Kind, owner: str, limit: int, lease_s: float) -> list[ClaimedRun]:
         sql, arguments = self.sql(kind, owner, limit, lease_s)
+        await faults.hit("claims.before", owner)
+        runs = _runs([dict(row) for row in await self._fetch(sql, arguments)], decode=True)
+        await faults.hit("claims.after", owner, *(run.id for run in runs))
+        resumed = _resumed(runs)
+        if not resumed:
+            return runs
+        sql, names, bound = self._history
+        values = {**bound, "ids": resumed}
+        rows = await self._fetch(sql, [values[name] for name in names])
+        return _with(runs, {row["id"]: _history(row["id"], row) for row in rows})
+
+    async def _fetch(self, sql: str, arguments: list[Any]) -> list[asyncpg.Record]:
         connection = self._connection
         if connection is None or connection.is_closed():
-            connection = self._connection = await asyncpg.connect(self._dsn)
+            connection = self._connection = await db.connect_asyncpg(
+                self._dsn, "oxify-claims", timeout_s=self._timeout_s
+            )
         try:
-            rows = await connection.fetch(sql, *arguments)
-        except (OSError, asyncpg.InterfaceError, asyncpg.ConnectionDoesNotExistError):
-            self._connection = None
-            connection.terminate()
+            async with asyncio.timeout(self._timeout_s):  # a half-open socket included
+                rows: list[asyncpg.Record] = await connection.fetch(sql, *arguments)
+        except BaseException as exc:
+            if not isinstance(exc, asyncpg.PostgresError) or db.is_transient(exc):
+                self._connection = None
+                connection.terminate()
             raise
-        return _runs([dict(row) for row in rows], decode=True)
+        return rows
 
     async def close(self) -> None:
         if self._connection is not None:
-            await self._connection.close()
+            try:
+                await self._connection.close(timeout=self._timeout_s)
+            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                self._connection.terminate()
             self._connection = None
 
 
-def for_engine(engine: AsyncEngine) -> Claims:
+def for_engine(engine: AsyncEngine, *, timeout_s: float = db.DEFAULT_TIMEOUT_S) -> Claims:
     """The fastest claims the engine's backend allows."""
-    return PgClaims(engine) if engine.dialect.name == "postgresql" else SqlClaims(engine)
+    if engine.dialect.name == "postgresql":
+        return PgClaims(engine, timeout_s=timeout_s)
+    return SqlClaims(engine)

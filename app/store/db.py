@@ -11,6 +11,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -30,8 +31,16 @@ MIGRATIONS_DIR = (
 )
 
 
-def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
-    """An async engine with settings fit for each backend (one JSON encoder for all)."""
+DEFAULT_TIMEOUT_S = 5.0  # seconds any one database call may take (connect, statement, lock)
+
+
+def create_engine(url: str, *, timeout_s: float = DEFAULT_TIMEOUT_S, **kwargs: Any) -> AsyncEngine:
+    """An async engine with settings fit for each backend (one JSON encoder for all).
+
+    On Postgres every call is bounded by ``timeout_s``: connecting, waiting for a pooled
+    connection, each statement on the server (``statement_timeout``, ``lock_timeout``) and on
+    the client (asyncpg's ``command_timeout``, which also ends a wait on a half-open socket).
+    """
     kwargs.setdefault("json_serializer", codec.dumps)
     if url.startswith("sqlite"):
         engine = create_async_engine(url, **kwargs)
@@ -42,7 +51,34 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     kwargs.setdefault("pool_size", 30)
     kwargs.setdefault("max_overflow", 20)
     kwargs.setdefault("pool_pre_ping", True)
+    kwargs.setdefault("pool_timeout", timeout_s)
+    kwargs.setdefault("connect_args", asyncpg_arguments("oxify", timeout_s))
     return create_async_engine(url, **kwargs)
+
+
+def asyncpg_arguments(name: str, timeout_s: float) -> dict[str, Any]:
+    """asyncpg ``connect`` arguments that bound every call, and name the connection in
+    ``pg_stat_activity`` (operators, and tests that cut one kind of connection, find it)."""
+    milliseconds = str(max(1, int(timeout_s * 1000)))
+    return {
+        "timeout": timeout_s,
+        "command_timeout": timeout_s,
+        "server_settings": {
+            "application_name": name,
+            "statement_timeout": milliseconds,
+            "lock_timeout": milliseconds,
+            "idle_in_transaction_session_timeout": str(max(1, int(timeout_s * 4000))),
+        },
+    }
+
+
+async def connect_asyncpg(dsn: str, name: str, *, timeout_s: float) -> asyncpg.Connection:
+    """A dedicated asyncpg connection (journal writer, claims, notifications), bounded like
+    the pool's (see :func:`asyncpg_arguments`)."""
+    connection: asyncpg.Connection = await asyncpg.connect(
+        dsn, **asyncpg_arguments(name, timeout_s)
+    )
+    return connection
 
 
 def autocommit(engine: AsyncEngine) -> AsyncEngine:
@@ -98,3 +134,27 @@ async def current_revision(engine: AsyncEngine) -> str | None:
 
     async with engine.connect() as connection:
         return await connection.run_sync(read)
+
+
+# SQLSTATE classes and codes worth trying again: connection exceptions, the server shutting
+# down or starting, resources, serialization failures and deadlocks, a statement cancelled by a
+# timeout, a lock not available in time.
+_TRANSIENT_SQLSTATE_CLASSES = ("08", "53", "57P", "40")
+_TRANSIENT_SQLSTATES = frozenset({"57014", "55P03"})
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database could not be reached or answer in time, rather than
+    that it refused the statement: the same statement may succeed if sent again."""
+    if isinstance(exc, OSError | TimeoutError | asyncpg.InterfaceError):
+        return True
+    sqlstate = getattr(exc, "sqlstate", None) or getattr(
+        getattr(exc, "orig", None), "sqlstate", None
+    )
+    if isinstance(sqlstate, str):
+        return sqlstate in _TRANSIENT_SQLSTATES or sqlstate.startswith(_TRANSIENT_SQLSTATE_CLASSES)
+    cause = getattr(exc, "orig", None) or exc.__cause__
+    if cause is not None and cause is not exc:
+        return is_transient(cause)
+    # SQLite: another writer holds the database (busy_timeout ran out).
+    return "database is locked" in str(exc)

@@ -7,7 +7,6 @@ module creates runs, reads them, and changes their status for the API and the ru
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,35 +14,17 @@ from sqlalchemy import Row, delete, func, null, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.domain import views as models
-from app.domain.status import ExecutionStatus, NodeStatus, check_execution_transition
+from app.domain.status import DRIVEN, ExecutionStatus, Move, NodeStatus
 from app.errors import CursorInvalid, ExecutionNotFound
+from app.store import status_sql
 from app.store.tables import checkpoints, events, executions, idempotency_keys, node_runs
 from app.store.workflows import decode_cursor, encode_cursor
 
 _E = ExecutionStatus
-# Columns ``set_status`` may change along with the status.
-_STATUS_FIELDS = frozenset(
-    {"resume_reason", "started_at", "finished_at", "error", "outputs", "cancel_requested"}
-)
+# Columns ``move`` may change along with the status.
+_STATUS_FIELDS = frozenset({"started_at", "finished_at", "error", "outputs", "cancel_requested"})
 # Driven by a replica: not deletable, cancelled through the owner.
-_DRIVEN = (_E.RUNNING.value, _E.PAUSING.value)
-
-
-@dataclass(frozen=True, slots=True)
-class ExecutionRow:
-    """An execution's own columns, without its nodes (runs are started from what a claim
-    returns, ``app.store.claims.ClaimedRun``; this is for reading one run's state, e.g. the
-    seq to log after when no replica drives it)."""
-
-    id: str
-    status: ExecutionStatus
-    workflow_id: str
-    workflow_version: int
-    inputs: Any
-    config: dict[str, Any]
-    last_seq: int
-    resume_reason: str | None
-    started_at: datetime | None
+_DRIVEN = sorted(status.value for status in DRIVEN)
 
 
 async def insert_execution(
@@ -166,38 +147,33 @@ async def list_executions(
     return models.Page[models.ExecutionSummary](items=items, next_cursor=next_cursor)
 
 
-async def set_status(
-    conn: AsyncConnection,
-    execution_id: str,
-    *,
-    expected: Collection[ExecutionStatus],
-    status: ExecutionStatus,
-    only_if_resume_reason: str | None = None,
-    **fields: Any,
-) -> bool:
-    """Change the status if it is one of ``expected``; True when this call changed it.
+async def move(
+    conn: AsyncConnection, execution_id: str, move_: Move, **fields: Any
+) -> ExecutionStatus | None:
+    """Change the run's status by ``move_`` if it applies to the status it has now; the new
+    status, or None when it did not apply (or there is no such run).
 
-    One conditional UPDATE, so of two racing callers exactly one sees its expected status (on
-    Postgres the loser waits for the winner's commit and re-checks the row). ``fields`` may set
-    resume_reason, started_at, finished_at, error and outputs; ``only_if_resume_reason`` adds
-    a condition on the current resume_reason. Raises InvalidTransition (a ValueError) when an
-    expected status may not become ``status`` at all: that is a bug in the caller.
+    One conditional UPDATE, so of two racing callers exactly one sees the status it expected
+    (on Postgres the loser waits for the winner's commit and checks the row again). ``fields``
+    may set started_at, finished_at, error, outputs and cancel_requested beside it.
     """
     unknown = fields.keys() - _STATUS_FIELDS
     if unknown:
-        raise TypeError(f"set_status cannot set {sorted(unknown)}")
-    for current in expected:
-        check_execution_transition(_E(current), _E(status))
-    query = update(executions).where(
-        executions.c.id == execution_id,
-        executions.c.status.in_([_E(s).value for s in expected]),
-    )
-    if only_if_resume_reason is not None:
-        query = query.where(executions.c.resume_reason == only_if_resume_reason)
+        raise TypeError(f"move cannot set {sorted(unknown)}")
     values = {name: null() if value is None else value for name, value in fields.items()}
-    values |= {"status": _E(status).value, "updated_at": datetime.now(UTC)}
-    result = await conn.execute(query.values(**values))
-    return bool(result.rowcount)
+    values |= {
+        "status": status_sql.target(move_),
+        "resume_reason": status_sql.resume_reason(move_, executions.c.resume_reason),
+        "updated_at": datetime.now(UTC),
+    }
+    result = await conn.execute(
+        update(executions)
+        .where(executions.c.id == execution_id, status_sql.applies(move_))
+        .values(**values)
+        .returning(executions.c.status)
+    )
+    status = result.scalar_one_or_none()
+    return None if status is None else _E(status)
 
 
 async def request_cancel(conn: AsyncConnection, execution_id: str) -> bool:
@@ -293,34 +269,6 @@ async def list_checkpoints(conn: AsyncConnection, execution_id: str) -> list[mod
         )
         for row in await conn.execute(query)
     ]
-
-
-async def execution_row(conn: AsyncConnection, execution_id: str) -> ExecutionRow | None:
-    query = select(
-        executions.c.id,
-        executions.c.status,
-        executions.c.workflow_id,
-        executions.c.workflow_version,
-        executions.c.inputs,
-        executions.c.config,
-        executions.c.last_seq,
-        executions.c.resume_reason,
-        executions.c.started_at,
-    ).where(executions.c.id == execution_id)
-    row = (await conn.execute(query)).first()
-    if row is None:
-        return None
-    return ExecutionRow(
-        id=row.id,
-        status=_E(row.status),
-        workflow_id=row.workflow_id,
-        workflow_version=row.workflow_version,
-        inputs=row.inputs,
-        config=row.config,
-        last_seq=row.last_seq,
-        resume_reason=row.resume_reason,
-        started_at=row.started_at,
-    )
 
 
 # -- helpers ----------------------------------------------------------------------------------

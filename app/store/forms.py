@@ -18,8 +18,9 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.domain import views as models
-from app.domain.status import ExecutionStatus
+from app.domain.status import ExecutionStatus, Move
 from app.errors import CursorInvalid
+from app.store import status_sql
 from app.store.tables import executions, form_submissions, forms
 from app.store.workflows import decode_cursor, encode_cursor
 
@@ -163,14 +164,17 @@ async def decide(
         .where(forms.c.id == form.id, forms.c.status == PENDING)
         .values(status=status, answer=answer, decided_at=at)
     )
-    waiting = executions.c.status == _E.WAITING.value
+    waiting = status_sql.applies(Move.ANSWER)
     result = await conn.execute(
         update(executions)
         .where(executions.c.id == form.execution_id)
         .values(
             pending_answers=executions.c.pending_answers + 1,
-            status=case((waiting, _E.QUEUED.value), else_=executions.c.status),
-            resume_reason=case((waiting, "answered"), else_=executions.c.resume_reason),
+            status=case((waiting, status_sql.target(Move.ANSWER)), else_=executions.c.status),
+            resume_reason=case(
+                (waiting, status_sql.resume_reason(Move.ANSWER, executions.c.resume_reason)),
+                else_=executions.c.resume_reason,
+            ),
             updated_at=at,
         )
         .returning(executions.c.status)

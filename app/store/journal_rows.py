@@ -13,18 +13,20 @@ from typing import Any
 
 from app.domain.events import Event, EventType
 from app.domain.run import Checkpoint
-from app.domain.status import ExecutionStatus, NodeStatus
+from app.domain.status import MOVES, Move, NodeStatus
 
-_STATUS_OF_EVENT: dict[EventType, ExecutionStatus] = {
-    EventType.WORKFLOW_STARTED: ExecutionStatus.RUNNING,
-    EventType.WORKFLOW_RESUMED: ExecutionStatus.RUNNING,
-    EventType.WORKFLOW_COMPLETED: ExecutionStatus.COMPLETED,
-    EventType.WORKFLOW_FAILED: ExecutionStatus.FAILED,
-    EventType.WORKFLOW_CANCELLED: ExecutionStatus.CANCELLED,
-    EventType.WORKFLOW_TIMED_OUT: ExecutionStatus.TIMED_OUT,
-    EventType.WORKFLOW_PAUSED: ExecutionStatus.PAUSED,
-    EventType.WORKFLOW_WAITING: ExecutionStatus.WAITING,
+_MOVE_OF_EVENT: dict[EventType, Move] = {
+    EventType.WORKFLOW_STARTED: Move.START,
+    EventType.WORKFLOW_RESUMED: Move.START,
+    EventType.WORKFLOW_COMPLETED: Move.COMPLETE,
+    EventType.WORKFLOW_FAILED: Move.FAIL,
+    EventType.WORKFLOW_CANCELLED: Move.CANCEL,
+    EventType.WORKFLOW_TIMED_OUT: Move.TIME_OUT,
+    EventType.WORKFLOW_PAUSED: Move.PAUSE,
+    EventType.WORKFLOW_WAITING: Move.WAIT,
 }
+_TERMINAL_MOVES = frozenset({Move.COMPLETE, Move.FAIL, Move.CANCEL, Move.TIME_OUT})
+HAND_BACK_REASON = "shutdown"  # workflow.paused's reason when the driver's replica stops
 _NODE_STATUS_OF_EVENT: dict[EventType, NodeStatus] = {
     EventType.NODE_STARTED: NodeStatus.RUNNING,
     EventType.NODE_RETRY: NodeStatus.RUNNING,
@@ -52,11 +54,13 @@ class NodeRunRow:
 
 @dataclass(slots=True)
 class ExecutionUpdate:
-    """Changes to one execution row; None means "leave as is"."""
+    """Changes to one execution row; None means "leave as is". ``first_seq``..``last_seq`` are
+    the batch's events of the run: the row must be at ``first_seq - 1`` for them to be written."""
 
     execution_id: str
+    first_seq: int = 0
     last_seq: int = 0
-    status: str | None = None
+    move: Move | None = None  # the status change the batch makes (its last workflow.* event)
     outputs: Any = None
     error: Any = None
     started_at: datetime | None = None
@@ -64,7 +68,7 @@ class ExecutionUpdate:
     completed_nodes: int | None = None
     total_nodes: int | None = None
     terminal: bool = False
-    generation: int | None = None  # the writer's lease generation; None: no replica drives it
+    fence: int | None = None  # the writer's lease generation; None: no lease applies
 
 
 @dataclass(slots=True)
@@ -101,6 +105,36 @@ class FormRequest:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class RowState:
+    """How a run of a batch stands after the batch's statement: whether this statement wrote
+    its rows, and the row's status, last seq and generation (for a run not written, as the
+    statement found them)."""
+
+    written: bool
+    status: str
+    last_seq: int
+    generation: int
+
+
+@dataclass(frozen=True, slots=True)
+class Append:
+    """An event logged beside the engine's journal, as one statement with the status change
+    it stands for: a client pausing or cancelling a run no replica drives, a deadline passing, a
+    driver recording a crash (fenced by its generation). The database numbers it."""
+
+    execution_id: str
+    move: Move
+    type: EventType
+    data: dict[str, Any]
+    ts: datetime
+    fence: int | None = None
+
+    @property
+    def terminal(self) -> bool:
+        return all(target.is_terminal for target in MOVES[self.move].values())
+
+
 @dataclass(slots=True)
 class BatchRows:
     events: list[Event] = field(default_factory=list)
@@ -122,17 +156,22 @@ class BatchRows:
         )
 
 
-def derive(events: list[Event], checkpoints: list[Checkpoint]) -> BatchRows:
-    """Fold a batch (events in seq order per execution) into row changes, one per key."""
+def derive(
+    events: list[Event], checkpoints: list[Checkpoint], fences: dict[str, int | None]
+) -> BatchRows:
+    """Fold a batch (events in seq order per execution, each execution's events consecutive)
+    into row changes, one per key; ``fences`` gives each execution's writer generation."""
     rows = BatchRows(events=events, checkpoints=checkpoints)
     for event in events:
         update = rows.executions.get(event.execution_id)
         if update is None:
-            update = rows.executions[event.execution_id] = ExecutionUpdate(event.execution_id)
-        update.last_seq = max(update.last_seq, event.seq)
-        status = _STATUS_OF_EVENT.get(event.type)
-        if status is not None:
-            _apply_execution(update, event, status)
+            update = rows.executions[event.execution_id] = ExecutionUpdate(
+                event.execution_id, first_seq=event.seq, fence=fences.get(event.execution_id)
+            )
+        update.last_seq = event.seq
+        move = _MOVE_OF_EVENT.get(event.type)
+        if move is not None:
+            _apply_execution(update, event, move)
         elif event.type is EventType.PROGRESS_UPDATE:
             update.completed_nodes = event.data.get("completed")
             update.total_nodes = event.data.get("total")
@@ -163,13 +202,15 @@ def _form_request(event: Event) -> FormRequest:
     )
 
 
-def _apply_execution(update: ExecutionUpdate, event: Event, status: ExecutionStatus) -> None:
-    update.status = status.value
-    update.terminal = status.is_terminal
-    if status is ExecutionStatus.RUNNING:
+def _apply_execution(update: ExecutionUpdate, event: Event, move: Move) -> None:
+    if move is Move.PAUSE and event.data.get("reason") == HAND_BACK_REASON:
+        move = Move.HAND_BACK
+    update.move = move
+    update.terminal = move in _TERMINAL_MOVES
+    if move is Move.START:
         update.started_at = update.started_at or event.ts
         update.error = None
-    elif status.is_terminal:
+    elif update.terminal:
         update.finished_at = event.ts
         update.outputs = event.data.get("outputs")
         update.error = event.data.get("error")

@@ -1,50 +1,76 @@
-"""The journal's SQL: one batch write per backend, and the reads the engine and streams need."""
+"""The journal's SQL on Postgres (one statement per batch, on a dedicated connection), and the
+reads the engine and streams need on any backend.
+
+Each write is one statement, so it commits or not as a whole, and its outcome per run can be
+read back from what it returns (see :class:`RowState`). Statuses come from the domain's table
+of moves through :mod:`app.store.status_sql`.
+"""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 
 import asyncpg
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, literal_column, select
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.domain.events import Event
 from app.domain.run import Checkpoint
-from app.store import codec
-from app.store.db import asyncpg_dsn
-from app.store.journal_rows import BatchRows
+from app.domain.status import DRIVEN, MOVES, ExecutionStatus, Move
+from app.store import codec, db, status_sql
+from app.store.journal_rows import Append, BatchRows, RowState
+from app.store.leases import LeaseState
 from app.store.tables import checkpoints, events
 
-_PG_BATCH = """
+
+def _sql(expression: ColumnElement[Any]) -> str:
+    """A generated expression as Postgres text (its values are the table's literals)."""
+    compiled = expression.compile(
+        dialect=postgresql.dialect(),  # type: ignore[no-untyped-call]
+        compile_kwargs={"literal_binds": True},
+    )
+    return str(compiled)
+
+
+_X_STATUS: ColumnElement[Any] = literal_column("x.status")
+_MOVE: ColumnElement[Any] = literal_column("u.move")
+_ANSWERED: ColumnElement[bool] = literal_column("x.pending_answers > 0")
+_DRIVEN_SQL = ", ".join(f"'{s.value}'" for s in sorted(DRIVEN))
+
+_PG_BATCH = f"""
 WITH u AS (
-    SELECT * FROM unnest($23::text[], $24::int[], $25::text[], $26::text[], $27::text[],
-                         $28::timestamptz[], $29::timestamptz[], $30::int[], $31::int[],
-                         $32::bool[], $33::int[])
-         AS u(id, last_seq, status, outputs, error, started_at, finished_at, completed_nodes,
-              total_nodes, terminal, generation)
+    SELECT * FROM unnest($23::text[], $24::int[], $25::int[], $26::text[], $27::text[],
+                         $28::text[], $29::timestamptz[], $30::timestamptz[], $31::int[],
+                         $32::int[], $33::bool[], $34::int[])
+         AS u(id, first_seq, last_seq, move, outputs, error, started_at, finished_at,
+              completed_nodes, total_nodes, terminal, generation)
 ), ok AS (
-    -- Fencing: a run's rows are written only while its generation is the writer's (a null
-    -- generation is a write for a run no replica drives); a concurrent claim is waited for and
-    -- the condition checked again. Every other part of the batch depends on what this wrote.
+    -- Fencing: a run's rows are written only while a replica drives it under the writer's
+    -- generation (a null generation: no lease applies), and only when the batch's events
+    -- follow the last stored one. A concurrent claim is waited for and the conditions checked
+    -- again. Every other part of the batch depends on what this wrote.
     UPDATE executions AS x SET
-        last_seq = GREATEST(x.last_seq, u.last_seq),
-        -- A pause asked for while the run was starting must not be overwritten by its
-        -- start; a run about to wait whose answers arrived meanwhile is queued instead.
-        status = CASE WHEN u.status = 'running' AND x.status = 'pausing' THEN x.status
-                      WHEN u.status = 'waiting' AND x.pending_answers > 0 THEN 'queued'
-                      ELSE COALESCE(u.status, x.status) END,
-        resume_reason = CASE WHEN u.status = 'waiting' AND x.pending_answers > 0 THEN 'answered'
-                             ELSE x.resume_reason END,
+        last_seq = u.last_seq,
+        status = {_sql(status_sql.journal_status(_MOVE, _X_STATUS, _ANSWERED))},
+        resume_reason = {
+    _sql(status_sql.journal_reason(_MOVE, literal_column("x.resume_reason"), _ANSWERED))
+},
         outputs = CASE WHEN u.terminal THEN u.outputs::jsonb ELSE x.outputs END,
-        error = CASE WHEN u.status IS NULL THEN x.error ELSE u.error::jsonb END,
+        error = CASE WHEN u.move IS NULL THEN x.error ELSE u.error::jsonb END,
         started_at = COALESCE(x.started_at, u.started_at),
         finished_at = CASE WHEN u.terminal THEN u.finished_at
-                           WHEN u.status IS NULL THEN x.finished_at END,
+                           WHEN u.move IS NULL THEN x.finished_at END,
         completed_nodes = COALESCE(u.completed_nodes, x.completed_nodes),
         total_nodes = COALESCE(u.total_nodes, x.total_nodes),
         updated_at = now()
     FROM u
-    WHERE x.id = u.id AND (u.generation IS NULL OR x.generation = u.generation)
+    WHERE x.id = u.id AND x.status IN ({_DRIVEN_SQL})
+      AND (u.generation IS NULL OR x.generation = u.generation)
+      AND x.last_seq = u.first_seq - 1
     RETURNING x.id, x.status
 ), ev AS (
     INSERT INTO events (execution_id, seq, type, ts, node_id, level, data)
@@ -78,7 +104,7 @@ WITH u AS (
         finished_at = EXCLUDED.finished_at,
         duration_ms = EXCLUDED.duration_ms
 ), nf AS (
-    SELECT * FROM jsonb_to_recordset($34::jsonb)
+    SELECT * FROM jsonb_to_recordset($35::jsonb)
          AS f(id text, execution_id text, node_key text, kind text, prompt text, fields jsonb,
               approvers jsonb, quorum int, allow_self_approval bool, on_timeout text,
               deadline timestamptz, created_at timestamptz)
@@ -110,7 +136,72 @@ WITH u AS (
     UPDATE forms SET status = 'cancelled', decided_at = now()
     WHERE id IN (SELECT id FROM stale)
 )
-SELECT id, status FROM ok
+-- What each run of the batch is like now (the snapshot's values for runs not written: a
+-- retried write that had been stored already shows its events stored, see RowState).
+SELECT u.id, ok.status AS written, x.status, x.last_seq, x.generation
+FROM u JOIN executions AS x ON x.id = u.id LEFT JOIN ok ON ok.id = u.id
+"""
+
+
+_STALE_FORMS = """
+    -- Pending requests of a run that ended. Rows an answer holds locked are skipped (forms are
+    -- locked before executions everywhere else); that answer then decides a request whose run
+    -- has moved on, which changes nothing.
+    SELECT o.id FROM forms AS o
+    WHERE o.execution_id IN (SELECT id FROM x WHERE {terminal}) AND o.status = 'pending'
+    FOR UPDATE SKIP LOCKED
+"""
+
+
+def _append_sql(move: Move) -> str:
+    """One statement that changes a run's status by ``move`` (if it applies, and under the
+    fence if one is given) and logs its event as the run's next seq."""
+    status: ColumnElement[Any] = literal_column("status")
+    terminal = "x.status IN ('completed', 'failed', 'cancelled', 'timed_out')"
+    return f"""
+WITH x AS (
+    UPDATE executions SET
+        status = {_sql(status_sql.target(move, status))},
+        resume_reason = {_sql(status_sql.resume_reason(move, literal_column("resume_reason")))},
+        last_seq = last_seq + 1,
+        error = CASE WHEN $6::bool THEN $5::jsonb ELSE error END,
+        finished_at = CASE WHEN $6::bool THEN $4 ELSE finished_at END,
+        updated_at = now()
+    WHERE id = $1 AND {_sql(status_sql.applies(move, status))}
+      AND ($7::int IS NULL OR generation = $7::int)
+    RETURNING id, last_seq, status
+), ev AS (
+    INSERT INTO events (execution_id, seq, type, ts, node_id, level, data)
+    SELECT id, last_seq, $2, $4, NULL, NULL, $3::json FROM x
+), stale AS ({_STALE_FORMS.format(terminal=terminal)}), fc AS (
+    UPDATE forms SET status = 'cancelled', decided_at = now()
+    WHERE id IN (SELECT id FROM stale)
+)
+SELECT last_seq, status FROM x
+"""
+
+
+_APPEND_SQL = {move: _append_sql(move) for move in Move if MOVES[move]}
+
+_PG_RENEW = f"""
+WITH held AS (
+    SELECT * FROM unnest($2::text[], $3::int[]) AS h(id, generation)
+), locked AS (
+    -- Waited for, never skipped: a renewal that skipped a row would report a lease it did not
+    -- extend. Rows are locked in id order, as every multi-row write of them does.
+    SELECT x.id FROM executions AS x JOIN held ON held.id = x.id
+    WHERE x.generation = held.generation AND x.owner = $1 AND x.status IN ({_DRIVEN_SQL})
+    ORDER BY x.id
+    FOR UPDATE OF x
+), renewed AS (
+    UPDATE executions AS x SET lease_expires_at = now() + $4::interval
+    FROM locked WHERE x.id = locked.id
+    RETURNING x.id, x.generation, x.status, x.cancel_requested
+)
+SELECT id, generation, status, cancel_requested, true AS renewed FROM renewed
+UNION ALL
+SELECT id, generation, status, cancel_requested, false FROM executions
+WHERE id = ANY($2::text[]) AND id NOT IN (SELECT id FROM renewed)
 """
 
 
@@ -119,28 +210,88 @@ def _json_or_none(value: Any) -> str | None:
 
 
 class PostgresBatchWriter:
-    """Writes a batch with one statement on a dedicated asyncpg connection."""
+    """The journal's statements, one at a time, on one dedicated asyncpg connection (opened on
+    first use and after :meth:`reset`), each bounded by ``timeout_s``."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._dsn = asyncpg_dsn(engine)
+    def __init__(self, engine: AsyncEngine, *, timeout_s: float) -> None:
+        self._dsn = db.asyncpg_dsn(engine)
+        self._timeout_s = timeout_s
         self._connection: asyncpg.Connection | None = None
 
-    async def write(self, rows: BatchRows) -> dict[str, str]:
-        """Write the batch; the executions whose rows were written (the others were fenced
-        off), with their status now."""
+    async def _conn(self) -> asyncpg.Connection:
         connection = self._connection
         if connection is None or connection.is_closed():
-            connection = self._connection = await asyncpg.connect(self._dsn)
-        try:
-            written = await connection.fetch(_PG_BATCH, *_pg_arguments(rows))
-        except (OSError, asyncpg.exceptions.ConnectionDoesNotExistError):
+            connection = self._connection = await db.connect_asyncpg(
+                self._dsn, "oxify-journal", timeout_s=self._timeout_s
+            )
+        return connection
+
+    async def _fetch(self, sql: str, *arguments: Any) -> list[asyncpg.Record]:
+        connection = await self._conn()
+        # The client-side bound covers a half-open socket too (the server's statement_timeout
+        # cannot: it never hears of the statement).
+        async with asyncio.timeout(self._timeout_s):
+            rows: list[asyncpg.Record] = await connection.fetch(sql, *arguments)
+        return rows
+
+    async def write(self, rows: BatchRows) -> dict[str, RowState]:
+        """Write the batch; how each of its runs stands afterwards."""
+        result = await self._fetch(_PG_BATCH, *_pg_arguments(rows))
+        return {
+            row["id"]: RowState(
+                written=row["written"] is not None,
+                status=row["written"] or row["status"],
+                last_seq=row["last_seq"],
+                generation=row["generation"],
+            )
+            for row in result
+        }
+
+    async def append(self, change: Append) -> tuple[int, str] | None:
+        """Apply ``change``; the seq its event got and the run's status, or None when the
+        move did not apply (or the fence refused it)."""
+        result = await self._fetch(
+            _APPEND_SQL[change.move],
+            change.execution_id,
+            change.type.value,
+            codec.dumps(change.data),
+            change.ts,
+            _json_or_none(change.data.get("error")),
+            change.terminal,
+            change.fence,
+        )
+        return (result[0]["last_seq"], result[0]["status"]) if result else None
+
+    async def renew(
+        self, owner: str, held: Mapping[str, int], lease_s: float
+    ) -> dict[str, LeaseState]:
+        ids = list(held)
+        result = await self._fetch(
+            _PG_RENEW, owner, ids, [held[i] for i in ids], timedelta(seconds=lease_s)
+        )
+        return {
+            row["id"]: LeaseState(
+                row["id"],
+                row["generation"],
+                ExecutionStatus(row["status"]),
+                row["cancel_requested"],
+                row["renewed"],
+            )
+            for row in result
+        }
+
+    def reset(self) -> None:
+        """Drop the connection (it failed or hung): the next statement opens a new one."""
+        if self._connection is not None:
+            self._connection.terminate()
             self._connection = None
-            raise
-        return {row[0]: row[1] for row in written}
 
     async def close(self) -> None:
         if self._connection is not None:
-            await self._connection.close()
+            try:
+                await self._connection.close(timeout=self._timeout_s)
+            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                self._connection.terminate()
             self._connection = None
 
 
@@ -171,8 +322,9 @@ def _pg_arguments(rows: BatchRows) -> list[Any]:
         [n.finished_at for n in nr],
         [n.duration_ms for n in nr],
         [u.execution_id for u in ex],
+        [u.first_seq for u in ex],
         [u.last_seq for u in ex],
-        [u.status for u in ex],
+        [None if u.move is None else u.move.value for u in ex],
         [_json_or_none(u.outputs) for u in ex],
         [_json_or_none(u.error) for u in ex],
         [u.started_at for u in ex],
@@ -180,7 +332,7 @@ def _pg_arguments(rows: BatchRows) -> list[Any]:
         [u.completed_nodes for u in ex],
         [u.total_nodes for u in ex],
         [u.terminal for u in ex],
-        [u.generation for u in ex],
+        [u.fence for u in ex],
         codec.dumps([form.as_json() for form in rows.forms]),
     ]
 

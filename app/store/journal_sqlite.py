@@ -3,105 +3,205 @@ writer at a time, so fencing is a read of the generations inside the transaction
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import and_, case, func, literal, select, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from app.domain.status import ExecutionStatus
-from app.store import codec
-from app.store.journal_rows import BatchRows, FormRequest
+from app.domain.status import DRIVEN, ExecutionStatus
+from app.store import codec, status_sql
+from app.store.journal_rows import Append, BatchRows, ExecutionUpdate, FormRequest, RowState
+from app.store.leases import LeaseState
 from app.store.tables import checkpoints, events, executions, forms, node_runs
 
 _E = ExecutionStatus
+_DRIVEN = sorted(s.value for s in DRIVEN)
 
 
 class SqliteBatchWriter:
-    """Writes a batch with Core statements in one transaction."""
+    """The journal's statements as Core statements, each write in one transaction."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
 
-    async def write(self, rows: BatchRows) -> dict[str, str]:
-        """Like the Postgres writer: the executions written, with their status now."""
+    async def write(self, rows: BatchRows) -> dict[str, RowState]:
+        """Like the Postgres writer: how each run of the batch stands afterwards."""
         async with self._engine.begin() as connection:
-            written = await _unfenced(connection, rows)
-            rows = rows.only(written)
-            if rows.events:
-                await connection.execute(
-                    events.insert(),
-                    [
-                        {
-                            "execution_id": e.execution_id,
-                            "seq": e.seq,
-                            "type": e.type.value,
-                            "ts": e.ts,
-                            "node_id": e.node_id,
-                            "level": e.level,
-                            "data": e.data,
-                        }
-                        for e in rows.events
-                    ],
+            found = await _rows(connection, list(rows.executions))
+            written = {
+                u.execution_id
+                for u in rows.executions.values()
+                if u.execution_id in found and _writable(u, found[u.execution_id])
+            }
+            if written:
+                await _write(connection, rows.only(written))
+                after = await _rows(connection, sorted(written))
+                found.update(after)
+            return {
+                execution_id: RowState(
+                    written=execution_id in written,
+                    status=row.status,
+                    last_seq=row.last_seq,
+                    generation=row.generation,
                 )
-            if rows.checkpoints:
-                await connection.execute(
-                    checkpoints.insert(),
-                    [
-                        {
-                            "execution_id": c.execution_id,
-                            "number": c.number,
-                            "seq": c.seq,
-                            "created_at": c.created_at,
-                            "records": [codec.record_to_json(r) for r in c.records],
-                        }
-                        for c in rows.checkpoints
-                    ],
-                )
-            for row in rows.node_runs.values():
-                await connection.execute(_sqlite_node_upsert(row))
-            for form in rows.forms:
-                await connection.execute(_form_insert(form, rows))
-                # A node asks one question at a time (see the Postgres writer).
-                await connection.execute(
-                    update(forms)
-                    .where(
-                        forms.c.execution_id == form.execution_id,
-                        forms.c.node_key == form.node_key,
-                        forms.c.id != form.id,
-                        forms.c.status == "pending",
-                    )
-                    .values(status="cancelled", decided_at=func.current_timestamp())
-                )
-            ended = [u.execution_id for u in rows.executions.values() if u.terminal]
-            if ended:
-                await connection.execute(
-                    update(forms)
-                    .where(forms.c.execution_id.in_(ended), forms.c.status == "pending")
-                    .values(status="cancelled", decided_at=func.current_timestamp())
-                )
-            for change in rows.executions.values():
-                await connection.execute(_execution_update(change))
-            statuses = await connection.execute(
-                select(executions.c.id, executions.c.status).where(executions.c.id.in_(written))
+                for execution_id, row in found.items()
+            }
+
+    async def append(self, change: Append) -> tuple[int, str] | None:
+        status = executions.c.status
+        condition = and_(executions.c.id == change.execution_id, status_sql.applies(change.move))
+        if change.fence is not None:
+            condition = and_(condition, executions.c.generation == change.fence)
+        values: dict[str, Any] = {
+            "status": status_sql.target(change.move, status),
+            "resume_reason": status_sql.resume_reason(change.move, executions.c.resume_reason),
+            "last_seq": executions.c.last_seq + 1,
+            "updated_at": func.current_timestamp(),
+        }
+        if change.terminal:
+            values |= {"error": change.data.get("error"), "finished_at": change.ts}
+        async with self._engine.begin() as connection:
+            result = await connection.execute(
+                update(executions)
+                .where(condition)
+                .values(**values)
+                .returning(executions.c.last_seq, executions.c.status)
             )
-            return {row.id: row.status for row in statuses}
+            row = result.first()
+            if row is None:
+                return None
+            await connection.execute(
+                events.insert().values(
+                    execution_id=change.execution_id,
+                    seq=row.last_seq,
+                    type=change.type.value,
+                    ts=change.ts,
+                    data=change.data,
+                )
+            )
+            if change.terminal:
+                await _cancel_pending_forms(connection, [change.execution_id])
+            return int(row.last_seq), str(row.status)
+
+    async def renew(
+        self, owner: str, held: Mapping[str, int], lease_s: float
+    ) -> dict[str, LeaseState]:
+        expires = datetime.now(UTC) + timedelta(seconds=lease_s)
+        async with self._engine.begin() as connection:
+            mine = [
+                execution_id
+                for execution_id, row in (await _rows(connection, list(held))).items()
+                if row.generation == held[execution_id]
+                and row.owner == owner
+                and row.status in _DRIVEN
+            ]
+            if mine:
+                await connection.execute(
+                    update(executions)
+                    .where(executions.c.id.in_(mine))
+                    .values(lease_expires_at=expires)
+                )
+            return {
+                execution_id: LeaseState(
+                    execution_id,
+                    row.generation,
+                    _E(row.status),
+                    bool(row.cancel_requested),
+                    execution_id in mine,
+                )
+                for execution_id, row in (await _rows(connection, list(held))).items()
+            }
+
+    def reset(self) -> None:
+        """Nothing to drop: each statement checks a connection out of the pool."""
 
     async def close(self) -> None:
         return None
 
 
-async def _unfenced(connection: Any, rows: BatchRows) -> set[str]:
-    """The executions of the batch whose generation is the writer's (or that no one drives)."""
-    fenced = {u.execution_id: u.generation for u in rows.executions.values()}
-    query = select(executions.c.id, executions.c.generation).where(
-        executions.c.id.in_(list(fenced))
+async def _rows(connection: AsyncConnection, ids: list[str]) -> dict[str, Any]:
+    query = select(
+        executions.c.id,
+        executions.c.status,
+        executions.c.last_seq,
+        executions.c.generation,
+        executions.c.owner,
+        executions.c.cancel_requested,
+    ).where(executions.c.id.in_(ids))
+    return {row.id: row for row in await connection.execute(query)}
+
+
+def _writable(update_: ExecutionUpdate, row: Any) -> bool:
+    """The Postgres statement's fence, in Python: driven, ours, and the next seq."""
+    return (
+        row.status in _DRIVEN
+        and (update_.fence is None or row.generation == update_.fence)
+        and row.last_seq == update_.first_seq - 1
     )
-    return {
-        row.id
-        for row in await connection.execute(query)
-        if fenced[row.id] is None or fenced[row.id] == row.generation
-    }
+
+
+async def _write(connection: AsyncConnection, rows: BatchRows) -> None:
+    if rows.events:
+        await connection.execute(
+            events.insert(),
+            [
+                {
+                    "execution_id": e.execution_id,
+                    "seq": e.seq,
+                    "type": e.type.value,
+                    "ts": e.ts,
+                    "node_id": e.node_id,
+                    "level": e.level,
+                    "data": e.data,
+                }
+                for e in rows.events
+            ],
+        )
+    if rows.checkpoints:
+        await connection.execute(
+            checkpoints.insert(),
+            [
+                {
+                    "execution_id": c.execution_id,
+                    "number": c.number,
+                    "seq": c.seq,
+                    "created_at": c.created_at,
+                    "records": [codec.record_to_json(r) for r in c.records],
+                }
+                for c in rows.checkpoints
+            ],
+        )
+    for row in rows.node_runs.values():
+        await connection.execute(_sqlite_node_upsert(row))
+    for form in rows.forms:
+        await connection.execute(_form_insert(form, rows))
+        # A node asks one question at a time (see the Postgres writer).
+        await connection.execute(
+            update(forms)
+            .where(
+                forms.c.execution_id == form.execution_id,
+                forms.c.node_key == form.node_key,
+                forms.c.id != form.id,
+                forms.c.status == "pending",
+            )
+            .values(status="cancelled", decided_at=func.current_timestamp())
+        )
+    ended = [u.execution_id for u in rows.executions.values() if u.terminal]
+    if ended:
+        await _cancel_pending_forms(connection, ended)
+    for change in rows.executions.values():
+        await connection.execute(_execution_update(change))
+
+
+async def _cancel_pending_forms(connection: AsyncConnection, ids: list[str]) -> None:
+    await connection.execute(
+        update(forms)
+        .where(forms.c.execution_id.in_(ids), forms.c.status == "pending")
+        .values(status="cancelled", decided_at=func.current_timestamp())
+    )
 
 
 def _sqlite_node_upsert(row: Any) -> Any:
@@ -133,25 +233,18 @@ def _sqlite_node_upsert(row: Any) -> Any:
     )
 
 
-def _execution_update(change: Any) -> Any:
+def _execution_update(change: ExecutionUpdate) -> Any:
     values: dict[str, Any] = {
-        "last_seq": func.max(executions.c.last_seq, change.last_seq),
+        "last_seq": change.last_seq,
         "updated_at": func.current_timestamp(),
     }
-    if change.status is not None:
-        # As on Postgres: a pause asked for while the run was starting is not overwritten by
-        # its start, and a run about to wait whose answers arrived meanwhile is queued again.
-        if change.status == _E.RUNNING.value:
-            values["status"] = case(
-                (executions.c.status == _E.PAUSING.value, executions.c.status),
-                else_=change.status,
-            )
-        elif change.status == _E.WAITING.value:
-            answered = executions.c.pending_answers > 0
-            values["status"] = case((answered, _E.QUEUED.value), else_=change.status)
-            values["resume_reason"] = case((answered, "answered"), else_=executions.c.resume_reason)
-        else:
-            values["status"] = change.status
+    if change.move is not None:
+        move = literal(change.move.value)
+        answered = executions.c.pending_answers > 0
+        values["status"] = status_sql.journal_status(move, executions.c.status, answered)
+        values["resume_reason"] = status_sql.journal_reason(
+            move, executions.c.resume_reason, answered
+        )
         values["error"] = change.error
         values["finished_at"] = change.finished_at if change.terminal else None
         if change.terminal:

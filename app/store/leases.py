@@ -3,15 +3,17 @@
 A run in ``running`` or ``pausing`` is driven by the replica in ``owner`` until
 ``lease_expires_at``; every claim (:mod:`app.store.claims`) increments ``generation``, and the
 journal refuses writes that carry an older generation, so a replica that comes back after losing
-its lease cannot touch the run again (fencing). Lease times come from the database clock on
-Postgres (replicas' clocks may drift); SQLite has one process, whose clock is used.
+its lease cannot touch the run again (fencing). Renewals go through the journal's writer
+(:meth:`app.store.journal.SqlJournal.renew`), so they stop when its connection does. Lease
+times come from the database clock on Postgres (replicas' clocks may drift); SQLite has one
+process, whose clock is used.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, func, literal, select, tuple_, update
@@ -19,11 +21,12 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.domain.status import DRIVEN as DRIVEN_STATUSES
 from app.domain.status import ExecutionStatus
 from app.store.tables import Timestamp, executions, replicas
 
 _E = ExecutionStatus
-DRIVEN = (_E.RUNNING.value, _E.PAUSING.value)  # statuses a replica drives under a lease
+DRIVEN = tuple(sorted(status.value for status in DRIVEN_STATUSES))  # driven under a lease
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +37,7 @@ class LeaseState:
     generation: int
     status: ExecutionStatus
     cancel_requested: bool
+    renewed: bool = False  # a renewal extended its lease just now
 
 
 def db_now(dialect: str) -> ColumnElement[datetime]:
@@ -41,46 +45,6 @@ def db_now(dialect: str) -> ColumnElement[datetime]:
     if dialect == "postgresql":
         return func.now()
     return literal(datetime.now(UTC), Timestamp())
-
-
-def _expiry(dialect: str, lease_s: float) -> ColumnElement[datetime]:
-    if dialect == "postgresql":
-        return func.now() + func.make_interval(0, 0, 0, 0, 0, 0, float(lease_s))
-    return literal(datetime.now(UTC) + timedelta(seconds=lease_s), Timestamp())
-
-
-async def renew(
-    conn: AsyncConnection, owner: str, held: Mapping[str, int], lease_s: float
-) -> dict[str, LeaseState]:
-    """Extend the leases of the runs ``held`` (id → generation) that this owner still has, and
-    say what the database holds for each of them (a missing id was deleted).
-
-    A row the journal is writing at that moment is skipped rather than waited for (a renewal
-    never waits, so it never deadlocks with the journal's writes): the lease outlasts several
-    renewals. On Postgres it is one statement, so no lock outlives it even if the process
-    stalls.
-    """
-    if not held:
-        return {}
-    dialect = conn.dialect.name
-    mine = tuple_(executions.c.id, executions.c.generation).in_(list(held.items()))
-    locked = (
-        select(executions.c.id)
-        .where(mine, executions.c.owner == owner, executions.c.status.in_(DRIVEN))
-        .with_for_update(skip_locked=True)
-        .cte("locked")
-    )
-    renewal = (
-        update(executions)
-        .where(executions.c.id == locked.c.id)
-        .values(lease_expires_at=_expiry(dialect, lease_s))
-    )
-    report = select(*_STATE_COLUMNS).where(executions.c.id.in_(list(held)))
-    if dialect == "postgresql":
-        report = report.add_cte(renewal.returning(executions.c.id).cte("renewed"))
-    else:  # no data-modifying CTEs; one process anyway
-        await conn.execute(renewal)
-    return {row.id: _state(row) for row in await conn.execute(report)}
 
 
 async def lease_states(conn: AsyncConnection, ids: list[str]) -> dict[str, LeaseState]:

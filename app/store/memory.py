@@ -15,7 +15,7 @@ from typing import Any
 
 from app.domain.events import Event
 from app.domain.run import Checkpoint
-from app.errors import WorkflowNotFound
+from app.errors import JournalRejected, WorkflowNotFound
 
 EventListener = Callable[[Sequence[Event]], None]
 
@@ -31,14 +31,23 @@ class MemoryStore:
 
     # -- EventSink ------------------------------------------------------------------------
 
-    async def emit(self, events: Sequence[Event]) -> None:
-        self._append(events)
+    async def emit(self, events: Sequence[Event], *, fence: int | None = None) -> None:  # noqa: ARG002
+        """Store ``events`` (one process: there is no lease, so ``fence`` is not checked)."""
+        self._append(self._unstored(events))
 
     # -- CheckpointStore ------------------------------------------------------------------
 
-    async def save_checkpoint(self, checkpoint: Checkpoint, events: Sequence[Event]) -> None:
-        self.checkpoints[checkpoint.execution_id].append(checkpoint)
-        self._append(events)
+    async def save_checkpoint(
+        self,
+        checkpoint: Checkpoint,
+        events: Sequence[Event],
+        *,
+        fence: int | None = None,  # noqa: ARG002
+    ) -> None:
+        fresh = self._unstored(events)
+        if fresh and checkpoint.seq >= fresh[0].seq:
+            self.checkpoints[checkpoint.execution_id].append(checkpoint)
+        self._append(fresh)
 
     async def load_checkpoints(self, execution_id: str) -> list[Checkpoint]:
         return list(self.checkpoints.get(execution_id, ()))
@@ -73,6 +82,19 @@ class MemoryStore:
         """Call ``listener`` with every batch after it is stored; returns an unsubscribe."""
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener)
+
+    def _unstored(self, events: Sequence[Event]) -> Sequence[Event]:
+        """The part of ``events`` not stored yet (a retried write may repeat stored ones). A
+        write that does not reach back to the run's last event would leave a gap: refused."""
+        if not events:
+            return events
+        last = self.last_seq(events[0].execution_id)
+        if events[0].seq > last + 1:
+            raise JournalRejected(
+                f"run {events[0].execution_id}'s log is at seq {last}; "
+                f"a write from seq {events[0].seq} would leave a gap"
+            )
+        return [e for e in events if e.seq > last] if events[0].seq <= last else events
 
     def _append(self, events: Sequence[Event]) -> None:
         if not events:

@@ -22,8 +22,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.domain import views as models
 from app.domain.events import Event, EventType
 from app.domain.run import Checkpoint, NodeRecord, RunConfig
-from app.domain.status import ExecutionStatus, NodeStatus
+from app.domain.status import ExecutionStatus, Move, NodeStatus
 from app.engine.scheduler import RunRequest, Scheduler
+from app.errors import JournalRejected, LeaseLost
 from app.nodes.registry import Registry, core_registry
 from app.store import executions, workflows
 from app.store.db import create_engine, migrate
@@ -95,6 +96,14 @@ class Backend:
                     now=T0,
                 )
         return execution_id
+
+    async def retried(self, execution_id: str) -> None:
+        """What a retry and the claim after it do to the row (a replica drives it again)."""
+        if self.engine is None:
+            return
+        async with self.engine.begin() as conn:
+            await executions.move(conn, execution_id, Move.RETRY)
+            await executions.move(conn, execution_id, Move.CLAIM)
 
     async def last_seq(self, execution_id: str) -> int:
         if isinstance(self.journal, MemoryStore):
@@ -289,7 +298,7 @@ async def test_a_checkpoint_that_cannot_be_stored_leaves_no_event_behind(
     await backend.journal.save_checkpoint(checkpoint, [ev(run, 1), ev(run, 2)])
     again = Checkpoint(run, number=1, seq=4, created_at=T0, records=[record("b")])  # same number
 
-    with pytest.raises(Exception, match=r"(?i)unique|duplicate"):
+    with pytest.raises(JournalRejected, match=r"(?i)unique|duplicate"):
         await backend.journal.save_checkpoint(again, [ev(run, 3), ev(run, 4)])
 
     assert await backend.journal.load_checkpoints(run) == [checkpoint]
@@ -314,18 +323,72 @@ async def test_a_failed_write_fails_only_its_own_run(backend: Backend) -> None:
     if not isinstance(backend.journal, SqlJournal):
         pytest.skip("batches are the SQL journal's")
     good, bad = await backend.new_execution(), await backend.new_execution()
-    await backend.journal.emit([ev(bad, 1)])
+    checkpoint = Checkpoint(bad, number=1, seq=1, created_at=T0, records=[record("a")])
+    await backend.journal.save_checkpoint(checkpoint, [ev(bad, 1)])
+    again = Checkpoint(bad, number=1, seq=2, created_at=T0, records=[record("b")])
 
     # Both submissions land in one batch: the writer runs only after both are queued.
     results = await asyncio.gather(
         backend.journal.emit([ev(good, 1)]),
-        backend.journal.emit([ev(bad, 1)]),  # seq 1 again: the primary key refuses it
+        backend.journal.save_checkpoint(again, [ev(bad, 2)]),  # its number: a duplicate key
         return_exceptions=True,
     )
 
-    assert isinstance(results[1], Exception)
+    assert isinstance(results[1], JournalRejected), results
     assert results[0] is None
     assert [e.seq for e in await backend.journal.read_events(good, 0, 10)] == [1]
+    assert [e.seq for e in await backend.journal.read_events(bad, 0, 10)] == [1]
+
+
+async def test_a_write_stored_already_is_not_stored_twice(backend: Backend) -> None:
+    # A writer that lost the answer to a commit sends the same write again.
+    run = await backend.new_execution()
+    first = [ev(run, 1, E.WORKFLOW_STARTED), ev(run, 2)]
+    await backend.journal.emit(first)
+
+    await backend.journal.emit(first)
+
+    assert await backend.journal.read_events(run, 0, 10) == first
+    assert await backend.last_seq(run) == 2
+
+
+async def test_a_write_repeating_stored_events_stores_the_rest(backend: Backend) -> None:
+    # A run's write was cancelled after it reached the writer: the run cannot know whether it
+    # was stored, keeps the events, and sends them again with the next ones.
+    run = await backend.new_execution()
+    await backend.journal.emit([ev(run, 1), ev(run, 2)])
+    checkpoint = Checkpoint(run, number=1, seq=4, created_at=T0, records=[record("a")])
+
+    await backend.journal.save_checkpoint(
+        checkpoint, [ev(run, 1), ev(run, 2), ev(run, 3), ev(run, 4, E.CHECKPOINT_CREATED)]
+    )
+
+    assert [e.seq for e in await backend.journal.read_events(run, 0, 10)] == [1, 2, 3, 4]
+    assert await backend.journal.load_checkpoints(run) == [checkpoint]
+    assert await backend.last_seq(run) == 4
+
+
+async def test_a_write_that_would_leave_a_gap_is_refused(backend: Backend) -> None:
+    run = await backend.new_execution()
+    await backend.journal.emit([ev(run, 1)])
+
+    with pytest.raises(JournalRejected):
+        await backend.journal.emit([ev(run, 3)])
+
+    assert [e.seq for e in await backend.journal.read_events(run, 0, 10)] == [1]
+    await backend.journal.emit([ev(run, 2)])  # the right next seq still goes in
+
+
+async def test_a_write_under_an_old_generation_is_fenced(backend: Backend) -> None:
+    if not backend.sql:
+        pytest.skip("leases are the SQL stores'")
+    run = await backend.new_execution()  # generation 0
+    await backend.journal.emit([ev(run, 1)], fence=0)
+
+    with pytest.raises(LeaseLost):
+        await backend.journal.emit([ev(run, 2)], fence=7)
+
+    assert await backend.last_seq(run) == 1
 
 
 # -- group commit ----------------------------------------------------------------------------
@@ -376,6 +439,8 @@ async def run_once(
     *,
     resume: bool = False,
 ) -> Any:
+    if resume:
+        await backend.retried(execution_id)
     request = RunRequest(
         execution_id=execution_id,
         plan=sched.plan(document),

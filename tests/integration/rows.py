@@ -42,6 +42,6 @@ async def add(
 
 async def status_of(engine: AsyncEngine, execution_id: str) -> ExecutionStatus:
     async with engine.connect() as conn:
-        row = await store.execution_row(conn, execution_id)
+        row = await store.get_execution(conn, execution_id, with_nodes=False)
     assert row is not None
     return row.status

@@ -12,7 +12,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.domain.status import ExecutionStatus, InvalidTransition, NodeStatus
+from app.domain.status import ExecutionStatus, Move, NodeStatus
 from app.errors import CursorInvalid
 from app.store import executions as store
 from app.store import tables, workflows
@@ -66,10 +66,8 @@ async def test_a_new_execution_reads_back_whole(engine: AsyncEngine) -> None:
 
     async with engine.connect() as conn:
         execution = await store.get_execution(conn, execution_id)
-        row = await store.execution_row(conn, execution_id)
         assert await store.get_execution(conn, "missing") is None
-        assert await store.execution_row(conn, "missing") is None
-    assert execution is not None and row is not None
+    assert execution is not None
     assert execution.status is S.QUEUED
     assert (execution.workflow_id, execution.workflow_version) == (WORKFLOW, 1)
     assert execution.inputs == [1, "two", {"three": None}]
@@ -79,17 +77,6 @@ async def test_a_new_execution_reads_back_whole(engine: AsyncEngine) -> None:
     assert (execution.progress.completed, execution.progress.total) == (0, 0)
     assert execution.progress.percent == 0.0
     assert execution.outputs is None and execution.error is None
-    assert row == store.ExecutionRow(
-        id=execution_id,
-        status=S.QUEUED,
-        workflow_id=WORKFLOW,
-        workflow_version=1,
-        inputs=[1, "two", {"three": None}],
-        config={"timeout_s": 5},
-        last_seq=0,
-        resume_reason=None,
-        started_at=None,
-    )
 
 
 async def test_nodes_and_progress_come_with_the_execution(engine: AsyncEngine) -> None:
@@ -212,92 +199,54 @@ async def test_concurrent_requests_with_one_key_create_one_execution(
 # -- status changes --------------------------------------------------------------------------
 
 
-async def test_set_status_changes_only_from_an_expected_status(engine: AsyncEngine) -> None:
+async def test_a_move_changes_only_a_status_it_applies_to(engine: AsyncEngine) -> None:
     async with engine.begin() as conn:
-        execution_id = await add(conn)
+        execution_id = await add(conn, status=S.RUNNING)
         before = await conn.scalar(select(tables.executions.c.updated_at))
 
     async with engine.begin() as conn:
-        assert await store.set_status(conn, execution_id, expected=[S.QUEUED], status=S.RUNNING)
-        assert not await store.set_status(conn, execution_id, expected=[S.QUEUED], status=S.RUNNING)
-        assert not await store.set_status(conn, "missing", expected=[S.RUNNING], status=S.PAUSING)
-        finished = T0 + timedelta(minutes=1)
-        assert await store.set_status(
-            conn,
-            execution_id,
-            expected=[S.PAUSING, S.RUNNING],
-            status=S.FAILED,
-            finished_at=finished,
-            error={"code": "boom", "message": "it broke"},
-            resume_reason="retry",
-        )
+        assert await store.move(conn, execution_id, Move.REQUEST_PAUSE) is S.PAUSING
+        assert await store.move(conn, execution_id, Move.REQUEST_PAUSE) is None
+        assert await store.move(conn, "missing", Move.REQUEST_PAUSE) is None
+        assert await store.move(conn, execution_id, Move.RESUME) is None  # not paused
     async with engine.connect() as conn:
-        execution = await store.get_execution(conn, execution_id)
-        row = await store.execution_row(conn, execution_id)
         after = await conn.scalar(select(tables.executions.c.updated_at))
-    assert execution is not None and row is not None
-    assert execution.status is S.FAILED and execution.finished_at == finished
-    assert execution.error == {"code": "boom", "message": "it broke"}
-    assert row.resume_reason == "retry"
     assert after is not None and before is not None and after > before
+    assert await status_of(engine, execution_id) is S.PAUSING
 
+
+async def test_a_move_sets_its_resume_reason_and_fields(engine: AsyncEngine) -> None:
     async with engine.begin() as conn:
-        assert await store.set_status(
-            conn, execution_id, expected=[S.FAILED], status=S.QUEUED, error=None, finished_at=None
-        )
+        execution_id = await add(conn, status=S.FAILED)
+        moved = await store.move(conn, execution_id, Move.RETRY, cancel_requested=False, error=None)
+    assert moved is S.QUEUED
     async with engine.connect() as conn:
-        execution = await store.get_execution(conn, execution_id)
-    assert execution is not None
-    assert (execution.status, execution.error, execution.finished_at) == (S.QUEUED, None, None)
-
-
-async def test_set_status_can_also_require_a_resume_reason(engine: AsyncEngine) -> None:
-    async with engine.begin() as conn:
-        execution_id = await add(conn, status=S.PAUSED)
-        ok: dict[str, Any] = {"expected": [S.PAUSED], "status": S.QUEUED}
-        assert not await store.set_status(
-            conn, execution_id, only_if_resume_reason="shutdown", **ok
+        reason = await conn.scalar(
+            select(tables.executions.c.resume_reason).where(tables.executions.c.id == execution_id)
         )
-        assert await store.set_status(
-            conn, execution_id, expected=[S.PAUSED], status=S.PAUSED, resume_reason="shutdown"
-        )
-        assert await store.set_status(conn, execution_id, only_if_resume_reason="shutdown", **ok)
-    assert await status_of(engine, execution_id) is S.QUEUED
-
-
-async def test_set_status_refuses_what_the_transition_table_forbids(engine: AsyncEngine) -> None:
+    assert reason == "retry"
     async with engine.begin() as conn:
-        execution_id = await add(conn, status=S.COMPLETED)
-        with pytest.raises(InvalidTransition):
-            await store.set_status(conn, execution_id, expected=[S.COMPLETED], status=S.RUNNING)
-        with pytest.raises(InvalidTransition):  # any expected status that may not go there
-            await store.set_status(
-                conn, execution_id, expected=[S.RUNNING, S.QUEUED], status=S.PAUSING
-            )
         with pytest.raises(TypeError, match="workflow_id"):
-            await store.set_status(
-                conn, execution_id, expected=[S.RUNNING], status=S.FAILED, workflow_id="x"
-            )
-    assert await status_of(engine, execution_id) is S.COMPLETED
+            await store.move(conn, execution_id, Move.CLAIM, workflow_id="x")
 
 
-async def test_racing_status_changes_have_exactly_one_winner(engine: AsyncEngine) -> None:
+async def test_racing_moves_have_exactly_one_winner(engine: AsyncEngine) -> None:
     async with engine.begin() as conn:
-        runs = [await add(conn, status=S.RUNNING) for _ in range(5)]
+        runs = [await add(conn, status=S.PAUSED) for _ in range(5)]
 
-    async def change(execution_id: str, status: ExecutionStatus) -> bool:
+    async def change(execution_id: str, move: Move) -> bool:
         async with engine.begin() as conn:
-            return await store.set_status(conn, execution_id, expected=[S.RUNNING], status=status)
+            return await store.move(conn, execution_id, move) is not None
 
     for execution_id in runs:
-        pause, cancel = await asyncio.gather(
-            change(execution_id, S.PAUSING), change(execution_id, S.CANCELLED)
+        resume, hold = await asyncio.gather(
+            change(execution_id, Move.RESUME), change(execution_id, Move.RESUME)
         )
-        assert pause != cancel
-        assert await status_of(engine, execution_id) is (S.PAUSING if pause else S.CANCELLED)
+        assert resume != hold
+        assert await status_of(engine, execution_id) is S.QUEUED
 
 
-async def test_a_status_change_waiting_on_another_sees_its_result(engine: AsyncEngine) -> None:
+async def test_a_move_waiting_on_another_sees_its_result(engine: AsyncEngine) -> None:
     if not is_postgres(engine):
         pytest.skip("row locks: Postgres")
     async with engine.begin() as conn:
@@ -305,10 +254,8 @@ async def test_a_status_change_waiting_on_another_sees_its_result(engine: AsyncE
 
     async with engine.connect() as first, engine.connect() as second, engine.connect() as watch:
         pid = await second.scalar(text("SELECT pg_backend_pid()"))
-        assert await store.set_status(first, execution_id, expected=[S.RUNNING], status=S.PAUSING)
-        loser = asyncio.create_task(
-            store.set_status(second, execution_id, expected=[S.RUNNING], status=S.CANCELLED)
-        )
+        assert await store.move(first, execution_id, Move.REQUEST_PAUSE) is S.PAUSING
+        loser = asyncio.create_task(store.move(second, execution_id, Move.REQUEST_PAUSE))
         # The second UPDATE blocks on the first one's row lock (checked, not assumed).
         while not loser.done():
             waiting = await watch.scalar(
@@ -320,7 +267,7 @@ async def test_a_status_change_waiting_on_another_sees_its_result(engine: AsyncE
                 break
         assert not loser.done()
         await first.commit()
-        assert await loser is False
+        assert await loser is None
         await second.commit()
     assert await status_of(engine, execution_id) is S.PAUSING
 

@@ -12,6 +12,7 @@ from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.domain.events import Event, EventType
+from app.domain.status import Move
 from app.errors import LeaseLost
 from app.store import claims, leases, tables
 from app.store import executions as store
@@ -99,7 +100,7 @@ async def test_lapsed_leases_are_recovered_with_a_new_generation(engine: AsyncEn
         pausing = await add(conn)
     await claim(engine, "a")
     async with engine.begin() as conn:
-        await store.set_status(conn, pausing, expected=(S.RUNNING,), status=S.PAUSING)
+        await store.move(conn, pausing, Move.REQUEST_PAUSE)
     assert await recover(engine, "b") == []  # still held
 
     await lapse(engine, run, pausing)
@@ -109,7 +110,7 @@ async def test_lapsed_leases_are_recovered_with_a_new_generation(engine: AsyncEn
         (run, S.RUNNING, 2),
         (pausing, S.PAUSING, 2),
     }
-    assert {r.resume_reason for r in recovered} == {claims.RECOVERED}
+    assert {r.resume_reason for r in recovered} == {"recovered"}
 
 
 async def test_renewal_keeps_what_the_owner_holds_and_reports_the_rest(
@@ -124,12 +125,17 @@ async def test_renewal_keeps_what_the_owner_holds_and_reports_the_rest(
         assert await store.request_cancel(conn, cancelled)
         await conn.execute(tables.executions.delete().where(tables.executions.c.id == gone))
 
-    async with engine.begin() as conn:
-        states = await leases.renew(conn, "a", held, LEASE_S)
+    journal = SqlJournal(engine)
+    try:
+        states = await journal.renew("a", held, LEASE_S)
+    finally:
+        await journal.close()
 
     assert states[kept].generation == held[kept] and not states[kept].cancel_requested
+    assert states[kept].renewed
     assert states[lost].generation == held[lost] + 1  # fenced: stop driving it
-    assert states[cancelled].cancel_requested
+    assert not states[lost].renewed
+    assert states[cancelled].cancel_requested and states[cancelled].renewed
     assert gone not in states
 
 
@@ -151,19 +157,21 @@ async def test_the_journal_refuses_writes_of_a_fenced_owner(engine: AsyncEngine)
         run_id = await add(conn)
     [run] = await claim(engine, "a")
     journal = SqlJournal(engine)
-    journal.own(run.id, run.generation)
     now = datetime.now(UTC)
-    await journal.emit([Event(run.id, 1, EventType.WORKFLOW_STARTED, now)])
+    await journal.emit([Event(run.id, 1, EventType.WORKFLOW_STARTED, now)], fence=run.generation)
 
     await lapse(engine, run_id)
     [taken] = await recover(engine, "b")
     assert taken.last_seq == 1
     with pytest.raises(LeaseLost):
-        await journal.emit([Event(run.id, 2, EventType.NODE_STARTED, now, node_id="x")])
+        await journal.emit(
+            [Event(run.id, 2, EventType.NODE_STARTED, now, node_id="x")], fence=run.generation
+        )
 
     successor = SqlJournal(engine)
-    successor.own(taken.id, taken.generation)
-    await successor.emit([Event(run.id, 2, EventType.WORKFLOW_RESUMED, now)])
+    await successor.emit(
+        [Event(run.id, 2, EventType.WORKFLOW_RESUMED, now)], fence=taken.generation
+    )
     async with engine.connect() as conn:
         logged = await conn.execute(
             select(tables.events.c.seq, tables.events.c.type)
@@ -180,7 +188,7 @@ async def test_deleting_refuses_a_driven_run_and_removes_everything_else(
     engine: AsyncEngine,
 ) -> None:
     async with engine.begin() as conn:
-        driven, done = await add(conn, status=S.RUNNING), await add(conn, status=S.COMPLETED)
+        driven, done = await add(conn, status=S.RUNNING), await add(conn, status=S.RUNNING)
     journal = SqlJournal(engine)
     now = datetime.now(UTC)
     await journal.emit([Event(done, 1, EventType.WORKFLOW_COMPLETED, now)])
@@ -193,7 +201,7 @@ async def test_deleting_refuses_a_driven_run_and_removes_everything_else(
             select(tables.events.c.seq).where(tables.events.c.execution_id == done)
         )
         assert left.all() == []
-        assert await store.execution_row(conn, done) is None
+        assert await store.get_execution(conn, done) is None
 
 
 async def test_the_claim_uses_an_index_not_a_table_scan(engine: AsyncEngine) -> None:
