@@ -20,7 +20,7 @@ import json
 import signal
 import sys
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any, TypeAlias
@@ -28,6 +28,14 @@ from typing import Any, TypeAlias
 from pydantic import ValidationError
 
 from app import cli_display
+from app.cli_errors import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    EXIT_WAITING,
+    CliError,
+)
 from app.cli_server import add_server_commands
 from app.domain.run import RunConfig, RunOutcome
 from app.domain.status import ExecutionStatus
@@ -41,18 +49,8 @@ from app.nodes import http
 from app.nodes.registry import Registry, load_registry
 from app.store.memory import MemoryStore
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_WAITING, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 # What each add_<command> registers its parser on.
 Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
-
-
-class CliError(Exception):
-    """Something to tell the user on stderr, and the exit code that goes with it."""
-
-    def __init__(self, lines: str | Iterable[str], exit_code: int = EXIT_USAGE) -> None:
-        self.lines = [lines] if isinstance(lines, str) else list(lines)
-        self.exit_code = exit_code
-        super().__init__("\n".join(self.lines))
 
 
 # -- reading files -----------------------------------------------------------------------------

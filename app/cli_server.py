@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import gc
 import logging
 import sys
 from typing import Any
 
-from app.settings import get_settings
+from app import cli_database
+from app.cli_errors import EXIT_OK
 from app.store import db
-
-EXIT_OK = 0
 
 
 def cmd_migrate(_args: argparse.Namespace) -> int:
-    url = get_settings().resolved_database_url
-    asyncio.run(db.migrate(url))
+    url = cli_database.load_settings().resolved_database_url
+    cli_database.prepare(url, migrate=True)
     print(f"database at {db.head_revision()}", file=sys.stderr)
     return EXIT_OK
 
@@ -27,12 +25,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from app.main import create_app
 
-    settings = get_settings()
+    settings = cli_database.load_settings()
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
-    if not args.no_migrate:
-        asyncio.run(db.migrate(settings.resolved_database_url))
+    url = settings.resolved_database_url
+    # A database that cannot be reached is said here in two lines, not as a traceback from
+    # the app's startup.
+    cli_database.prepare(url, migrate=not args.no_migrate)
     app = create_app(settings)
     # Modules, schemas and the app live as long as the process: keep them out of the
     # collector's full passes (each would otherwise scan ~10^5 objects that never die).
