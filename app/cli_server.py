@@ -1,4 +1,5 @@
-"""``oxify serve``, ``oxify migrate`` and ``oxify openapi``: the service side of the CLI."""
+"""``oxify serve``, ``oxify migrate``, ``oxify openapi`` and ``oxify docs``: the service side of
+the CLI."""
 
 from __future__ import annotations
 
@@ -56,6 +57,14 @@ def cmd_openapi(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_docs(args: argparse.Namespace) -> int:
+    from app.cli_docs import write_docs
+
+    write_docs(args.path)
+    print(f"wrote {args.path}", file=sys.stderr)
+    return EXIT_OK
+
+
 def add_server_commands(commands: Any) -> None:
     p = commands.add_parser("serve", help="migrate the database and serve the HTTP API")
     p.add_argument("--host", default="127.0.0.1", help="default: 127.0.0.1")
@@ -67,3 +76,6 @@ def add_server_commands(commands: Any) -> None:
     p = commands.add_parser("openapi", help="write the OpenAPI document")
     p.add_argument("path", nargs="?", default="openapi/openapi.json")
     p.set_defaults(handler=cmd_openapi)
+    p = commands.add_parser("docs", help="write the HTTP API reference (Markdown)")
+    p.add_argument("path", nargs="?", default="docs/api.md")
+    p.set_defaults(handler=cmd_docs)
