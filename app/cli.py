@@ -20,13 +20,22 @@ import json
 import signal
 import sys
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
+from importlib import metadata
 from pathlib import Path
 from typing import Any, TypeAlias
 
 from pydantic import ValidationError
 
 from app import cli_display
+from app.cli_errors import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    EXIT_WAITING,
+    CliError,
+)
 from app.cli_server import add_server_commands
 from app.domain.run import RunConfig, RunOutcome
 from app.domain.status import ExecutionStatus
@@ -40,18 +49,8 @@ from app.nodes import http
 from app.nodes.registry import Registry, load_registry
 from app.store.memory import MemoryStore
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_WAITING, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 # What each add_<command> registers its parser on.
 Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
-
-
-class CliError(Exception):
-    """Something to tell the user on stderr, and the exit code that goes with it."""
-
-    def __init__(self, lines: str | Iterable[str], exit_code: int = EXIT_USAGE) -> None:
-        self.lines = [lines] if isinstance(lines, str) else list(lines)
-        self.exit_code = exit_code
-        super().__init__("\n".join(self.lines))
 
 
 # -- reading files -----------------------------------------------------------------------------
@@ -135,22 +134,60 @@ def parse_inputs(inputs_json: str | None, pairs: Sequence[str], schema: Any) -> 
     return filled
 
 
+# The checkpoint policies a run accepts, as a person types them (help text and errors).
+CHECKPOINT_POLICIES = (
+    'every_node, every_level, never, {"every_n_levels": N} or {"every_n_nodes": N}'
+)
+
+
 def run_config(args: argparse.Namespace) -> RunConfig:
     """``--config-json`` with the single-option flags laid over it."""
     data: Any = {} if args.config_json is None else load_json(args.config_json)
     if not isinstance(data, dict):
         raise CliError(f"error: {args.config_json}: the run config must be a JSON object")
-    flags = {
-        "max_concurrency": args.max_concurrency,
-        "timeout_s": args.timeout,
-        "checkpoint": None if args.checkpoint is None else parse_value(args.checkpoint),
+    # field -> (option, the value as typed), for the options given
+    typed = {
+        field: (option, value)
+        for field, option, value in (
+            ("max_concurrency", "--max-concurrency", args.max_concurrency),
+            ("timeout_s", "--timeout", args.timeout),
+            ("checkpoint", "--checkpoint", args.checkpoint),
+        )
+        if value is not None
     }
-    data.update({k: v for k, v in flags.items() if v is not None})
+    data.update({field: value for field, (_, value) in typed.items()})
+    if "checkpoint" in typed:  # JSON when it parses ('{"every_n_levels": 2}'), else a name
+        data["checkpoint"] = parse_value(args.checkpoint)
     try:
         return RunConfig.model_validate(data)
     except ValidationError as exc:
-        lines = [f"  /{'/'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
-        raise CliError(["error: the run config is invalid", *lines]) from None
+        raise CliError(config_problems(exc, args.config_json, typed)) from None
+
+
+def config_problems(
+    exc: ValidationError, config_file: str | None, typed: dict[str, tuple[str, Any]]
+) -> list[str]:
+    """One line per bad field, naming the option (or the file and pointer) that set it.
+
+    A union field (``checkpoint``) fails once per alternative; pydantic's list of them reads as
+    internals, so the field gets one line saying which forms it takes.
+    """
+    lines: dict[str, str] = {}
+    for error in exc.errors():
+        loc = [str(part) for part in error["loc"]]
+        field = loc[0] if loc else ""
+        why = error["msg"]
+        if field == "checkpoint":
+            why, loc = f"expected {CHECKPOINT_POLICIES} (N ≥ 1)", [field]
+        pointer = "/" + "/".join(loc)
+        if pointer in lines:
+            continue
+        if field in typed:
+            option, value = typed[field]
+            lines[pointer] = f"error: {option} {value!r}: {why}"
+        else:
+            lines[pointer] = f"error: {config_file}: {pointer}: {why}"
+    return list(lines.values())
 
 
 async def execute(
@@ -270,7 +307,7 @@ def add_run(commands: Commands) -> None:
     p.add_argument(
         "--checkpoint",
         metavar="POLICY",
-        help="every_node, every_level, never, or JSON such as '{\"every_n_levels\": 2}'",
+        help=f"one of: {CHECKPOINT_POLICIES}",
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(handler=cmd_run)
@@ -319,8 +356,17 @@ def add_graph(commands: Commands) -> None:
 # -- entry point -------------------------------------------------------------------------------
 
 
+def installed_version() -> str:
+    """The version of the installed ``oxify`` distribution (what pip and bug reports see)."""
+    try:
+        return metadata.version("oxify")
+    except metadata.PackageNotFoundError:  # a source tree run without installing it
+        return "(not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="oxify", description="Oxify: durable workflow execution.")
+    parser.add_argument("--version", action="version", version=f"oxify {installed_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (add_run, add_validate, add_graph, add_server_commands):
         add(commands)

@@ -1,23 +1,22 @@
-"""``oxify serve``, ``oxify migrate`` and ``oxify openapi``: the service side of the CLI."""
+"""``oxify serve``, ``oxify migrate``, ``oxify openapi`` and ``oxify docs``: the service side of
+the CLI."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import gc
 import logging
 import sys
 from typing import Any
 
-from app.settings import get_settings
+from app import cli_database
+from app.cli_errors import EXIT_OK
 from app.store import db
-
-EXIT_OK = 0
 
 
 def cmd_migrate(_args: argparse.Namespace) -> int:
-    url = get_settings().resolved_database_url
-    asyncio.run(db.migrate(url))
+    url = cli_database.load_settings().resolved_database_url
+    cli_database.prepare(url, migrate=True)
     print(f"database at {db.head_revision()}", file=sys.stderr)
     return EXIT_OK
 
@@ -27,12 +26,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from app.main import create_app
 
-    settings = get_settings()
+    settings = cli_database.load_settings()
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
-    if not args.no_migrate:
-        asyncio.run(db.migrate(settings.resolved_database_url))
+    url = settings.resolved_database_url
+    # A database that cannot be reached is said here in two lines, not as a traceback from
+    # the app's startup.
+    cli_database.prepare(url, migrate=not args.no_migrate)
     app = create_app(settings)
     # Modules, schemas and the app live as long as the process: keep them out of the
     # collector's full passes (each would otherwise scan ~10^5 objects that never die).
@@ -56,6 +57,14 @@ def cmd_openapi(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_docs(args: argparse.Namespace) -> int:
+    from app.cli_docs import write_docs
+
+    write_docs(args.path)
+    print(f"wrote {args.path}", file=sys.stderr)
+    return EXIT_OK
+
+
 def add_server_commands(commands: Any) -> None:
     p = commands.add_parser("serve", help="migrate the database and serve the HTTP API")
     p.add_argument("--host", default="127.0.0.1", help="default: 127.0.0.1")
@@ -67,3 +76,6 @@ def add_server_commands(commands: Any) -> None:
     p = commands.add_parser("openapi", help="write the OpenAPI document")
     p.add_argument("path", nargs="?", default="openapi/openapi.json")
     p.set_defaults(handler=cmd_openapi)
+    p = commands.add_parser("docs", help="write the HTTP API reference (Markdown)")
+    p.add_argument("path", nargs="?", default="docs/api.md")
+    p.set_defaults(handler=cmd_docs)

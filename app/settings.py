@@ -9,12 +9,48 @@ import socket
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from app.faults import FaultRule
 
 DEFAULT_SQLITE_FILE = "oxify.db"
+# How to write OXIFY_DATABASE_URL, for messages that say it was written wrong.
+DATABASE_URL_FORMS = "postgresql://user:password@host:5432/database or sqlite:///path/to/oxify.db"
+# The one async driver Oxify uses for each database it runs on.
+ASYNC_DRIVERS = {"postgresql": "asyncpg", "sqlite": "aiosqlite"}
+
+
+def async_database_url(url: str) -> str:
+    """``url`` with the async driver Oxify runs on: ``postgres://`` and ``postgresql://`` become
+    ``postgresql+asyncpg://`` (libpq's ``sslmode`` becomes asyncpg's ``ssl``), ``sqlite://``
+    becomes ``sqlite+aiosqlite://``. Any other database or driver is a ValueError saying how to
+    write the URL."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ValueError(f"not a database URL; write {DATABASE_URL_FORMS}") from None
+    backend, _, driver = parsed.drivername.partition("+")
+    backend = "postgresql" if backend == "postgres" else backend
+    wanted = ASYNC_DRIVERS.get(backend)
+    if wanted is None:
+        raise ValueError(
+            f"unsupported database {backend!r}: Oxify runs on Postgres or SQLite; "
+            f"write {DATABASE_URL_FORMS}"
+        )
+    if driver not in ("", wanted):
+        raise ValueError(
+            f"unsupported driver {driver!r}: Oxify reaches {backend} through {wanted}; "
+            f"write {backend}://… or {backend}+{wanted}://…"
+        )
+    parsed = parsed.set(drivername=f"{backend}+{wanted}")
+    if backend == "postgresql" and "sslmode" in parsed.query:
+        query = dict(parsed.query)
+        query["ssl"] = query.pop("sslmode")
+        parsed = parsed.set(query=query)
+    return parsed.render_as_string(hide_password=False)
 
 
 class Settings(BaseSettings):
@@ -22,8 +58,9 @@ class Settings(BaseSettings):
 
     database_url: str | None = Field(
         default=None,
-        description="postgresql+asyncpg://… or sqlite+aiosqlite:///path; unset: SQLite file "
-        "oxify.db in the working directory.",
+        description="postgresql://user:password@host:5432/database (postgres:// and "
+        "postgresql+asyncpg:// too) or sqlite:///path; unset: SQLite file oxify.db in the "
+        "working directory.",
     )
     max_concurrent_runs: int = Field(
         default=64, ge=1, description="Runs executing at once in this process; more wait queued."
@@ -97,6 +134,11 @@ class Settings(BaseSettings):
     )
     faults_seed: int | None = Field(default=None, description="Seed of the faults' chances.")
     log_level: str = Field(default="info")
+
+    @field_validator("database_url")
+    @classmethod
+    def _async_driver(cls, url: str | None) -> str | None:
+        return None if url is None else async_database_url(url)
 
     @property
     def resolved_heartbeat_s(self) -> float:

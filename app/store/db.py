@@ -92,8 +92,16 @@ def is_postgres(engine: AsyncEngine) -> bool:
 
 
 def asyncpg_dsn(engine: AsyncEngine) -> str:
-    """A DSN for asyncpg itself (dedicated connections: journal writer, notifications)."""
-    return engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    """A DSN for asyncpg itself (dedicated connections: journal writer, notifications).
+
+    The engine's URL says ``ssl`` (asyncpg.connect's keyword); a DSN says ``sslmode`` (libpq's
+    name, the one asyncpg reads there)."""
+    url = engine.url.set(drivername="postgresql")
+    if "ssl" in url.query:
+        query = dict(url.query)
+        query["sslmode"] = query.pop("ssl")
+        url = url.set(query=query)
+    return url.render_as_string(hide_password=False)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -109,7 +117,8 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 def alembic_config(url: str) -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    config.set_main_option("sqlalchemy.url", url)
+    # A config option is interpolated: a percent-encoded character (in a password) is "%%".
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return config
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import io
 import json
 import os
@@ -188,14 +189,37 @@ def test_schema_defaults_fill_missing_inputs(capsys: pytest.CaptureFixture[str])
 
 
 def test_bad_run_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = run(capsys, "run", write(tmp_path, ECHO), "--max-concurrency", "0")
-    assert code == 2
-    assert "the run config is invalid" in err
-    assert "/max_concurrency:" in err
-    config = write(tmp_path, {"checkpoint": "sometimes"}, "config.json")
-    code, _, err = run(capsys, "run", write(tmp_path, ECHO), "--config-json", config)
-    assert code == 2
-    assert "/checkpoint" in err
+    code, out, err = run(capsys, "run", write(tmp_path, ECHO), "--max-concurrency", "0")
+    assert (code, out) == (2, "")
+    assert err == "error: --max-concurrency 0: Input should be greater than or equal to 1\n"
+    config = {"checkpoint": "sometimes", "limits": {"max_nodes": 0, "max_tokens": 0}}
+    path = write(tmp_path, config, "config.json")
+    code, out, err = run(capsys, "run", write(tmp_path, ECHO), "--config-json", path)
+    assert (code, out) == (2, "")
+    assert err.splitlines() == [
+        f"error: {path}: /checkpoint: expected {cli.CHECKPOINT_POLICIES} (N ≥ 1)",
+        f"error: {path}: /limits/max_nodes: Input should be greater than or equal to 1",
+        f"error: {path}: /limits/max_tokens: Input should be greater than or equal to 1",
+    ]
+
+
+@pytest.mark.parametrize("policy", ["sometimes", '{"every_n_levels": 0}', "[1]", "3"])
+def test_bad_checkpoint_option_is_one_clear_line(
+    policy: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A union's alternatives each fail in pydantic; the person sees one line of what works."""
+    code, out, err = run(capsys, "run", write(tmp_path, ECHO), "--checkpoint", policy)
+    assert (code, out) == (2, "")
+    assert err == (
+        f"error: --checkpoint {policy!r}: expected every_node, every_level, never, "
+        '{"every_n_levels": N} or {"every_n_nodes": N} (N ≥ 1)\n'
+    )
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "--version")
+    assert code == 0
+    assert out == f"oxify {importlib.metadata.version('oxify')}\n"
 
 
 def test_run_config_options_are_accepted(

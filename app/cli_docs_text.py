@@ -1,0 +1,210 @@
+"""The hand-written parts of the API reference: conventions, streams, what each event carries,
+what each core node type outputs, and the error codes the API layer answers with itself.
+
+Keyed by the code's own names (event types, node types), so the generator refuses to write a
+reference that leaves one out (see ``app.cli_docs``).
+"""
+
+from __future__ import annotations
+
+from app.domain.events import EventType
+
+INTRO = """\
+# Oxify HTTP API reference
+
+Generated from the app (its OpenAPI document, its node types, its event types and its errors)
+by `oxify docs`; a test fails when this file is stale. The OpenAPI document itself is served at
+`/openapi.json` and committed as `openapi/openapi.json`; the JSON Schema of workflow documents
+is `openapi/workflow.schema.json`.
+"""
+
+CONVENTIONS = """\
+## Conventions
+
+- **Base path** `/v1` (plus `/healthz`, `/readyz`, `/metrics`). Bodies are JSON; ids are opaque
+  strings (UUIDs); timestamps are RFC 3339 in UTC.
+- **Errors** are `application/problem+json` (RFC 9457). Match on `code`, never on the text;
+  `errors` points at each bad field: `pointer` is an RFC 6901 pointer into the request body,
+  `parameter` names a bad query parameter or header, `loc` is the same place as a list.
+
+  ```json
+  {"type": "https://oxify.dev/problems/workflow_invalid", "status": 422,
+   "title": "The workflow document is not valid.", "code": "workflow_invalid",
+   "detail": "1 problem(s) in the workflow document",
+   "errors": [{"loc": ["body", "nodes", 1, "config", "condition"], "code": "invalid_expression",
+               "pointer": "/nodes/1/config/condition",
+               "msg": "syntax error at the end of the expression: invalid syntax"}]}
+  ```
+
+  Bad input is always a 4xx naming the field, never a 500. Routes under `/v1` answer
+  `503 not_ready` while the service starts or stops; an unknown path answers `404 not_found`,
+  a method a route does not take `405 method_not_allowed`.
+- **Lists** take `?limit=` (default 50, at most 500) and `?cursor=` (the `next_cursor` of the
+  previous page) and answer `{"items": [...], "next_cursor": "…" | null}`, newest first.
+- **Starting a run** answers `202` with the execution and `Location: /v1/executions/{id}`.
+  An `Idempotency-Key` header makes retries safe: the same key with the same body answers `200`
+  with the first execution; with another body, `409 idempotency_conflict`.
+- **Control** (pause, resume, cancel, retry) answers `202` with the execution as it is right
+  after the request (the run changes status on its own afterwards; follow it with `…/wait`, the
+  event stream or `GET /v1/executions/{id}`). Asking for what is already under way (pausing a
+  pausing run) is not an error; asking for what the run's status does not allow is
+  `409 invalid_state`.
+- **Long-poll** `GET /v1/executions/{id}/wait?timeout_s=N` answers once the run is terminal,
+  paused or waiting for a person, or after `N` seconds (at most 60) with the run as it is.
+- **Body size**: bodies over `OXIFY_MAX_BODY_BYTES` (10 MiB) get `413 body_too_large` before
+  they are read.
+"""
+
+STREAMS = """\
+## Event streams
+
+A run's events are numbered `seq` 1, 2, 3 … without gaps, stored before they are sent.
+
+- **Server-Sent Events**: `GET /v1/executions/{id}/events`. The first message is a
+  `retry: 2000` hint; then each event is `id: <seq>`, `event: <type>`, `data: <the event as
+  JSON>`. The stream replays the stored events after the position, follows the run live and
+  closes after the run's terminal event (paused and waiting runs keep it open). The position is
+  `Last-Event-ID` when sent (a browser's EventSource sends it when it reconnects), else
+  `?after=` (default 0). Asking for what follows a finished run's last event answers
+  `204 No Content`, which tells EventSource to stop reconnecting. A comment line (`: ping`) goes
+  out every `OXIFY_SSE_PING_S` seconds (15).
+- **WebSocket**: `/v1/executions/{id}/ws?after=N`, one JSON text frame per event, then a close
+  with code 1000 after the terminal event (at once when nothing follows `N` in a finished run).
+  An unknown run closes with 4404, a bad `after` with 4422, a service that is starting or
+  stopping with 1013.
+- **JSON pages**: `GET /v1/executions/{id}/events/log?after=N&limit=L` answers the same events
+  as a list page.
+
+Every event has this shape (`node_id` and `level` are `null` for run-wide events; nested nodes
+have keys such as `loop[2].double`):
+
+```json
+{"seq": 17, "execution_id": "…", "type": "node.completed", "ts": "2025-01-01T12:00:00.000000Z",
+ "node_id": "fetch", "level": 1, "data": {"output": {"…": "…"}, "duration_ms": 12.5, "attempt": 1}}
+```
+"""
+
+DOCUMENT = """\
+## Workflow document
+
+The body of `POST /v1/workflows` (and of `PUT /v1/workflows/{id}` and `…/validate`). Strings
+in configs may hold `{{ expression }}` templates over the run's context (`inputs`,
+`<node_id>.output`, `vars`, and `item`/`index` in loops, `error` in a catch); a string that is
+exactly one template keeps the value's JSON type, and a scalar field may be given as one
+template, checked against the field's type when it is rendered. Conditions and `switch` values
+are expressions without the braces.
+"""
+
+# EventType -> (when it is sent, what its `data` holds)
+EVENTS: dict[EventType, tuple[str, str]] = {
+    EventType.WORKFLOW_STARTED: (
+        "the run starts for the first time",
+        '`{"total_nodes", "levels", "replica"}` (the replica driving it)',
+    ),
+    EventType.WORKFLOW_RESUMED: (
+        "the run continues after a pause, a retry, a restart or a takeover",
+        '`{"reason": "resumed" | "retry" | "shutdown" | "recovered", "checkpoint", "replica"}`',
+    ),
+    EventType.WORKFLOW_COMPLETED: ("the run completed (terminal)", '`{"outputs"}`'),
+    EventType.WORKFLOW_FAILED: (
+        "the run failed (terminal)",
+        '`{"error": {"code", "message", "node_id", "details"?}}`',
+    ),
+    EventType.WORKFLOW_CANCELLED: ("the run was cancelled (terminal)", "`{}`"),
+    EventType.WORKFLOW_TIMED_OUT: (
+        "the run's `timeout_s` passed (terminal)",
+        '`{"error": {"code", "message"}}`',
+    ),
+    EventType.WORKFLOW_PAUSED: ("the run paused at a checkpoint", "`{}`"),
+    EventType.WORKFLOW_WAITING: (
+        "the run stopped to wait for people",
+        '`{"waiting_on": [node keys]}`',
+    ),
+    EventType.LEVEL_STARTED: (
+        "the first node of a level (longest path from a root) starts",
+        '`{"level", "nodes": [ids]}`',
+    ),
+    EventType.LEVEL_COMPLETED: ("every node of a level is final", '`{"level"}`'),
+    EventType.NODE_STARTED: ("a node (attempt) starts", '`{"type", "attempt"}`'),
+    EventType.NODE_COMPLETED: (
+        "a node completed",
+        '`{"output", "duration_ms", "attempt", "branch"?}` (plus type-specific metadata)',
+    ),
+    EventType.NODE_FAILED: (
+        "a node failed for good (retries exhausted, or not retryable)",
+        '`{"error": {"code", "message", "node_id", "details"?}, "attempt", "tolerated", '
+        '"duration_ms"?}`; `tolerated`: the run goes on (`continue_on_error`)',
+    ),
+    EventType.NODE_RETRY: (
+        "a node failed and will be tried again after a backoff",
+        '`{"attempt", "next_attempt", "retry", "delay_ms", "error"}`',
+    ),
+    EventType.NODE_SKIPPED: (
+        "a node will not run: none of its incoming edges is live",
+        '`{"reason"}`',
+    ),
+    EventType.NODE_CANCELLED: ("a running node was stopped by a cancel", "`{}`"),
+    EventType.NODE_WAITING: (
+        "a node waits for people (a form or an approval)",
+        '`{"reason": "form", "form_id", "kind": "form" | "approval", "deadline"}`',
+    ),
+    EventType.NODE_TOKEN: (
+        "reserved for streamed model output (no core node type sends it yet)",
+        '`{"attempt", "index", "text"}`',
+    ),
+    EventType.NODE_PROGRESS: (
+        "reserved for a node's own progress (no core node type sends it yet)",
+        "node-specific",
+    ),
+    EventType.CHECKPOINT_CREATED: (
+        "node results were saved (per the run's `checkpoint` policy)",
+        '`{"checkpoint": number, "nodes": [node keys saved]}`',
+    ),
+    EventType.PROGRESS_UPDATE: (
+        "a top-level node became final",
+        '`{"completed", "total", "percent"}`',
+    ),
+    EventType.FORM_REQUESTED: (
+        "a form or approval opens",
+        '`{"form_id", "kind", "prompt", "fields", "deadline", "on_timeout"}`, for approvals also '
+        '`{"approvers", "quorum", "allow_self_approval"}`',
+    ),
+    EventType.FORM_SUBMITTED: ("a form or approval was decided", '`{"form_id", "by"}`'),
+    EventType.FORM_TIMED_OUT: (
+        "nobody answered by the deadline",
+        '`{"form_id", …}` (what the deadline decided)',
+    ),
+}
+
+# core node type -> what it outputs and which branches it can take
+NODE_OUTPUTS: dict[str, str] = {
+    "start": "The run's inputs.",
+    "end": "Its `outputs` mapping resolved, else its inputs passed through.",
+    "transform": "`value` with its templates resolved.",
+    "set_var": "`value`; later nodes read it as `vars.<name>`.",
+    "if": "The condition's value (a boolean). Branches `true`, `false`.",
+    "switch": "`value`'s value. Branch: the matching case, else `default`.",
+    "delay": '`{"slept": seconds}`.',
+    "fail": "Never outputs: fails the node with `message` (code `fail_node`).",
+    "foreach": "The body's outputs, in item order; `item` and `index` inside.",
+    "while": "The body's outputs, one per iteration.",
+    "repeat": "The body's outputs, `count` of them; `index` inside.",
+    "try": "The `try` graph's output, or `catch`'s after an error (as `error` inside).",
+    "subworkflow": "The mapped `outputs` (the child's result in scope as `outputs`), else the "
+    "child's outputs.",
+    "http": '`{"status", "headers", "json"}` or `{"status", "headers", "text"}`.',
+    "approval": '`{"decision", "comment", "by", "at", "approvals"}`. Branches `approved`, '
+    "`rejected`, and `timed_out` with `on_timeout: branch`.",
+    "form": "The submitted values (defaults filled in). With `on_timeout: branch`, branches "
+    "`submitted` and `timed_out`.",
+}
+
+# Codes the API layer answers with itself (the rest are the services' errors): code -> meaning
+API_CODES: dict[str, tuple[int, str]] = {
+    "request_invalid": (422, "A parameter, header or body field is not valid (see `errors`)."),
+    "body_too_large": (413, "The request body is larger than `OXIFY_MAX_BODY_BYTES`."),
+    "not_found": (404, "No such route."),
+    "method_not_allowed": (405, "The route does not take this method."),
+    "not_ready": (503, "The service is starting or stopping, or its database is not ready."),
+    "internal_error": (500, "An unexpected error (logged; no details leak)."),
+}
