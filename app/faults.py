@@ -18,8 +18,9 @@ each with ``probability`` (seeded by ``seed``: a chaos run can be replayed); ``m
 it to hits whose context (an execution id, a node key, a node type) contains that text.
 
 Points: ``journal.before_write``, ``journal.after_commit``, ``journal.before_renew``,
+``journal.append`` (an event logged beside a driver: a client's pause or cancel),
 ``claims.before``, ``claims.after``, ``runner.hand_back``, ``notify.before_send``,
-``node.execute`` (context: execution id, node key, node type).
+``bus.listener``, ``node.execute`` (context: execution id, node key, node type).
 """
 
 from __future__ import annotations

@@ -136,6 +136,7 @@ async def running_services(settings: Settings) -> AsyncIterator[Services]:
         await notifier.close()
         await http_client.aclose()
         await engine.dispose()
+        faults.install(())
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -18,6 +18,7 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Any, Protocol, cast
 
+from app import faults
 from app.domain.events import Event
 
 log = logging.getLogger(__name__)
@@ -84,7 +85,11 @@ class EventBus:
         if not events:
             return
         for listener in self._listeners:
-            listener(events)
+            try:  # a listener (metrics) that fails must not keep events from subscribers
+                faults.hit_now("bus.listener")
+                listener(events)
+            except Exception:
+                log.exception("an event listener failed")
         by_execution: dict[str, list[Event]] = {}
         for event in events:
             by_execution.setdefault(event.execution_id, []).append(event)

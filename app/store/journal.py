@@ -140,6 +140,7 @@ class SqlJournal:
         """Change the run's status by ``move`` and log ``type_`` as its next event, in one
         statement (fenced by ``fence`` when given); the event, or None when the move did not
         apply to the run's status (or the fence refused it)."""
+        await faults.hit("journal.append", execution_id)
         change = Append(execution_id, move, type_, data or {}, datetime.now(UTC), fence)
         done = await self._job(lambda: self._writer.append(change))
         if done is None:
