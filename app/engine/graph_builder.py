@@ -25,6 +25,7 @@ from pydantic import ValidationError
 from app.domain.node_types import NodeConfig, NodeType, NodeTypes
 from app.domain.workflow import GraphSpec, WorkflowDocument
 from app.engine import (
+    budget,
     config_fields,
     expressions,
     graph_shape,
@@ -43,12 +44,19 @@ _DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """Bounds on what one document may ask of the planner (and so of every run)."""
+    """Bounds on what one document may ask of the planner and of every run of it.
+
+    ``max_node_output_bytes`` bounds every node's output (as compact JSON) and what one
+    evaluation of an expression may build; ``max_expression_cpu_s`` the CPU time of one
+    evaluation (see ``app.engine.bounded``).
+    """
 
     max_nodes: int = 10_000  # all nodes incl. nested graphs
     max_depth: int = 8  # container nesting depth
     max_expression_length: int = expressions.DEFAULT_MAX_EXPRESSION_LENGTH  # characters
     max_edges: int = 50_000  # all edges incl. nested graphs
+    max_node_output_bytes: int = budget.DEFAULT_MAX_BYTES  # bytes
+    max_expression_cpu_s: float = budget.DEFAULT_CPU_S  # seconds of CPU per evaluation
 
 
 DEFAULT_LIMITS = Limits()

@@ -8,12 +8,14 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from app import cli, cli_display
+from app.settings import get_settings
 from tests.support import edge, node, probe_registry, workflow
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -179,6 +181,34 @@ def test_inputs_failing_the_schema(capsys: pytest.CaptureFixture[str]) -> None:
     assert "the inputs do not match the document's schema (2 problems)" in err
     assert "  /name: '' should be non-empty" in err
     assert "  /: Additional properties are not allowed ('extra' was unexpected)" in err
+
+
+@pytest.fixture
+def max_input_bytes(monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
+    monkeypatch.setenv("OXIFY_MAX_INPUT_BYTES", "1024")
+    get_settings.cache_clear()
+    yield 1024
+    get_settings.cache_clear()
+
+
+def test_inputs_over_the_limit_are_refused(
+    max_input_bytes: int, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    inputs = write(tmp_path, {"text": "x" * max_input_bytes}, "inputs.json")
+    code, out, err = run(capsys, "run", write(tmp_path, ECHO), "--inputs-json", inputs)
+    assert code == 2
+    assert out == ""
+    assert f"error: the inputs are larger than {max_input_bytes} bytes" in err
+    assert "limit OXIFY_MAX_INPUT_BYTES" in err
+
+
+def test_inputs_that_cannot_be_stored_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(capsys, "run", write(tmp_path, ECHO), "--input", f"n={2**70}")
+    assert code == 2
+    assert "error: the inputs cannot be stored (1 problem)" in err
+    assert f"  /inputs/n: cannot be stored as JSON: the integer {2**70} does not fit" in err
 
 
 def test_schema_defaults_fill_missing_inputs(capsys: pytest.CaptureFixture[str]) -> None:
