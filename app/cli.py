@@ -79,9 +79,12 @@ def problems(errors: Sequence[ErrorDetail]) -> str:
 
 
 def problem_lines(errors: Sequence[ErrorDetail], *, codes: bool = False) -> list[str]:
-    """``pointer: message`` (``(code)`` too) per problem, indented under a heading."""
+    """``pointer: message`` (``(code)`` too) per problem, indented under a heading; a message
+    that already starts with its code (``cycle: a → b → a``) does not repeat it."""
     return [
-        f"  {e.pointer or '/'}: {e.message}" + (f" ({e.code})" if codes else "") for e in errors
+        f"  {e.pointer or '/'}: {e.message}"
+        + (f" ({e.code})" if codes and not e.message.startswith(f"{e.code}:") else "")
+        for e in errors
     ]
 
 

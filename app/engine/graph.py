@@ -115,7 +115,7 @@ def plan_graph(
     with _gc_paused():
         if builder.depth_ok(pointer, depth):
             parts = builder.graph_from_model(graph, pointer)
-            plan = builder.graph(parts, depth) if parts is not None else None
+            plan = builder.graph(parts, depth, None) if parts is not None else None
     if plan is None:
         raise WorkflowInvalid(builder.errors or [ErrorDetail(pointer, "invalid graph")])
     return plan

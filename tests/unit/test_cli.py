@@ -121,6 +121,35 @@ def test_graph_invalid_document_exits_1(tmp_path: Path, capsys: pytest.CaptureFi
     assert "/edges/0/to: no node 'ghost'" in err
 
 
+def test_validate_names_a_cycle_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cyclic = workflow([node("a"), node("b")], [edge("a", "b"), edge("b", "a")])
+    code, _, err = run(capsys, "validate", write(tmp_path, cyclic))
+    assert code == 1
+    assert err.splitlines()[1:] == ["  /edges/1: cycle: a → b → a"]
+
+
+def test_validate_refuses_what_can_only_fail_at_run_time(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    doc = workflow(
+        [
+            node("start", "start"),
+            node("pow", value="{{ 9**9**9 }}"),
+            node("ref", value="{{ nosuchnode.output }}"),
+        ],
+        [edge("start", "pow"), edge("pow", "ref")],
+    )
+    code, out, err = run(capsys, "validate", write(tmp_path, doc))
+    assert code == 1
+    assert out == ""
+    lines = err.splitlines()
+    assert lines[0] == "invalid: 2 problems"
+    assert lines[1].startswith("  /nodes/1/config/value: template part 1 {{ 9**9**9 }}: 9 ** ")
+    assert lines[1].endswith("too large (limit 10000 bits) (in 9 ** 9 ** 9) (invalid_template)")
+    assert lines[2].startswith("  /nodes/2/config/value: '{{ nosuchnode.output }}' refers to ")
+    assert lines[2].endswith("(unknown_reference)")
+
+
 def test_document_must_be_an_object(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, "validate", write(tmp_path, "[1, 2]"))
     assert code == 1
