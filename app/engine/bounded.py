@@ -31,6 +31,13 @@ WORKERS = 2  # threads for work that outgrew the inline budget (GIL-bound: more 
 INLINE_WALK_ITEMS = 10_000  # items of a payload checked on the event loop before handing off
 INPUTS_SETTING = "OXIFY_MAX_INPUT_BYTES"
 
+
+class _Inline(threading.local):
+    def __init__(self) -> None:
+        self.budget = Budget()
+
+
+_INLINE = _Inline()
 _pool_lock = threading.Lock()
 _pools: list[ThreadPoolExecutor] = []
 
@@ -42,7 +49,7 @@ async def run(work: Work[T], names: Mapping[str, Any], limits: Limits) -> T:
     full budget of ``limits``.
     """
     try:
-        return work(names, Budget(max_bytes=limits.max_node_output_bytes))
+        return work(names, _INLINE.budget.renew(limits.max_node_output_bytes))
     except Escalate:
         pass
     budget = Budget(max_bytes=limits.max_node_output_bytes, cpu_s=limits.max_expression_cpu_s)

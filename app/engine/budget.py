@@ -53,6 +53,14 @@ class Budget:
         self._cpu_s = cpu_s
         self._deadline: float | None = None
 
+    def renew(self, max_bytes: int) -> Budget:
+        """This inline budget, full again with ``max_bytes``: evaluations on one thread's event
+        loop never overlap inline (they run to the end or to :class:`Escalate` without an
+        await), so one inline budget per thread serves them all."""
+        self.max_bytes = self.bytes_left = max_bytes
+        self.steps_left = INLINE_STEPS
+        return self
+
     @classmethod
     def started(cls, *, max_bytes: int = DEFAULT_MAX_BYTES, cpu_s: float = DEFAULT_CPU_S) -> Budget:
         """A full budget whose CPU time starts now, on the calling thread."""
