@@ -156,13 +156,10 @@ async def check_value(value: Any, what: str, limits: Limits) -> None:
     """Raise OutputTooLarge past ``limits.max_node_output_bytes``, OutputInvalid when ``value``
     is not storable as JSON (both name ``what``, the limit and where); non-retryable.
 
-    A small value is checked inline; a large one is walked in a worker thread.
+    A small value is checked inline, a large one in a worker thread.
     """
     limit = limits.max_node_output_bytes
-    problem = payload.check(value, limit, bounded.INLINE_WALK_ITEMS)
-    if isinstance(problem, payload.Walk):
-        await bounded.finish(problem)
-        problem = problem.problem
+    problem = await bounded.check_payload(value, limit)
     if problem is None:
         return
     if problem.kind == "too_large":

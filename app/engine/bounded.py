@@ -61,13 +61,21 @@ async def run(work: Work[T], names: Mapping[str, Any], limits: Limits) -> T:
     return await _in_worker(started, cancel=budget.cancel)
 
 
+async def check_payload(value: Any, limit: int) -> payload.Problem | None:
+    """``payload.check(value, limit)``: inline up to ``INLINE_WALK_ITEMS`` items, the rest in
+    a worker thread (the walk stops at ``limit``, so it is bounded however large the value)."""
+    problem = payload.check(value, limit, INLINE_WALK_ITEMS)
+    if not isinstance(problem, payload.Walk):
+        return problem
+    walk = problem
+    await _in_worker(walk.run, cancel=lambda: None)
+    return walk.problem
+
+
 async def check_inputs(inputs: Any, limit: int) -> None:
     """Refuse run inputs larger than ``limit`` bytes as JSON (InputsTooLarge) or not storable
     as JSON (InputsInvalid, with the pointer); a large value is walked in a worker thread."""
-    problem = payload.check(inputs, limit, INLINE_WALK_ITEMS)
-    if isinstance(problem, payload.Walk):
-        await finish(problem)
-        problem = problem.problem
+    problem = await check_payload(inputs, limit)
     if problem is None:
         return
     if problem.kind == "too_large":
@@ -78,12 +86,6 @@ async def check_inputs(inputs: Any, limit: int) -> None:
     pointer = f"/inputs{problem.pointer}"
     message = f"cannot be stored as JSON: {problem.message}"
     raise InputsInvalid([ErrorDetail(pointer, message, "invalid_value")])
-
-
-async def finish(walk: payload.Walk) -> None:
-    """Finish a payload walk that outgrew ``INLINE_WALK_ITEMS`` in a worker thread (the walk
-    stops at its limit, so it is bounded however large the value is)."""
-    await _in_worker(walk.run, cancel=lambda: None)
 
 
 def _isolated(names: Mapping[str, Any]) -> Mapping[str, Any]:
