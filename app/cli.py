@@ -39,14 +39,15 @@ from app.cli_errors import (
 from app.cli_server import add_server_commands
 from app.domain.run import RunConfig, RunOutcome
 from app.domain.status import ExecutionStatus
-from app.engine import graph, render
+from app.engine import bounded, graph, render
 from app.engine.inputs import apply_defaults, validate_inputs
 from app.engine.plan import Plan
 from app.engine.runtime import RunControl
 from app.engine.scheduler import RunRequest, Scheduler
-from app.errors import ErrorDetail, OxifyError, WorkflowInvalid
+from app.errors import ErrorDetail, InputsInvalid, InputsTooLarge, OxifyError, WorkflowInvalid
 from app.nodes import http
 from app.nodes.registry import Registry, load_registry
+from app.settings import get_settings
 from app.store.memory import MemoryStore
 
 # What each add_<command> registers its parser on.
@@ -77,9 +78,12 @@ def problems(errors: Sequence[ErrorDetail]) -> str:
 
 
 def problem_lines(errors: Sequence[ErrorDetail], *, codes: bool = False) -> list[str]:
-    """``pointer: message`` (``(code)`` too) per problem, indented under a heading."""
+    """``pointer: message`` (``(code)`` too) per problem, indented under a heading; a message
+    that already starts with its code (``cycle: a → b → a``) does not repeat it."""
     return [
-        f"  {e.pointer or '/'}: {e.message}" + (f" ({e.code})" if codes else "") for e in errors
+        f"  {e.pointer or '/'}: {e.message}"
+        + (f" ({e.code})" if codes and not e.message.startswith(f"{e.code}:") else "")
+        for e in errors
     ]
 
 
@@ -255,15 +259,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     http_client = http.make_client()
     registry = load_registry(http_client=http_client)
     store = MemoryStore()
+    settings = get_settings()
     scheduler = Scheduler(
         executors=registry.executors,
         events=store,
         checkpoints=store,
         loader=store,
         node_types=registry.node_types,
+        limits=settings.engine_limits(),
     )
     plan = plan_document(args.file, registry, EXIT_USAGE, scheduler.plan)
     inputs = parse_inputs(args.inputs_json, args.input, plan.input_schema)
+    try:
+        asyncio.run(bounded.check_inputs(inputs, settings.max_input_bytes))
+    except InputsTooLarge as exc:
+        raise CliError(f"error: {exc.message}") from None
+    except InputsInvalid as exc:
+        heading = f"error: the inputs cannot be stored ({problems(exc.errors)})"
+        raise CliError([heading, *problem_lines(exc.errors)]) from None
     errors = validate_inputs(plan.input_schema, inputs)
     if errors:
         heading = f"error: the inputs do not match the document's schema ({problems(errors)})"

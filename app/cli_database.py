@@ -50,7 +50,12 @@ def prepare(url: str, *, migrate: bool) -> None:
 
 async def _prepare(url: str, migrate: bool) -> None:
     # Connecting first, on this loop, fails cleanly; alembic's own loop (in a worker thread)
-    # would leave aiosqlite's thread posting to it after it closed (a second traceback).
+    # would leave aiosqlite's thread posting to it after it closed (a second traceback). An
+    # SQLite file is opened without aiosqlite first: its worker thread can outlive a failed
+    # connect and post to a loop that is closed by then.
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        sqlite3.connect(parsed.database).close()
     engine = db.create_engine(url)
     try:
         async with engine.connect():

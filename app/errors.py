@@ -53,6 +53,12 @@ class ExpressionEvalError(OxifyError):
         self.source = source
 
 
+class ExpressionLimitExceeded(ExpressionEvalError):
+    """The expression needed more CPU time or memory than one evaluation may use."""
+
+    code = "expression_limit_exceeded"
+
+
 class WorkflowInvalid(OxifyError):
     """The workflow document is not valid."""
 
@@ -76,6 +82,16 @@ class InputsInvalid(OxifyError):
     def __init__(self, errors: list[ErrorDetail]) -> None:
         self.errors = errors
         super().__init__(f"{len(errors)} problem(s) in the run inputs")
+
+
+class InputsTooLarge(OxifyError):
+    """The run inputs are larger than a run may start with."""
+
+    code = "inputs_too_large"
+
+    def __init__(self, message: str) -> None:
+        self.errors = [ErrorDetail("/inputs", message, self.code)]
+        super().__init__(message)
 
 
 class WorkflowNotFound(OxifyError):
@@ -148,6 +164,20 @@ class RunLimitExceeded(NodeError):
     """The run exceeded one of its configured limits."""
 
     code = "run_limit_exceeded"
+    retryable = False
+
+
+class OutputTooLarge(NodeError):
+    """The node's output is larger than a node may produce."""
+
+    code = "output_too_large"
+    retryable = False
+
+
+class OutputInvalid(NodeError):
+    """The node's output is not a JSON value that can be stored."""
+
+    code = "output_invalid"
     retryable = False
 
 

@@ -15,7 +15,7 @@ from app.api import errors as api_errors
 from app.api import metrics as api_metrics
 from app.api.routes import router
 from app.domain.events import Event
-from app.engine.graph import Limits, PlanCache
+from app.engine.graph import PlanCache
 from app.engine.scheduler import Scheduler
 from app.events.bus import EventBus
 from app.events.notify import Channel, LocalNotifier, Notifier, PgNotifier
@@ -65,11 +65,7 @@ async def running_services(settings: Settings) -> AsyncIterator[Services]:
     if settings.faults:
         executors = {name: faults.FaultyExecutor(e) for name, e in registry.executors.items()}
         registry = dataclasses.replace(registry, executors=executors)
-    limits = Limits(
-        max_nodes=settings.max_workflow_nodes,
-        max_depth=settings.max_workflow_depth,
-        max_expression_length=settings.max_expression_length,
-    )
+    limits = settings.engine_limits()
     plan_cache = PlanCache()
     workflows = WorkflowService(
         engine, plan_cache=plan_cache, limits=limits, node_types=registry.node_types
@@ -113,6 +109,7 @@ async def running_services(settings: Settings) -> AsyncIterator[Services]:
         bus=bus,
         notifier=notifier,
         max_queued=settings.max_queued_runs,
+        max_input_bytes=settings.max_input_bytes,
     )
     housekeeping = Housekeeping(
         engine,

@@ -9,11 +9,12 @@ import socket
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from app.engine.graph import Limits
 from app.faults import FaultRule
 
 DEFAULT_SQLITE_FILE = "oxify.db"
@@ -69,6 +70,27 @@ class Settings(BaseSettings):
     max_workflow_nodes: int = Field(default=10_000, ge=1, description="Nodes per workflow, nested.")
     max_workflow_depth: int = Field(default=8, ge=1, description="Container nesting depth.")
     max_expression_length: int = Field(default=2000, ge=16, description="Characters.")
+    max_expression_cpu_s: float = Field(
+        default=2.0,
+        gt=0,
+        le=600,
+        description="Seconds of CPU one evaluation of an expression or template may use (past "
+        "a few milliseconds it runs in a worker thread, off the event loop); past it the node "
+        "fails with expression_limit_exceeded.",
+    )
+    max_node_output_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=1024,
+        description="Bytes (as compact JSON) a node's output may hold, and what one evaluation "
+        "of an expression may build; past it the node fails with output_too_large. Above the "
+        "http node's default max_response_bytes (10 MiB) so that a response it accepts fits.",
+    )
+    max_input_bytes: int = Field(
+        default=10 * 1024 * 1024,
+        ge=1024,
+        description="Bytes (as compact JSON) of a run's inputs; more is refused with "
+        "inputs_too_large. At most max_node_output_bytes: the start node outputs the inputs.",
+    )
     sse_ping_s: float = Field(default=15.0, gt=0, description="Seconds between SSE keep-alives.")
     subscriber_queue: int = Field(
         default=1024, ge=16, description="Events buffered per stream subscriber before it re-reads."
@@ -139,6 +161,25 @@ class Settings(BaseSettings):
     @classmethod
     def _async_driver(cls, url: str | None) -> str | None:
         return None if url is None else async_database_url(url)
+
+    @model_validator(mode="after")
+    def _inputs_fit_an_output(self) -> Settings:
+        if self.max_input_bytes > self.max_node_output_bytes:
+            raise ValueError(
+                "OXIFY_MAX_INPUT_BYTES must not exceed OXIFY_MAX_NODE_OUTPUT_BYTES "
+                "(the start node outputs the inputs)"
+            )
+        return self
+
+    def engine_limits(self) -> Limits:
+        """What the engine bounds for each document and run (planning and evaluation)."""
+        return Limits(
+            max_nodes=self.max_workflow_nodes,
+            max_depth=self.max_workflow_depth,
+            max_expression_length=self.max_expression_length,
+            max_node_output_bytes=self.max_node_output_bytes,
+            max_expression_cpu_s=self.max_expression_cpu_s,
+        )
 
     @property
     def resolved_heartbeat_s(self) -> float:

@@ -12,6 +12,7 @@ from app.domain.events import Event, EventType
 from app.domain.node_types import NodeConfig, NodeType
 from app.domain.run import RunConfig, RunOutcome
 from app.engine.context import NodeContext
+from app.engine.graph import Limits
 from app.engine.outcomes import NodeOutput, Suspend
 from app.engine.ports import NodeExecutor
 from app.engine.runtime import RunControl
@@ -89,7 +90,7 @@ class ProbeExecutor:
             return Suspend("needs input", {"prompt": "answer me"})
         if ctx.resume_value is not None:
             return NodeOutput(ctx.resume_value)
-        return NodeOutput(ctx.render("value"))
+        return NodeOutput(await ctx.render("value"))
 
 
 def probe_registry(probe: ProbeExecutor | None = None) -> tuple[Registry, ProbeExecutor]:
@@ -105,6 +106,7 @@ class Harness:
     store: MemoryStore = field(default_factory=MemoryStore)
     clock: Any = field(default_factory=FakeClock)
     seed: int | None = 7
+    limits: Limits | None = None
 
     @property
     def probe(self) -> ProbeExecutor:
@@ -120,6 +122,7 @@ class Harness:
             clock=self.clock,
             node_types=self.registry.node_types,
             seed=self.seed,
+            limits=self.limits,
         )
 
     async def run(

@@ -34,6 +34,7 @@ PROBLEM_TYPE_BASE = "https://oxify.dev/problems/"
 _STATUS_BY_CODE = {
     "workflow_invalid": 422,
     "inputs_invalid": 422,
+    "inputs_too_large": 422,
     "run_config_invalid": 422,
     "cursor_invalid": 422,
     "workflow_archived": 409,

@@ -7,6 +7,11 @@ planned recursively, ``static`` fields are used as written (names, case labels) 
 else is compiled as a template (strings with ``{{ }}`` anywhere inside). A scalar field may be
 given as a lone template (``"seconds": "{{ inputs.wait }}"``): the schema accepts the string and
 the value is checked against the field's type when it is rendered at run time.
+
+Templates and expressions may name ``inputs``, ``vars``, the node ids of their graph and of the
+graphs around it, and what the node's executor binds for that field (:meth:`NodeConfig.bindings`:
+``item`` in a loop body); validation refuses any other name. ``isolated`` graph fields run as a
+workflow of their own (an inline sub-workflow): their nodes see only their own names.
 """
 
 from __future__ import annotations
@@ -31,10 +36,20 @@ class NodeConfig(BaseModel):
     expressions: ClassVar[frozenset[str]] = frozenset()
     graphs: ClassVar[frozenset[str]] = frozenset()
     static: ClassVar[frozenset[str]] = frozenset()
+    isolated: ClassVar[frozenset[str]] = frozenset()
 
     def branches(self) -> frozenset[str] | None:
         """Branch labels this node can take, or None when it does not branch."""
         return None
+
+    def bindings(self, field: str) -> frozenset[str]:  # noqa: ARG002 (overrides use it)
+        """Names the executor binds for ``field`` (as documents spell it) on top of those of the
+        node's graph: seen by its template or expression, or by the nodes of its nested graph.
+
+        An executor that renders or runs a field with a name of its own must declare it here,
+        or validation refuses the documents that use it.
+        """
+        return frozenset()
 
 
 @dataclass(frozen=True, slots=True)

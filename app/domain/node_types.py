@@ -88,6 +88,9 @@ class ForeachConfig(NodeConfig):
     concurrency: Annotated[int, Field(ge=1, le=1000)] | TemplateStr = 1
     max_iterations: int = Field(default=DEFAULT_MAX_ITERATIONS, ge=1, le=1_000_000)
 
+    def bindings(self, field: str) -> frozenset[str]:
+        return frozenset({"item", "index"}) if field == "body" else frozenset()
+
 
 class WhileConfig(NodeConfig):
     expressions = frozenset({"condition"})
@@ -96,12 +99,18 @@ class WhileConfig(NodeConfig):
     body: GraphSpec
     max_iterations: int = Field(default=DEFAULT_MAX_ITERATIONS, ge=1, le=1_000_000)
 
+    def bindings(self, field: str) -> frozenset[str]:
+        return frozenset({"index", "last"}) if field in ("condition", "body") else frozenset()
+
 
 class RepeatConfig(NodeConfig):
     graphs = frozenset({"body"})
     count: Annotated[int, Field(ge=0, le=1_000_000)] | TemplateStr
     body: GraphSpec
     max_iterations: int = Field(default=DEFAULT_MAX_ITERATIONS, ge=1, le=1_000_000)
+
+    def bindings(self, field: str) -> frozenset[str]:
+        return frozenset({"index"}) if field == "body" else frozenset()
 
 
 class TryConfig(NodeConfig):
@@ -112,6 +121,9 @@ class TryConfig(NodeConfig):
     finally_: GraphSpec | None = Field(default=None, alias="finally")
     error_var: str = Field(default="error", pattern=NODE_ID_PATTERN)
     rethrow: bool = False
+
+    def bindings(self, field: str) -> frozenset[str]:
+        return frozenset({self.error_var}) if field in self.graphs else frozenset()
 
 
 class InlineWorkflow(GraphSpec):
@@ -127,6 +139,7 @@ class SubworkflowConfig(NodeConfig):
     )
     graphs = frozenset({"graph"})
     static = frozenset({"workflow_id", "version"})
+    isolated = frozenset({"graph"})
     workflow_id: str | None = Field(default=None, min_length=1, max_length=200)
     version: int | None = Field(default=None, ge=1)
     graph: InlineWorkflow | None = None
@@ -140,6 +153,9 @@ class SubworkflowConfig(NodeConfig):
         if self.version is not None and self.workflow_id is None:
             raise ValueError("'version' needs 'workflow_id'")
         return self
+
+    def bindings(self, field: str) -> frozenset[str]:
+        return frozenset({"outputs"}) if field == "outputs" else frozenset()
 
 
 HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]

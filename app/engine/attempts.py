@@ -7,13 +7,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.domain.events import EventType
-from app.engine import retry
+from app.engine import bounded, payload, retry
+from app.engine.budget import BYTES_SETTING as MAX_OUTPUT_SETTING
 from app.engine.context import NodeContext
+from app.engine.graph_builder import Limits
 from app.engine.outcomes import NodeOutput, Suspend
 from app.engine.plan import PlanNode
 from app.engine.ports import NodeExecutor
 from app.engine.runtime import RunRuntime
-from app.errors import NodeError, NodeTimeout, OxifyError
+from app.errors import NodeError, NodeTimeout, OutputInvalid, OutputTooLarge, OxifyError
 
 
 @dataclass(slots=True)
@@ -108,8 +110,12 @@ class AttemptRunner:
             timeout_s = ctx.node.options.timeout_s
             if timeout_s is None:
                 outcome: NodeOutput | Suspend = await executor.execute(ctx)
-                return outcome
-            return await self._timed(executor, ctx, timeout_s)
+            else:
+                outcome = await self._timed(executor, ctx, timeout_s)
+            if isinstance(outcome, NodeOutput) and not _plainly_storable(outcome):
+                for what, value in _leaving(outcome):
+                    await check_value(value, what, self.rt.limits)
+            return outcome
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -125,3 +131,41 @@ class AttemptRunner:
             if scope.expired():
                 raise NodeTimeout(f"node timed out after {timeout_s:g} s") from None
             raise
+
+
+def _plainly_storable(out: NodeOutput) -> bool:
+    """The common case, decided without a walk: a lone null, boolean or 64-bit integer."""
+    value = out.output
+    kind = type(value)
+    plain = value is None or kind is bool or (kind is int and payload.fits_64_bits(value))
+    return plain and not out.data and not out.set_vars
+
+
+def _leaving(out: NodeOutput) -> list[tuple[str, Any]]:
+    """What of a node's outcome is stored: its output, its metadata, the vars it sets."""
+    leaving = [("the node's output", out.output)]
+    if out.data:
+        leaving.append(("the node's metadata", out.data))
+    for name, value in (out.set_vars or {}).items():
+        if value is not out.output:
+            leaving.append((f"vars.{name}", value))
+    return leaving
+
+
+async def check_value(value: Any, what: str, limits: Limits) -> None:
+    """Raise OutputTooLarge past ``limits.max_node_output_bytes``, OutputInvalid when ``value``
+    is not storable as JSON (both name ``what``, the limit and where); non-retryable.
+
+    A small value is checked inline, a large one in a worker thread.
+    """
+    limit = limits.max_node_output_bytes
+    problem = await bounded.check_payload(value, limit)
+    if problem is None:
+        return
+    if problem.kind == "too_large":
+        raise OutputTooLarge(
+            f"{what} is larger than {limit} bytes (at least {problem.size} bytes as JSON; "
+            f"limit {MAX_OUTPUT_SETTING})"
+        )
+    where = f" at {problem.pointer}" if problem.pointer else ""
+    raise OutputInvalid(f"{what} cannot be stored as JSON: {problem.message}{where}")

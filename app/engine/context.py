@@ -12,6 +12,7 @@ from pydantic import TypeAdapter, ValidationError
 from app.domain.events import EventType
 from app.domain.node_types import NodeConfig, TemplateStr
 from app.domain.run import NodeRecord
+from app.engine import bounded
 from app.engine.plan import Plan, PlanNode
 from app.engine.scope import Scope
 from app.errors import NodeConfigError
@@ -58,19 +59,26 @@ class NodeContext:
         """Stable across attempts and recoveries: execution id + qualified node key."""
         return f"{self.runtime.execution_id}:{self.key}"
 
-    def evaluate(self, field: str, names: Mapping[str, Any] | None = None) -> Any:
-        """Evaluate the compiled expression of config field ``field`` over the scope."""
-        return self.node.expressions[field].evaluate(self.scope if names is None else names)
+    async def evaluate(self, field: str, names: Mapping[str, Any] | None = None) -> Any:
+        """Evaluate the compiled expression of config field ``field`` over the scope.
 
-    def render(self, field: str, names: Mapping[str, Any] | None = None) -> Any:
+        Bounded, and off the event loop once it is not cheap (see ``app.engine.bounded``).
+        """
+        expression = self.node.expressions[field]
+        scope = self.scope if names is None else names
+        return await bounded.run(expression.evaluate, scope, self.runtime.limits)
+
+    async def render(self, field: str, names: Mapping[str, Any] | None = None) -> Any:
         """The config field with templates rendered and scalar templates type-checked.
 
-        A field the document did not set gives the config default.
+        A field the document did not set gives the config default. Rendering is bounded, and
+        off the event loop once it is not cheap (see ``app.engine.bounded``).
         """
         compiled = self.node.templated.get(field)
         if compiled is None:  # not set, or set without a template
             return _field_value(self.node.config, field)
-        value = compiled.render(self.scope if names is None else names)
+        scope = self.scope if names is None else names
+        value = await bounded.run(compiled.render, scope, self.runtime.limits)
         return _check_rendered(type(self.node.config), field, value)
 
     def graph(self, field: str) -> Plan:

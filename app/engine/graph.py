@@ -13,7 +13,11 @@ Codes and where they point:
 - ``unknown_type`` ``/nodes/i/type`` (the message lists the known types).
 - ``invalid_config`` ``/nodes/i/config/seconds``: the config fails its type's schema.
 - ``invalid_expression`` ``/nodes/i/config/condition``; ``invalid_template`` at the bad string
-  (``/nodes/i/config/value/items/2``, ``/outputs/x``).
+  (``/nodes/i/config/value/items/2``, ``/outputs/x``); literal arithmetic past the evaluation
+  bounds (``9 ** 9 ** 9``) is one.
+- ``unknown_reference`` at the string that uses the name: a name that is not ``inputs``,
+  ``vars``, a node id of its graph or of the graphs around it, nor bound there by a node
+  (``item`` in a loop body; see ``NodeConfig.bindings``).
 - ``unknown_node`` ``/edges/j/from`` or ``/edges/j/to``; ``self_loop`` ``/edges/j``;
   ``duplicate_edge`` ``/edges/j`` (same from, to and branch as an earlier edge);
   ``start_has_incoming`` ``/edges/j/to``; ``invalid_branch`` ``/edges/j/branch``.
@@ -115,7 +119,7 @@ def plan_graph(
     with _gc_paused():
         if builder.depth_ok(pointer, depth):
             parts = builder.graph_from_model(graph, pointer)
-            plan = builder.graph(parts, depth) if parts is not None else None
+            plan = builder.graph(parts, depth, None) if parts is not None else None
     if plan is None:
         raise WorkflowInvalid(builder.errors or [ErrorDetail(pointer, "invalid graph")])
     return plan

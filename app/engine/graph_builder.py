@@ -17,20 +17,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
-import jsonschema
-from jsonschema import validators
-from jsonschema.exceptions import best_match
 from pydantic import ValidationError
 
 from app.domain.node_types import NodeConfig, NodeType, NodeTypes
 from app.domain.workflow import GraphSpec, WorkflowDocument
 from app.engine import (
+    budget,
     config_fields,
     expressions,
     graph_shape,
     graph_wiring,
+    references,
     templates,
 )
+from app.engine import inputs as inputs_schema
 from app.engine.expressions import Expression
 from app.engine.graph_shape import GraphParts
 from app.engine.plan import EMPTY, NO_PARTS, CompiledParts, Plan
@@ -38,17 +38,22 @@ from app.engine.templates import CompiledValue
 from app.engine.validation_errors import errors_from_validation, escape, join
 from app.errors import ErrorDetail, ExpressionError
 
-_DIALECT = "https://json-schema.org/draft/2020-12/schema"
-
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """Bounds on what one document may ask of the planner (and so of every run)."""
+    """Bounds on what one document may ask of the planner and of every run of it.
+
+    ``max_node_output_bytes`` bounds every node's output (as compact JSON) and what one
+    evaluation of an expression may build; ``max_expression_cpu_s`` the CPU time of one
+    evaluation (see ``app.engine.bounded``).
+    """
 
     max_nodes: int = 10_000  # all nodes incl. nested graphs
     max_depth: int = 8  # container nesting depth
     max_expression_length: int = expressions.DEFAULT_MAX_EXPRESSION_LENGTH  # characters
     max_edges: int = 50_000  # all edges incl. nested graphs
+    max_node_output_bytes: int = budget.DEFAULT_MAX_BYTES  # bytes
+    max_expression_cpu_s: float = budget.DEFAULT_CPU_S  # seconds of CPU per evaluation
 
 
 DEFAULT_LIMITS = Limits()
@@ -85,8 +90,8 @@ class GraphBuilder:
             self.error("", "expected a JSON object (the workflow document)", "invalid_value")
             return None
         if isinstance(inputs, Mapping):
-            self._check_input_schema(inputs)
-        plan = self.graph(parts, 0) if parts is not None else None
+            self.errors += inputs_schema.problems(inputs)
+        plan = self.graph(parts, 0, references.TOP) if parts is not None else None
         if plan is None or self.errors:
             return None
         plan.name = name
@@ -109,14 +114,24 @@ class GraphBuilder:
             return None
         return graph_shape.parse(raw, model, pointer, self.errors)
 
-    def graph(self, parts: GraphParts, depth: int) -> Plan | None:
-        """Every check of one graph and its nested graphs; its plan when nothing was wrong."""
+    def graph(
+        self, parts: GraphParts, depth: int, context: references.Context | None
+    ) -> Plan | None:
+        """Every check of one graph and its nested graphs; its plan when nothing was wrong.
+
+        ``context`` holds the names visible around the graph; None skips the checks of the
+        names templates refer to (a graph planned on its own, outside its document).
+        """
         index = self._index(parts)
-        checked = self._nodes(parts, depth)
+        names = None if context is None else context.names(index)
+        checked = self._nodes(parts, depth, names)
         wiring = graph_wiring.wire(parts, index, checked, self.error)
         outputs = None
         if parts.outputs is not None:
             outputs = self._compile(parts.outputs, parts.pointer, "outputs")
+            if outputs is not None and names is not None:
+                where = join(parts.pointer, "outputs")
+                self._references(outputs.names, names, frozenset(), parts.outputs, where)
         size = len(parts.ids)
         order = graph_wiring.topological_order(wiring, size)
         if len(order) < size and wiring.complete:
@@ -205,7 +220,9 @@ class GraphBuilder:
         left.sort()
         return configs, left
 
-    def _nodes(self, parts: GraphParts, depth: int) -> graph_wiring.Checked:
+    def _nodes(
+        self, parts: GraphParts, depth: int, names: references.Names | None
+    ) -> graph_wiring.Checked:
         """Each node's config and compiled parts; None configs where type or config is wrong."""
         configs, left = self._batch_configs(parts)
         size = len(configs)
@@ -220,7 +237,7 @@ class GraphBuilder:
             if config is None:
                 config = configs[i] = self._config(raw, cast(str, parts.types[i]), pointer, depth)
             if config is not None and raw:
-                checked.parts[i] = self._fields(config, raw, pointer, depth)
+                checked.parts[i] = self._fields(config, raw, pointer, depth, names)
         return checked
 
     def _config(
@@ -239,9 +256,15 @@ class GraphBuilder:
             return None
 
     def _fields(
-        self, config: NodeConfig, raw: dict[str, Any], pointer: str, depth: int
+        self,
+        config: NodeConfig,
+        raw: dict[str, Any],
+        pointer: str,
+        depth: int,
+        names: references.Names | None,
     ) -> CompiledParts:
-        """Compile the node's expressions and templates and plan its nested graphs.
+        """Compile the node's expressions and templates, check the names they refer to, and
+        plan its nested graphs.
 
         Only templates that are not constant are kept: the others are read from the config.
         """
@@ -250,6 +273,7 @@ class GraphBuilder:
         templated: dict[str, CompiledValue] = {}
         expressions: dict[str, Expression] = {}
         graphs: dict[str, Plan] = {}
+        used: frozenset[str] = frozenset()
         for key, value in raw.items():
             entry = table.get(key) or config_fields.extra_field(key)  # a model may allow extras
             kind = entry.kind
@@ -257,14 +281,21 @@ class GraphBuilder:
                 compiled = None if constant else self._compile(value, pointer, "config", key)
                 if compiled is not None and not compiled.is_constant:
                     templated[entry.name] = compiled
+                    used = compiled.names
             elif kind == "expression":
                 expression = self._expression(value, pointer, key)
                 if expression is not None:
                     expressions[entry.name] = expression
+                    used = expression.names
             elif kind == "graph" and (nested := getattr(config, entry.attr)) is not None:
-                plan = self._nested(nested, join(pointer, "config", key), depth + 1)
+                context = references.nested(config, entry.name, names)
+                plan = self._nested(nested, join(pointer, "config", key), depth + 1, context)
                 if plan is not None:
                     graphs[entry.name] = plan
+            if used and names is not None:
+                where = join(pointer, "config", key)
+                self._references(used, names, config.bindings(entry.name), value, where)
+                used = frozenset()
         if not (templated or expressions or graphs):
             return NO_PARTS
         return CompiledParts(templated or EMPTY, expressions or EMPTY, graphs or EMPTY)
@@ -298,17 +329,29 @@ class GraphBuilder:
             if key in graphs and self.depth_ok(where, depth + 1):
                 parts = self.parse_graph(value, entry.graph_model, where)
                 if parts is not None:
-                    self.graph(parts, depth + 1)
+                    self.graph(parts, depth + 1, None)  # bindings need a valid config
             elif entry.kind == "template":
                 self._compile(value, base, key)
             elif entry.kind == "expression" and isinstance(value, str):
                 self._expression(value, pointer, key)
 
-    def _nested(self, nested: GraphSpec, pointer: str, depth: int) -> Plan | None:
+    def _nested(
+        self, nested: GraphSpec, pointer: str, depth: int, context: references.Context | None
+    ) -> Plan | None:
         if not self.depth_ok(pointer, depth):
             return None
         parts = self.graph_from_model(nested, pointer)
-        return self.graph(parts, depth) if parts is not None else None
+        return self.graph(parts, depth, context) if parts is not None else None
+
+    def _references(
+        self,
+        used: frozenset[str],
+        names: references.Names,
+        bound: frozenset[str],
+        value: Any,
+        pointer: str,
+    ) -> None:
+        self.errors += references.check(used, names, bound, value, pointer)
 
     def _expression(self, source: str, pointer: str, key: str) -> Expression | None:
         """The compiled condition (shared by equal sources), or None once reported."""
@@ -350,23 +393,6 @@ class GraphBuilder:
         if isinstance(value, str):
             self._texts[value] = compiled
         return compiled
-
-    def _check_input_schema(self, schema: Mapping[str, Any]) -> None:
-        """``inputs`` must be a JSON Schema (2020-12 unless its ``$schema`` names another)."""
-        declared = schema.get("$schema")
-        validator = jsonschema.Draft202012Validator
-        if declared is not None:
-            known = isinstance(declared, str) and validators.validator_for(schema, default=None)
-            if not known:
-                message = f"unknown JSON Schema dialect {declared!r} (use {_DIALECT!r})"
-                self.error("/inputs/$schema", message, "invalid_schema")
-                return
-            validator = known
-        for problem in validator(validator.META_SCHEMA).iter_errors(schema):
-            if problem.context:  # "not valid under any of the given schemas": say which way
-                problem = best_match(problem.context)
-            where = join("/inputs", *problem.absolute_path)
-            self.error(where, f"not a valid JSON Schema: {problem.message}", "invalid_schema")
 
 
 def _groups(types: list[str]) -> dict[str, list[int]]:

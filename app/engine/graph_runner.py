@@ -18,8 +18,8 @@ from typing import Any
 from app.domain.events import EventType
 from app.domain.run import NodeRecord
 from app.domain.status import ExecutionStatus, NodeStatus
-from app.engine import planner
-from app.engine.attempts import AttemptRunner, Failure, error_payload
+from app.engine import bounded, planner
+from app.engine.attempts import AttemptRunner, Failure, check_value, error_payload
 from app.engine.context import NodeContext
 from app.engine.outcomes import NodeOutput, Suspend
 from app.engine.plan import Plan, PlanNode
@@ -78,7 +78,7 @@ class GraphRun:
         finally:
             rt.control.unsubscribe(self.wake.set)
             await self._reap()
-        return self._result()
+        return await self._result()
 
     @property
     def _halted(self) -> bool:
@@ -332,7 +332,7 @@ class GraphRun:
         while self.done:
             self._collect(self.done.popleft())
 
-    def _result(self) -> GraphResult:
+    async def _result(self) -> GraphResult:
         statuses = self.state.status
         control = self.rt.control
         if self.failure is not None:
@@ -354,7 +354,7 @@ class GraphRun:
         output = None
         if status is ExecutionStatus.COMPLETED:
             try:
-                output = self._output()
+                output = await self._output()
             except OxifyError as exc:
                 status = ExecutionStatus.FAILED
                 self.failure = {
@@ -374,10 +374,13 @@ class GraphRun:
             waiting_on=list(self.waiting),
         )
 
-    def _output(self) -> Any:
-        """Its ``outputs`` mapping, else its end node's output, else the last node's."""
+    async def _output(self) -> Any:
+        """Its ``outputs`` mapping (bounded like a node's output), else its end node's output,
+        else the last node's."""
         if self.plan.outputs is not None:
-            return self.plan.outputs.render(self.scope)
+            output = await bounded.run(self.plan.outputs.render, self.scope, self.rt.limits)
+            await check_value(output, "the outputs mapping", self.rt.limits)
+            return output
         results, statuses = self.scope.results, self.state.status
         for candidates in (self.plan.end_nodes, self.plan.order):
             for node_id in reversed(candidates):

@@ -1,15 +1,43 @@
-"""Run inputs against a workflow's ``inputs`` JSON Schema: defaults, then validation."""
+"""Run inputs against a workflow's ``inputs`` JSON Schema: the schema itself checked, defaults,
+then validation."""
 
 from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
-from jsonschema import Draft202012Validator, ValidationError
+from jsonschema import Draft202012Validator, ValidationError, validators
+from jsonschema.exceptions import best_match
 
+from app.engine.validation_errors import join
 from app.errors import ErrorDetail
+
+_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+
+
+def problems(schema: Mapping[str, Any]) -> list[ErrorDetail]:
+    """Why a document's ``inputs`` is not a JSON Schema (2020-12 unless its ``$schema`` names
+    another), at pointers under ``/inputs``; [] when it is one."""
+    declared = schema.get("$schema")
+    validator: Any = Draft202012Validator
+    if declared is not None:
+        known = isinstance(declared, str) and validators.validator_for(schema, default=None)
+        if not known:
+            message = f"unknown JSON Schema dialect {declared!r} (use {_DIALECT!r})"
+            return [ErrorDetail("/inputs/$schema", message, "invalid_schema")]
+        validator = known
+    found = []
+    for problem in validator(validator.META_SCHEMA).iter_errors(schema):
+        if problem.context:  # "not valid under any of the given schemas": say which way
+            problem = best_match(problem.context)
+        where = join("/inputs", *problem.absolute_path)
+        found.append(
+            ErrorDetail(where, f"not a valid JSON Schema: {problem.message}", "invalid_schema")
+        )
+    return found
 
 
 def apply_defaults(schema: dict[str, Any] | None, inputs: Any) -> Any:

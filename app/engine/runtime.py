@@ -10,6 +10,7 @@ from typing import Any, Literal
 from app.domain.node_types import NodeTypes
 from app.domain.run import NodeRecord, RunConfig
 from app.domain.status import ExecutionStatus, NodeStatus
+from app.engine.graph_builder import Limits
 from app.engine.journal import Journal
 from app.engine.plan import Plan
 from app.engine.ports import Clock, NodeExecutor, WorkflowLoader
@@ -115,6 +116,7 @@ class RunRuntime:
         rng: random.Random,
         graph_runner: Callable[..., Any],
         planner: Callable[[Mapping[str, Any]], Plan],
+        limits: Limits,
     ) -> None:
         self.execution_id = execution_id
         self.config = config
@@ -131,6 +133,7 @@ class RunRuntime:
         self.node_executions = 0
         self._graph_runner = graph_runner
         self.plan_document = planner
+        self.limits = limits  # node outputs and expression evaluations are bounded by these
 
     def count_execution(self) -> None:
         """Count one node attempt against ``limits.max_nodes``."""

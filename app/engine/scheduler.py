@@ -129,6 +129,7 @@ class Scheduler:
             rng=random.Random(self._seed),
             graph_runner=graph_runner.run_graph,
             planner=self.plan,
+            limits=self._limits,
         )
         driver = {} if request.replica is None else {"replica": request.replica}
         if request.resume:

@@ -15,10 +15,11 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from app.engine import expression_syntax, expressions
+from app.engine.budget import Budget
 from app.engine.expressions import DEFAULT_MAX_EXPRESSION_LENGTH, Expression
 from app.errors import ExpressionError, ExpressionEvalError
 
-_Renderer = Callable[[Mapping[str, Any]], Any]
+_Renderer = Callable[[Mapping[str, Any], Budget], Any]
 
 
 def is_template(text: str) -> bool:
@@ -76,17 +77,23 @@ class Template:
     def __repr__(self) -> str:
         return f"Template({self.source!r})"
 
-    def render(self, names: Mapping[str, Any]) -> Any:
+    def render(self, names: Mapping[str, Any], budget: Budget | None = None) -> Any:
         """Render over ``names``: a lone template keeps its value's type, else a str.
 
-        Raises ExpressionEvalError when an expression fails or a value cannot be written as text.
+        Every part is charged to the one ``budget`` (see ``Expression.evaluate``), the text
+        built too. Raises ExpressionEvalError when an expression fails or a value cannot be
+        written as text.
         """
+        if budget is None:
+            budget = Budget.started()
         if self._lone is not None:
-            return self._lone.evaluate(names)
-        return "".join(
-            part if isinstance(part, str) else _as_text(part.evaluate(names), part)
+            return self._lone.evaluate(names, budget)
+        text = "".join(
+            part if isinstance(part, str) else _as_text(part.evaluate(names, budget), part)
             for part in self._parts
         )
+        budget.build(len(text))
+        return text
 
 
 def compile_template(
@@ -141,11 +148,12 @@ class CompiledValue:
     def __repr__(self) -> str:
         return f"CompiledValue({self._value!r})"
 
-    def render(self, names: Mapping[str, Any]) -> Any:
-        """The value with every template rendered over ``names`` (ExpressionEvalError if not)."""
+    def render(self, names: Mapping[str, Any], budget: Budget | None = None) -> Any:
+        """The value with every template rendered over ``names`` (ExpressionEvalError if not),
+        all of them charged to the one ``budget`` (see ``Expression.evaluate``)."""
         if self._render is None:
             return self._value
-        return self._render(names)
+        return self._render(names, budget if budget is not None else Budget.started())
 
 
 def _escape(key: Any) -> str:
@@ -172,7 +180,9 @@ def _compile(value: Any, max_length: int, pointer: str) -> tuple[_Renderer | Non
         if all(render is None for _, _, render, _ in entries):
             return None, frozenset()
         return (
-            lambda names: {k: v if r is None else r(names) for k, v, r, _ in entries},
+            lambda names, budget: {
+                k: v if r is None else r(names, budget) for k, v, r, _ in entries
+            },
             frozenset().union(*(n for *_, n in entries)),
         )
     if isinstance(value, list | tuple):
@@ -180,7 +190,7 @@ def _compile(value: Any, max_length: int, pointer: str) -> tuple[_Renderer | Non
         if all(render is None for _, render, _ in items):
             return None, frozenset()
         return (
-            lambda names: [v if r is None else r(names) for v, r, _ in items],
+            lambda names, budget: [v if r is None else r(names, budget) for v, r, _ in items],
             frozenset().union(*(n for *_, n in items)),
         )
     return None, frozenset()

@@ -31,7 +31,7 @@ class EndExecutor:
     async def execute(self, ctx: NodeContext) -> NodeOutput:
         config = cast(EndConfig, ctx.config)
         if config.outputs is not None:
-            return NodeOutput(ctx.render("outputs"))
+            return NodeOutput(await ctx.render("outputs"))
         results = ctx.scope.results
         upstream = {
             e.source: results[e.source]["output"]
@@ -51,7 +51,7 @@ class TransformExecutor:
     inline: ClassVar[bool] = True
 
     async def execute(self, ctx: NodeContext) -> NodeOutput:
-        return NodeOutput(ctx.render("value"))
+        return NodeOutput(await ctx.render("value"))
 
 
 class SetVarExecutor:
@@ -61,7 +61,7 @@ class SetVarExecutor:
 
     async def execute(self, ctx: NodeContext) -> NodeOutput:
         name = cast(SetVarConfig, ctx.config).name
-        value = ctx.render("value")
+        value = await ctx.render("value")
         return NodeOutput(value, set_vars={name: value})
 
 
@@ -69,7 +69,7 @@ class DelayExecutor:
     """Sleeps ``seconds`` on the run's clock (cancellable)."""
 
     async def execute(self, ctx: NodeContext) -> NodeOutput:
-        seconds = float(ctx.render("seconds"))
+        seconds = float(await ctx.render("seconds"))
         await ctx.runtime.clock.sleep(seconds)
         return NodeOutput({"slept": seconds})
 
@@ -80,5 +80,5 @@ class FailExecutor:
     inline: ClassVar[bool] = True
 
     async def execute(self, ctx: NodeContext) -> NodeOutput:
-        message: Any = ctx.render("message")
+        message: Any = await ctx.render("message")
         raise FailNodeError(str(message))

@@ -15,7 +15,7 @@ class IfExecutor:
     inline: ClassVar[bool] = True
 
     async def execute(self, ctx: NodeContext) -> NodeOutput:
-        value = bool(ctx.evaluate("condition"))
+        value = bool(await ctx.evaluate("condition"))
         return NodeOutput(value, branch="true" if value else "false")
 
 
@@ -25,7 +25,7 @@ class SwitchExecutor:
     inline: ClassVar[bool] = True
 
     async def execute(self, ctx: NodeContext) -> NodeOutput:
-        value = ctx.evaluate("value")
+        value = await ctx.evaluate("value")
         cases = cast(SwitchConfig, ctx.config).cases
         label = _as_label(value)
         return NodeOutput(value, branch=label if label in cases else "default")

@@ -68,7 +68,7 @@ class SubworkflowExecutor:
                 retryable=False,
             )
         plan = await _child_plan(ctx, config)
-        inputs = apply_defaults(plan.input_schema, ctx.render("inputs"))
+        inputs = apply_defaults(plan.input_schema, await ctx.render("inputs"))
         problems = validate_inputs(plan.input_schema, inputs)
         if problems:
             listing = "; ".join(f"{p.pointer or '/'}: {p.message}" for p in problems)
@@ -83,7 +83,7 @@ class SubworkflowExecutor:
             )
         if config.outputs is None:
             return NodeOutput(result.output)
-        return NodeOutput(ctx.render("outputs", ctx.scope.child(outputs=result.output)))
+        return NodeOutput(await ctx.render("outputs", ctx.scope.child(outputs=result.output)))
 
 
 async def _child_plan(ctx: NodeContext, config: SubworkflowConfig) -> Plan:

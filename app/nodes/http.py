@@ -65,8 +65,8 @@ class HttpExecutor:
 
     async def execute(self, ctx: NodeContext) -> NodeOutput:
         config = cast(HttpConfig, ctx.config)
-        request = build_request(ctx, config)
-        timeout_s = float(ctx.render("timeout_s"))
+        request = await build_request(ctx, config)
+        timeout_s = float(await ctx.render("timeout_s"))
         request.extensions["timeout"] = httpx.Timeout(timeout_s).as_dict()
         now = ctx.runtime.clock.now  # for Retry-After dates, on the run's clock
         if self._client is not None:
@@ -75,26 +75,26 @@ class HttpExecutor:
             return await _send(client, request, config, timeout_s, now)
 
 
-def build_request(ctx: NodeContext, config: HttpConfig) -> httpx.Request:
+async def build_request(ctx: NodeContext, config: HttpConfig) -> httpx.Request:
     """The rendered request; template and URL problems are config errors (not retried)."""
-    url = ctx.render("url")
+    url = await ctx.render("url")
     try:
         check_http_url(url)
         parsed = httpx.URL(url)
     except (ValueError, httpx.InvalidURL) as exc:
         raise NodeConfigError(f"config field 'url': {exc}") from None
     headers = httpx.Headers({"User-Agent": USER_AGENT, "Accept": "*/*"})
-    headers.update(_headers(_render_hidden(ctx, "headers")))
+    headers.update(_headers(await _render_hidden(ctx, "headers")))
     if config.idempotency_key:
         headers["Idempotency-Key"] = ctx.idempotency_key
     content: bytes | None = None
     if config.sends_json:
-        content = _json_bytes(ctx.render("json"))
+        content = _json_bytes(await ctx.render("json"))
         headers.setdefault("Content-Type", "application/json")
     elif config.body is not None:
-        content = str(ctx.render("body")).encode()
+        content = str(await ctx.render("body")).encode()
         headers.setdefault("Content-Type", "text/plain; charset=utf-8")
-    params = _params(_render_hidden(ctx, "query"))
+    params = _params(await _render_hidden(ctx, "query"))
     if params:
         parsed = parsed.copy_merge_params(params)
     return httpx.Request(config.method, parsed, headers=headers, content=content)
@@ -244,10 +244,10 @@ _PHASES = {
 # -- shaping values ----------------------------------------------------------------------------
 
 
-def _render_hidden(ctx: NodeContext, field: str) -> Any:
+async def _render_hidden(ctx: NodeContext, field: str) -> Any:
     """Render a field whose values may be secrets: a bad value is reported without them."""
     try:
-        return ctx.render(field)
+        return await ctx.render(field)
     except NodeConfigError:
         raise NodeConfigError(
             f"config field {field!r} rendered to a value that is not valid: each value must be "

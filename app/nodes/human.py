@@ -29,8 +29,8 @@ FORM_NAMESPACE = uuid.UUID("5f0c7a52-7d1e-4d61-9a54-0b1f3c2e9d11")
 class HumanExecutor:
     """Executor of both human node types (the config's class tells which)."""
 
-    # It never awaits anything (answers arrive as resume values), so it needs no task of its
-    # own: a resumed run completes it in the same step as its resumption.
+    # It never waits for anything outside (answers arrive as resume values), so it needs no
+    # task of its own: a resumed run completes it in the same step as its resumption.
     inline: ClassVar[bool] = True
 
     async def execute(self, ctx: NodeContext) -> NodeOutput | Suspend:
@@ -41,7 +41,7 @@ class HumanExecutor:
             if isinstance(delivered, dict) and delivered.get("form_id") == form_id:
                 return _answered(ctx, form_id, delivered)
             return Suspend("form", waiting)  # resumed for something else: still waiting
-        return _ask(ctx)
+        return await _ask(ctx)
 
 
 def _waiting_on(ctx: NodeContext) -> dict[str, Any] | None:
@@ -53,11 +53,11 @@ def _waiting_on(ctx: NodeContext) -> dict[str, Any] | None:
     return data if "form_id" in data else None
 
 
-def _ask(ctx: NodeContext) -> Suspend:
+async def _ask(ctx: NodeContext) -> Suspend:
     config = ctx.config
     approval = isinstance(config, human.ApprovalConfig)
     form_id = str(uuid.uuid5(FORM_NAMESPACE, f"{ctx.execution_id}/{ctx.key}/{ctx.attempt}"))
-    timeout = ctx.render("timeout_s")
+    timeout = await ctx.render("timeout_s")
     deadline = (
         (ctx.runtime.clock.now() + timedelta(seconds=float(timeout))).isoformat()
         if timeout is not None
@@ -66,7 +66,7 @@ def _ask(ctx: NodeContext) -> Suspend:
     request: dict[str, Any] = {
         "form_id": form_id,
         "kind": "approval" if approval else "form",
-        "prompt": str(ctx.render("prompt")),
+        "prompt": str(await ctx.render("prompt")),
         "on_timeout": config.on_timeout,  # type: ignore[attr-defined]
         "deadline": deadline,
     }

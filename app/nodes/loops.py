@@ -89,7 +89,7 @@ class ForeachExecutor:
 
     async def execute(self, ctx: NodeContext) -> NodeOutput:
         config = cast(ForeachConfig, ctx.config)
-        items = ctx.render("items")
+        items = await ctx.render("items")
         if not isinstance(items, list | tuple):
             raise NodeConfigError(
                 f"'items' must give a list, got {type(items).__name__}: {_excerpt(items)}"
@@ -99,7 +99,7 @@ class ForeachExecutor:
                 f"foreach '{ctx.node.id}' has {len(items)} items, over max_iterations "
                 f"({config.max_iterations})"
             )
-        concurrency = int(ctx.render("concurrency"))
+        concurrency = int(await ctx.render("concurrency"))
         body = ctx.graph("body")
         outputs = await run_iterations(
             ctx,
@@ -116,7 +116,7 @@ class RepeatExecutor:
 
     async def execute(self, ctx: NodeContext) -> NodeOutput:
         config = cast(RepeatConfig, ctx.config)
-        count = int(ctx.render("count"))
+        count = int(await ctx.render("count"))
         if count > config.max_iterations:
             raise LoopLimitExceeded(
                 f"repeat '{ctx.node.id}' count {count} is over max_iterations "
@@ -142,7 +142,7 @@ class WhileExecutor:
         outputs: list[Any] = []
         last: Any = None
         index = 0
-        while ctx.evaluate("condition", ctx.scope.child(index=index, last=last)):
+        while await ctx.evaluate("condition", ctx.scope.child(index=index, last=last)):
             if index >= config.max_iterations:
                 raise LoopLimitExceeded(
                     f"while '{ctx.node.id}' reached max_iterations ({config.max_iterations}) "

@@ -24,6 +24,7 @@ from app.domain import views as models
 from app.domain.events import Event, EventType
 from app.domain.run import RunConfig
 from app.domain.status import ExecutionStatus, Move
+from app.engine import bounded
 from app.engine.inputs import apply_defaults, validate_inputs
 from app.engine.runtime import RunControl
 from app.errors import (
@@ -71,6 +72,7 @@ class ExecutionService:
         bus: EventBus,
         notifier: Notifier,
         max_queued: int = 10_000,
+        max_input_bytes: int,
     ) -> None:
         self._engine = engine
         self._read = db.autocommit(engine)  # reads: no BEGIN/ROLLBACK round trips
@@ -80,6 +82,7 @@ class ExecutionService:
         self._bus = bus
         self._notifier = notifier
         self._admission = Admission(max_queued)
+        self._max_input_bytes = max_input_bytes
 
     # -- start ----------------------------------------------------------------------------
 
@@ -105,6 +108,7 @@ class ExecutionService:
         runnable = await self._workflows.runnable(workflow_id, version)
         if runnable.archived:
             raise WorkflowArchived(f"workflow {workflow_id!r} is archived")
+        await bounded.check_inputs(inputs, self._max_input_bytes)
         await self._admit()
         plan = runnable.plan
         inputs = apply_defaults(plan.input_schema, {} if inputs is None else inputs)

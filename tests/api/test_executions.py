@@ -80,6 +80,38 @@ async def test_start_answers_the_bad_inputs_and_config_with_pointers(
     assert_problem(response, 404, "workflow_not_found")
 
 
+async def test_start_refuses_inputs_over_the_limit(pg_database_url: str) -> None:
+    async with serving(pg_database_url, max_input_bytes=2048) as client:
+        workflow_id = await create_workflow(client, linear({"id": "start", "type": "start"}))
+        url = f"/v1/workflows/{workflow_id}/executions"
+        body = assert_problem(
+            await client.post(url, json={"inputs": {"text": "x" * 3000}}), 422, "inputs_too_large"
+        )
+        assert pointers(body) == {"/inputs"}
+        assert body["detail"].startswith("the inputs are larger than 2048 bytes (at least ")
+        assert "limit OXIFY_MAX_INPUT_BYTES" in body["detail"]
+        assert (await client.post(url, json={"inputs": {"text": "x" * 1000}})).status_code == 202
+
+
+async def test_an_output_the_store_cannot_write_fails_its_node_not_the_run(
+    client: httpx.AsyncClient,
+) -> None:
+    document = linear(
+        {"id": "start", "type": "start"},
+        {"id": "big", "type": "transform", "config": {"value": "{{ 1 << 100 }}"}},
+        {"id": "end", "type": "end"},
+    )
+    started = await start_run(client, await create_workflow(client, document))
+    done = await wait_run(client, started["id"])
+    assert done["status"] == "failed"
+    assert done["error"]["code"] == "output_invalid"
+    assert done["error"]["node_id"] == "big"
+    assert "does not fit in 64 bits" in done["error"]["message"]
+    nodes = {n["node_id"]: n["status"] for n in done["nodes"]}
+    assert nodes["start"] == "completed"
+    assert nodes["big"] == "failed"
+
+
 async def test_a_config_is_kept_with_the_run(client: httpx.AsyncClient) -> None:
     workflow_id = await create_workflow(client, doubler())
     body = {"inputs": {"n": 2}, "config": {"max_concurrency": 2, "checkpoint": "every_level"}}

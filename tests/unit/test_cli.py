@@ -9,12 +9,14 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from app import cli, cli_display
+from app.settings import get_settings
 from tests.support import edge, node, probe_registry, workflow
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -120,6 +122,35 @@ def test_graph_invalid_document_exits_1(tmp_path: Path, capsys: pytest.CaptureFi
     assert "/edges/0/to: no node 'ghost'" in err
 
 
+def test_validate_names_a_cycle_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cyclic = workflow([node("a"), node("b")], [edge("a", "b"), edge("b", "a")])
+    code, _, err = run(capsys, "validate", write(tmp_path, cyclic))
+    assert code == 1
+    assert err.splitlines()[1:] == ["  /edges/1: cycle: a → b → a"]
+
+
+def test_validate_refuses_what_can_only_fail_at_run_time(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    doc = workflow(
+        [
+            node("start", "start"),
+            node("pow", value="{{ 9**9**9 }}"),
+            node("ref", value="{{ nosuchnode.output }}"),
+        ],
+        [edge("start", "pow"), edge("pow", "ref")],
+    )
+    code, out, err = run(capsys, "validate", write(tmp_path, doc))
+    assert code == 1
+    assert out == ""
+    lines = err.splitlines()
+    assert lines[0] == "invalid: 2 problems"
+    assert lines[1].startswith("  /nodes/1/config/value: template part 1 {{ 9**9**9 }}: 9 ** ")
+    assert lines[1].endswith("too large (limit 10000 bits) (in 9 ** 9 ** 9) (invalid_template)")
+    assert lines[2].startswith("  /nodes/2/config/value: '{{ nosuchnode.output }}' refers to ")
+    assert lines[2].endswith("(unknown_reference)")
+
+
 def test_document_must_be_an_object(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, "validate", write(tmp_path, "[1, 2]"))
     assert code == 1
@@ -180,6 +211,34 @@ def test_inputs_failing_the_schema(capsys: pytest.CaptureFixture[str]) -> None:
     assert "the inputs do not match the document's schema (2 problems)" in err
     assert "  /name: '' should be non-empty" in err
     assert "  /: Additional properties are not allowed ('extra' was unexpected)" in err
+
+
+@pytest.fixture
+def max_input_bytes(monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
+    monkeypatch.setenv("OXIFY_MAX_INPUT_BYTES", "1024")
+    get_settings.cache_clear()
+    yield 1024
+    get_settings.cache_clear()
+
+
+def test_inputs_over_the_limit_are_refused(
+    max_input_bytes: int, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    inputs = write(tmp_path, {"text": "x" * max_input_bytes}, "inputs.json")
+    code, out, err = run(capsys, "run", write(tmp_path, ECHO), "--inputs-json", inputs)
+    assert code == 2
+    assert out == ""
+    assert f"error: the inputs are larger than {max_input_bytes} bytes" in err
+    assert "limit OXIFY_MAX_INPUT_BYTES" in err
+
+
+def test_inputs_that_cannot_be_stored_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(capsys, "run", write(tmp_path, ECHO), "--input", f"n={2**70}")
+    assert code == 2
+    assert "error: the inputs cannot be stored (1 problem)" in err
+    assert f"  /inputs/n: cannot be stored as JSON: the integer {2**70} does not fit" in err
 
 
 def test_schema_defaults_fill_missing_inputs(capsys: pytest.CaptureFixture[str]) -> None:

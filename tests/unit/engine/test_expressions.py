@@ -357,20 +357,48 @@ def test_length_limit() -> None:
 @pytest.mark.parametrize(
     ("source", "fragment"),
     [
-        ("2 ** 100000", "2 ** 100000 is too large"),
-        ("10 ** 10 ** 10", "is too large"),
-        ("'x' * 10 ** 6", "too long"),
+        ("2 ** (inputs.x * 33334)", "2 ** 100002 is too large"),
+        ("10 ** 10 ** (inputs.x + 2)", "10 ** 100000 is too large"),
+        ("'x' * 10 ** (inputs.x * 2)", "too long"),
         ("[0] * 10 ** 6", "too long"),
         ("range(10 ** 6)", "range() of 1000000 items is too long"),
-        ("'a' * 90000 + 'a' * 90000", "too long"),
+        ("'a' * (inputs.x * 30000) + 'a' * 90000", "too long"),
         ("('a' * 50000).replace('a', 'aaa')", "replace() would be too long"),
         ("('x' * 60000).join(['a', 'b', 'c'])", "join() would be too long"),
-        ("1 << 100000", "1 << 100000"),
+        ("1 << (inputs.x * 33334)", "1 << 100002"),
+        ("(1 << 9000) * (1 << inputs.x * 1000)", "too large (limit 10000 bits)"),
+        ("'%0100000000d' % inputs.x", "format width or precision is over 1000"),
+        ("'%*d' % (inputs.x, 1)", "format width or precision is over 1000"),
+        ("sum([[1]] * inputs.x, [])", "sum() adds numbers"),
         ("[x for x in range(10000) for y in range(10000)]", "too long"),
     ],
 )
 def test_resource_limits_fail_with_a_clear_error(source: str, fragment: str) -> None:
     assert fragment in eval_error(source).message
+
+
+@pytest.mark.parametrize(
+    ("source", "fragment"),
+    [
+        ("9 ** 9 ** 9", "9 ** 387420489 is too large (limit 10000 bits)"),
+        ("2 ** 100000", "2 ** 100000 is too large"),
+        ("inputs.x + 10 ** 10 ** 10", "10 ** 10000000000 is too large"),
+        ("'x' * 10 ** 6", "too long (limit 100000 items) (in 'x' * 10 ** 6)"),
+        ("'a' * 90000 + 'a' * 90000", "too long"),
+        ("1 << 100000", "1 << 100000"),
+        ("(1 << 9000) * (1 << 9000)", "too large (limit 10000 bits)"),
+        ("'%0100000000d' % 1", "format width or precision is over 1000"),
+    ],
+)
+def test_literal_arithmetic_past_the_bounds_fails_at_compile_time(
+    source: str, fragment: str
+) -> None:
+    assert fragment in compile_error(source)
+
+
+@pytest.mark.parametrize("source", ["1 / 0", "c or 1 / 0", "'a' - 1", "2 ** 64 + 1", "1 << 100"])
+def test_other_literal_failures_and_big_ints_are_left_to_run_time(source: str) -> None:
+    compile_expression(source)
 
 
 def test_small_powers_still_work() -> None:
