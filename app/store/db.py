@@ -8,6 +8,7 @@ aiosqlite as the embedded default. Migrations are alembic's, run programmaticall
 from __future__ import annotations
 
 import asyncio
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +16,9 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from app.store import codec
@@ -28,6 +30,7 @@ MIGRATIONS_DIR = (
     if (_PACKAGE / "_migrations").is_dir()
     else _PACKAGE.parent / "migrations"
 )
+_VERSION = text("SELECT version_num FROM alembic_version")  # alembic's default version table
 
 
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
@@ -86,12 +89,24 @@ async def downgrade(url: str, revision: str) -> None:
     await asyncio.to_thread(command.downgrade, alembic_config(url), revision)
 
 
+@functools.cache
 def head_revision() -> str | None:
+    """The newest migration this code carries; the scripts are read once per process (they do
+    not change under it), not on every readiness probe."""
     return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
 
 
 async def current_revision(engine: AsyncEngine) -> str | None:
-    """The revision the database is at (None when it was never migrated)."""
+    """The revision the database is at (None when it was never migrated).
+
+    One statement outside a transaction; only when it fails (no version table yet) does
+    alembic look, checking for the table first.
+    """
+    try:
+        async with autocommit(engine).connect() as connection:
+            return (await connection.execute(_VERSION)).scalar_one_or_none()
+    except DBAPIError:
+        pass
 
     def read(connection: Connection) -> str | None:
         return MigrationContext.configure(connection).get_current_revision()

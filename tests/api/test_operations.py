@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from typing import Any
 
 import asyncpg
 import httpx
+import pytest
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
 from app.main import create_app
@@ -15,6 +21,7 @@ from tests.api.helpers import (
     client_of,
     create_workflow,
     doubler,
+    services_of,
     serving,
     start_run,
     wait_run,
@@ -31,6 +38,37 @@ async def test_readyz_on_a_migrated_database(client: httpx.AsyncClient) -> None:
     response = await client.get("/readyz")
     assert response.status_code == 200
     assert response.json() == {"status": "ready"}
+
+
+async def test_readyz_probes_run_one_query_and_read_no_migration_scripts(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert (await client.get("/readyz")).status_code == 200
+    scripts_read: list[object] = []
+    read_scripts = ScriptDirectory.from_config
+
+    def counted(config: Config) -> ScriptDirectory:
+        scripts_read.append(config)
+        return read_scripts(config)
+
+    monkeypatch.setattr(ScriptDirectory, "from_config", counted)
+    statements: list[str] = []
+    probing = asyncio.current_task()  # the ASGI transport runs the app in the caller's task
+
+    def seen(*args: Any) -> None:
+        if asyncio.current_task() is probing:  # not the runner's or housekeeping's
+            statements.append(args[2])  # (conn, cursor, statement, parameters, context, many)
+
+    engine = services_of(client).engine.sync_engine
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        for _ in range(3):
+            response = await client.get("/readyz")
+            assert response.status_code == 200, response.text
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    assert scripts_read == []
+    assert len(statements) == 3, statements
 
 
 async def test_readyz_is_503_when_the_database_is_not_at_head(fresh_pg_url: str) -> None:
