@@ -104,6 +104,31 @@ async def test_readyz_is_503_on_an_empty_database(postgres_url: str) -> None:
         await admin.close()
 
 
+async def test_a_lost_database_connection_answers_503_then_the_pool_reconnects(
+    fresh_pg_url: str,
+) -> None:
+    # Background work rarely touches the pool here, so the next request is the one that
+    # finds its connection dead.
+    quiet = {"lease_s": 3600.0, "poll_s": 60.0, "deadline_sweep_s": 60.0}
+    async with serving(fresh_pg_url, **quiet) as client:
+        assert (await client.get("/v1/workflows")).status_code == 200
+        dsn = make_url(fresh_pg_url).set(drivername="postgresql").render_as_string(False)
+        admin = await asyncpg.connect(dsn)
+        try:
+            killed = await admin.fetch(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        finally:
+            await admin.close()
+        assert killed
+
+        response = await client.get("/v1/workflows")
+        assert_problem(response, 503, "database_unavailable")
+        assert int(response.headers["retry-after"]) >= 1
+        assert (await client.get("/v1/workflows")).status_code == 200
+
+
 async def test_metrics_count_requests_by_route_template_and_runs(
     client: httpx.AsyncClient,
 ) -> None:
