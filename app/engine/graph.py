@@ -42,6 +42,7 @@ import orjson
 
 from app.domain.node_types import CORE_NODE_TYPES, NodeTypes
 from app.domain.workflow import GraphSpec, WorkflowDocument
+from app.engine import graph_shape
 from app.engine.graph_builder import DEFAULT_LIMITS, GraphBuilder, Limits
 from app.engine.plan import Plan
 from app.errors import ErrorDetail, WorkflowInvalid
@@ -115,7 +116,9 @@ def plan_graph(
     with _gc_paused():
         if builder.depth_ok(pointer, depth):
             parts = builder.graph_from_model(graph, pointer)
-            plan = builder.graph(parts, depth) if parts is not None else None
+            if parts is not None:
+                graph_shape.detach(parts)
+                plan = builder.graph(parts, depth)
     if plan is None:
         raise WorkflowInvalid(builder.errors or [ErrorDetail(pointer, "invalid graph")])
     return plan

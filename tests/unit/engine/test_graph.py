@@ -19,7 +19,7 @@ from app.engine import graph, graph_shape
 from app.engine.expressions import Expression
 from app.engine.templates import CompiledValue
 from app.errors import ErrorDetail, WorkflowInvalid
-from tests.support import edge, node, workflow
+from tests.support import Harness, edge, node, workflow
 
 
 def problems(document: Any, **kwargs: Any) -> list[tuple[str, str]]:
@@ -529,6 +529,39 @@ def test_plan_cache_keys_on_limits_and_node_types() -> None:
     assert cache.get_or_plan(document, node_types=types) is not plan
     assert cache.get_or_plan(document) is plan
     assert (cache.hits, cache.misses) == (1, 3)
+
+
+async def test_changing_a_document_after_planning_changes_neither_its_plan_nor_its_runs() -> None:
+    document = workflow(
+        [
+            node("start", "start"),
+            node("fixed", value={"items": [1, 2]}),
+            node("mixed", value={"items": [3], "who": "{{ inputs.name }}"}),
+            node("finish", "end", outputs={"all": "{{ [fixed.output, mixed.output] }}"}),
+        ],
+        [edge("start", "fixed"), edge("fixed", "mixed"), edge("mixed", "finish")],
+        inputs={"type": "object", "properties": {"name": {"type": "string"}}},
+        outputs={"all": "{{ finish.output.all }}", "also": [{"k": "v"}]},
+    )
+    original = copy.deepcopy(document)
+    harness = Harness()
+    first = await harness.run(document, {"name": "ann"})
+    plan = harness.scheduler().plan(original)  # the cached plan (planned from ``document``)
+
+    nodes = document["nodes"]
+    nodes[1]["config"]["value"]["items"].append(99)
+    nodes[2]["config"]["value"]["items"].append(99)
+    nodes[3]["config"]["outputs"]["all"] = "changed"
+    document["inputs"]["properties"]["name"]["type"] = "integer"
+    document["outputs"]["also"][0]["k"] = "changed"
+
+    assert harness.scheduler().plan(original) is plan
+    assert plan.nodes["fixed"].raw_config == original["nodes"][1]["config"]
+    assert plan.nodes["finish"].raw_config == original["nodes"][3]["config"]
+    assert plan.input_schema == original["inputs"]
+    second = await harness.run(original, {"name": "ann"}, execution_id="run-2")
+    expected = {"all": [{"items": [1, 2]}, {"items": [3], "who": "ann"}], "also": [{"k": "v"}]}
+    assert second.outputs == first.outputs == expected
 
 
 def test_plan_cache_does_not_keep_invalid_documents() -> None:
