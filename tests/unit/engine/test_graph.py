@@ -19,7 +19,7 @@ from app.engine import graph, graph_shape
 from app.engine.expressions import Expression
 from app.engine.templates import CompiledValue
 from app.errors import ErrorDetail, WorkflowInvalid
-from tests.support import Harness, edge, node, workflow
+from tests.support import Harness, big_document, edge, node, ticks_while, workflow
 
 
 def problems(document: Any, **kwargs: Any) -> list[tuple[str, str]]:
@@ -562,6 +562,16 @@ async def test_changing_a_document_after_planning_changes_neither_its_plan_nor_i
     second = await harness.run(original, {"name": "ann"}, execution_id="run-2")
     expected = {"all": [{"items": [1, 2]}, {"items": [3], "who": "ann"}], "also": [{"k": "v"}]}
     assert second.outputs == first.outputs == expected
+
+
+async def test_a_big_document_is_planned_while_the_event_loop_runs_other_tasks() -> None:
+    cache = graph.PlanCache()
+    document = big_document()
+    plan, ticks = await ticks_while(cache.get_or_plan_async(document))
+    assert plan.node_count == 10_000
+    assert ticks >= 10  # planning in place, the other task would not run at all
+    cached, _ = await ticks_while(cache.get_or_plan_async(copy.deepcopy(document)))
+    assert cached is plan
 
 
 def test_plan_cache_does_not_keep_invalid_documents() -> None:
