@@ -3,6 +3,7 @@ nested graphs, order and levels, the plan cache, and properties over random DAGs
 
 from __future__ import annotations
 
+import collections
 import copy
 import itertools
 import re
@@ -572,6 +573,13 @@ async def test_a_big_document_is_planned_while_the_event_loop_runs_other_tasks()
     assert ticks >= 10  # planning in place, the other task would not run at all
     cached, _ = await ticks_while(cache.get_or_plan_async(copy.deepcopy(document)))
     assert cached is plan
+
+
+def test_values_of_other_types_are_copied_too() -> None:
+    value = collections.OrderedDict(items=[1, 2], big=2**100)  # not a plain dict
+    plan = graph.plan_workflow(workflow([node("a", value=value)], []))
+    value["items"].append(3)
+    assert plan.nodes["a"].raw_config["value"] == {"items": [1, 2], "big": 2**100}
 
 
 def test_plan_cache_does_not_keep_invalid_documents() -> None:
