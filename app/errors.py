@@ -246,6 +246,16 @@ class QueueFull(OxifyError):
         self.retry_after_s = retry_after_s
 
 
+class DatabaseUnavailable(OxifyError):
+    """The database cannot be reached right now: try again shortly."""
+
+    code = "database_unavailable"
+
+    def __init__(self, message: str | None = None, *, retry_after_s: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
 class FormNotFound(OxifyError):
     """No such form or approval."""
 

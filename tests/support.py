@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+import itertools
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from app.domain.events import Event, EventType
 from app.domain.node_types import NodeConfig, NodeType
@@ -19,6 +20,8 @@ from app.engine.runtime import RunControl
 from app.engine.scheduler import RunRequest, Scheduler
 from app.nodes.registry import Registry, core_registry
 from app.store.memory import MemoryStore
+
+T = TypeVar("T")
 
 
 class FakeClock:
@@ -200,3 +203,28 @@ def workflow(
     nodes: list[dict[str, Any]], edges: list[dict[str, Any]], **extra: Any
 ) -> dict[str, Any]:
     return {"name": "test", "nodes": nodes, "edges": edges, **extra}
+
+
+def big_document(size: int = 10_000) -> dict[str, Any]:
+    """A chain of ``size`` transform nodes (10,000: tens of milliseconds of planning)."""
+    nodes = [node(f"n{i}", value={"i": i}) for i in range(size)]
+    edges = [edge(a["id"], b["id"]) for a, b in itertools.pairwise(nodes)]
+    return workflow(nodes, edges)
+
+
+async def ticks_while(work: Awaitable[T]) -> tuple[T, int]:
+    """``work``'s result, and how often another task ran on the event loop meanwhile."""
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0)
+            ticks += 1
+
+    ticker = asyncio.create_task(tick())
+    try:
+        result = await work
+    finally:
+        ticker.cancel()
+    return result, ticks

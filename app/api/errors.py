@@ -45,6 +45,7 @@ _STATUS_BY_CODE = {
     "form_already_answered": 409,
     "not_an_approver": 403,
     "submission_invalid": 422,
+    "database_unavailable": 503,
 }
 # Errors about a query parameter rather than the body: where to point.
 _PARAMETER_BY_CODE = {"cursor_invalid": "cursor"}
@@ -140,7 +141,7 @@ _RESPONSE_DESCRIPTIONS = {
 
 def from_oxify_error(exc: OxifyError) -> ProblemDetails:
     status = status_for(exc.code)
-    if status >= 500:
+    if status == 500:
         log.error("unmapped error %s", exc.code, exc_info=exc)
         return problem(status, "internal_error", detail=_INTERNAL_DETAIL)
     details: list[ErrorDetail] = getattr(exc, "errors", None) or []

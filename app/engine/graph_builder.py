@@ -91,11 +91,15 @@ class GraphBuilder:
             return None
         if isinstance(inputs, Mapping):
             self.errors += inputs_schema.problems(inputs)
-        plan = self.graph(parts, 0, references.TOP) if parts is not None else None
+            inputs = graph_shape.copied(dict(inputs))
+        plan = None
+        if parts is not None:
+            graph_shape.detach(parts)
+            plan = self.graph(parts, 0, references.TOP)
         if plan is None or self.errors:
             return None
         plan.name = name
-        plan.input_schema = dict(inputs) if inputs is not None else None
+        plan.input_schema = inputs
         return plan
 
     def graph_from_model(self, graph: GraphSpec, pointer: str) -> GraphParts | None:

@@ -7,21 +7,24 @@ not reported as dangling).
 
 Valid documents take a fast path, because planning a 10,000-node document is dominated by
 allocation: nodes written with just ``id``, ``type`` and ``config`` and the ``from`` and ``to``
-of edges are checked with C-speed passes over the document's own dicts, and nothing is copied
-or modelled for them; other nodes are validated by NodeSpec, edges with a branch by EdgeShape.
+of edges are checked with C-speed passes over the document's own dicts, and nothing is modelled
+for them; other nodes are validated by NodeSpec, edges with a branch by EdgeShape. What the plan
+keeps of the document is copied in one ``marshal`` round trip (:func:`detach`).
 Whatever fails goes through the models again to be reported. The models stay the one source of
 truth: the fast checks only ever accept a subset of what they accept (tests hold them to it).
 """
 
 from __future__ import annotations
 
+import copy
 import itertools
+import marshal
 import operator
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
-from typing import Annotated, Any, NotRequired
+from typing import Annotated, Any, NotRequired, TypeVar
 
 from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
 from typing_extensions import TypedDict
@@ -54,6 +57,7 @@ _NODE_TYPE: TypeAdapter[str] = TypeAdapter(
 )
 _ID, _TYPE = operator.itemgetter("id"), operator.itemgetter("type")
 _new_typed_dict: Any = TypedDict  # called with fields known only at run time
+_T = TypeVar("_T")
 
 
 @dataclass(slots=True)
@@ -105,6 +109,31 @@ def parse(
     outputs = raw.get("outputs") if "outputs" in model.model_fields else None
     outputs = outputs if isinstance(outputs, Mapping) else None
     return GraphParts(pointer, *nodes, *edges, outputs, intact)
+
+
+def detach(parts: GraphParts) -> None:
+    """Replace the configs and outputs of ``parts`` (what a plan keeps of its document) with
+    copies, so that a caller who changes its document after planning does not change the plan
+    (cached, and shared by every run of the document).
+
+    One ``marshal`` round trip copies them all, exactly (a few milliseconds for 10,000 nodes, a
+    tenth of ``copy.deepcopy``); values of other types than the built-in ones (subclasses
+    included) are deep-copied instead.
+    """
+    try:
+        parts.configs, parts.outputs = marshal.loads(marshal.dumps([parts.configs, parts.outputs]))
+    except ValueError:  # an object marshal does not know, or nested very deeply
+        parts.configs = list(map(copied, parts.configs))
+        parts.outputs = copied(parts.outputs)
+
+
+def copied(value: _T) -> _T:
+    """A deep copy of ``value``; ``value`` itself when it is nested too deeply to copy (the
+    planner reports such a value where it compiles it)."""
+    try:
+        return copy.deepcopy(value)
+    except RecursionError:
+        return value
 
 
 def size(value: Any) -> int:

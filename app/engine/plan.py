@@ -118,7 +118,7 @@ class PlanNode:
     position: int
     level: int
     table: GraphTable = field(repr=False)
-    raw_config: Mapping[str, Any] = field(repr=False)  # the document's own, not a copy
+    raw_config: Mapping[str, Any] = field(repr=False)  # a copy: never the caller's document
     parts: CompiledParts = field(repr=False)
 
     @property

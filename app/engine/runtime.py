@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -115,7 +115,7 @@ class RunRuntime:
         prior_attempts: Mapping[str, int],
         rng: random.Random,
         graph_runner: Callable[..., Any],
-        planner: Callable[[Mapping[str, Any]], Plan],
+        planner: Callable[[Mapping[str, Any]], Awaitable[Plan]],
         limits: Limits,
     ) -> None:
         self.execution_id = execution_id

@@ -9,6 +9,7 @@ failed and interrupted nodes run again.
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -128,7 +129,9 @@ class Scheduler:
             prior_attempts=request.prior_attempts,
             rng=random.Random(self._seed),
             graph_runner=graph_runner.run_graph,
-            planner=self.plan,
+            planner=functools.partial(
+                self._plans.get_or_plan_async, node_types=self._node_types, limits=self._limits
+            ),
             limits=self._limits,
         )
         driver = {} if request.replica is None else {"replica": request.replica}

@@ -6,7 +6,8 @@ the events table. A stream replays stored events after the client's position fir
 live, with no gap and no duplicate (live events at or below the replayed position are dropped).
 
 Runs driven by another replica reach local subscribers through :meth:`EventBus.refresh`: a
-notification names the run, and one read from the table serves all its subscribers here.
+notification names the run, and one read from the table serves all its subscribers here; a read
+that fails is tried again, backing off, for as long as the run has subscribers.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from app.domain.events import Event
 log = logging.getLogger(__name__)
 
 READ_PAGE = 500  # events per re-read from the table
+RETRY_FIRST_S = 0.1  # seconds before reading again for subscribers after a failed read
+RETRY_MAX_S = 5.0  # seconds: the longest wait between such reads
 
 
 class EventReader(Protocol):
@@ -68,9 +71,12 @@ class Subscription:
 class EventBus:
     """Subscribers per execution; ``publish`` is called by the store after each commit."""
 
-    def __init__(self, reader: EventReader, *, queue_size: int = 1024) -> None:
+    def __init__(
+        self, reader: EventReader, *, queue_size: int = 1024, retry_s: float = RETRY_FIRST_S
+    ) -> None:
         self._reader = reader
         self._queue_size = queue_size
+        self._retry_s = retry_s  # after a failed read; doubling up to RETRY_MAX_S
         self._subscribers: dict[str, set[Subscription]] = defaultdict(set)
         self._listeners: list[Callable[[Sequence[Event]], None]] = []
         self._fetching: dict[str, asyncio.Task[None]] = {}
@@ -114,12 +120,29 @@ class EventBus:
         self.refresh(list(self._subscribers))
 
     async def _fetch(self, execution_id: str) -> None:
+        failures = 0
         try:
             while subscribers := self._subscribers.get(execution_id):
                 # From the most advanced subscriber: one that is behind sees the gap and
                 # catches up from the table itself.
                 after = max(subscription.position for subscription in subscribers)
-                page = await self._reader.read_events(execution_id, after, READ_PAGE)
+                try:
+                    page = await self._reader.read_events(execution_id, after, READ_PAGE)
+                except Exception as exc:
+                    # The notification is spent: give up and a subscriber could wait forever
+                    # for the run's last event. Try again while anyone still follows the run.
+                    delay = min(self._retry_s * 2**failures, RETRY_MAX_S)
+                    failures += 1
+                    log.warning(
+                        "reading the events of run %s failed (%s); retry %d in %.2fs",
+                        execution_id,
+                        exc,
+                        failures,
+                        delay,
+                    )
+                    await asyncio.sleep(delay)
+                    continue
+                failures = 0
                 for subscription in self._subscribers.get(execution_id, ()):
                     if page:
                         subscription.offer(page)
@@ -128,8 +151,6 @@ class EventBus:
                 if execution_id not in self._stale:
                     return
                 self._stale.discard(execution_id)
-        except Exception:
-            log.exception("reading the events of run %s for its subscribers failed", execution_id)
         finally:
             self._fetching.pop(execution_id, None)
 

@@ -94,6 +94,6 @@ async def _child_plan(ctx: NodeContext, config: SubworkflowConfig) -> Plan:
         raise NodeConfigError("sub-workflows by workflow_id need a workflow store")
     try:
         document = await loader.load_workflow(config.workflow_id, config.version)
-        return ctx.runtime.plan_document(document)
+        return await ctx.runtime.plan_document(document)
     except OxifyError as exc:
         raise NodeError(f"sub-workflow {config.workflow_id!r}: {exc}", retryable=False) from exc

@@ -54,7 +54,7 @@ class WorkflowService:
 
     async def validate(self, document: dict[str, Any]) -> models.ValidationResult:
         """Check a document (stores nothing); raises WorkflowInvalid listing every problem."""
-        plan = self._plan(document)
+        plan = await self._plan(document)
         return models.ValidationResult(
             valid=True,
             levels=[[*level] for level in plan.levels],
@@ -63,7 +63,7 @@ class WorkflowService:
         )
 
     async def create(self, document: dict[str, Any]) -> models.Workflow:
-        plan = self._plan(document)
+        plan = await self._plan(document)
         workflow_id = str(uuid.uuid4())
         async with self._engine.begin() as conn:
             await store.insert_workflow(
@@ -81,7 +81,7 @@ class WorkflowService:
 
         Raises WorkflowInvalid, WorkflowNotFound or WorkflowArchived.
         """
-        plan = self._plan(document)
+        plan = await self._plan(document)
         async with self._engine.begin() as conn:
             version = await store.insert_version(
                 conn,
@@ -123,7 +123,7 @@ class WorkflowService:
     async def plan_for(self, workflow_id: str, version: int | None) -> tuple[models.Workflow, Plan]:
         """A stored version and its plan (cached by content hash)."""
         workflow = await self.get(workflow_id, version)
-        return workflow, self._plan(workflow.document)
+        return workflow, await self._plan(workflow.document)
 
     async def runnable(self, workflow_id: str, version: int | None) -> Runnable:
         """What starting a run needs: the version (latest by default), whether the workflow is
@@ -156,8 +156,11 @@ class WorkflowService:
         """The engine's WorkflowLoader port, for ``subworkflow`` nodes naming a stored workflow."""
         return (await self.get(workflow_id, version)).document
 
-    def _plan(self, document: Mapping[str, Any]) -> Plan:
-        return self._plans.get_or_plan(document, node_types=self._node_types, limits=self._limits)
+    async def _plan(self, document: Mapping[str, Any]) -> Plan:
+        """Off the event loop (a worker thread): a big document takes tens of milliseconds."""
+        return await self._plans.get_or_plan_async(
+            document, node_types=self._node_types, limits=self._limits
+        )
 
     @staticmethod
     async def _get(conn: AsyncConnection, workflow_id: str, version: int | None) -> models.Workflow:

@@ -187,12 +187,19 @@ async def request_cancel(conn: AsyncConnection, execution_id: str) -> bool:
     return bool(result.rowcount)
 
 
-async def overdue_waiting(conn: AsyncConnection, now: datetime) -> list[str]:
-    """Waiting runs whose run deadline (timeout_s counting waiting time) has passed."""
+async def overdue_waiting(conn: AsyncConnection, now: datetime, limit: int = 1000) -> list[str]:
+    """Waiting runs whose run deadline (timeout_s counting waiting time) has passed, most
+    overdue first. The conditions are those of the partial index ix_executions_waiting_deadline
+    (which only holds such runs), so the sweep reads the index, not the table."""
     query = (
         select(executions.c.id)
-        .where(executions.c.status == _E.WAITING.value, executions.c.deadline_at < now)
-        .limit(1000)
+        .where(
+            executions.c.status == _E.WAITING.value,
+            executions.c.deadline_at.is_not(None),
+            executions.c.deadline_at < now,
+        )
+        .order_by(executions.c.deadline_at)
+        .limit(limit)
     )
     return list((await conn.execute(query)).scalars())
 

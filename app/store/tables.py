@@ -93,6 +93,8 @@ workflow_versions = Table(
     Column("created_at", Timestamp(), nullable=False),
 )
 
+_WAITING_WITH_DEADLINE = text("status = 'waiting' AND deadline_at IS NOT NULL")
+
 executions = Table(
     "executions",
     metadata,
@@ -141,6 +143,14 @@ executions = Table(
     # Claims (status = 'queued' in queue order; running rows by lease) and list filters.
     Index("ix_executions_status", "status", "queue_seq"),
     Index("ix_executions_finished", "finished_at"),
+    # The sweep for waiting runs past their deadline (every replica, every second): only the
+    # few rows it can ever return are in it.
+    Index(
+        "ix_executions_waiting_deadline",
+        "deadline_at",
+        postgresql_where=_WAITING_WITH_DEADLINE,
+        sqlite_where=_WAITING_WITH_DEADLINE,
+    ),
 )
 
 replicas = Table(

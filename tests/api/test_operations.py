@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from typing import Any
 
 import asyncpg
 import httpx
+import pytest
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
 from app.main import create_app
@@ -15,6 +21,7 @@ from tests.api.helpers import (
     client_of,
     create_workflow,
     doubler,
+    services_of,
     serving,
     start_run,
     wait_run,
@@ -31,6 +38,37 @@ async def test_readyz_on_a_migrated_database(client: httpx.AsyncClient) -> None:
     response = await client.get("/readyz")
     assert response.status_code == 200
     assert response.json() == {"status": "ready"}
+
+
+async def test_readyz_probes_run_one_query_and_read_no_migration_scripts(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert (await client.get("/readyz")).status_code == 200
+    scripts_read: list[object] = []
+    read_scripts = ScriptDirectory.from_config
+
+    def counted(config: Config) -> ScriptDirectory:
+        scripts_read.append(config)
+        return read_scripts(config)
+
+    monkeypatch.setattr(ScriptDirectory, "from_config", counted)
+    statements: list[str] = []
+    probing = asyncio.current_task()  # the ASGI transport runs the app in the caller's task
+
+    def seen(*args: Any) -> None:
+        if asyncio.current_task() is probing:  # not the runner's or housekeeping's
+            statements.append(args[2])  # (conn, cursor, statement, parameters, context, many)
+
+    engine = services_of(client).engine.sync_engine
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        for _ in range(3):
+            response = await client.get("/readyz")
+            assert response.status_code == 200, response.text
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    assert scripts_read == []
+    assert len(statements) == 3, statements
 
 
 async def test_readyz_is_503_when_the_database_is_not_at_head(fresh_pg_url: str) -> None:
@@ -64,6 +102,31 @@ async def test_readyz_is_503_on_an_empty_database(postgres_url: str) -> None:
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
+
+
+async def test_a_lost_database_connection_answers_503_then_the_pool_reconnects(
+    fresh_pg_url: str,
+) -> None:
+    # Background work rarely touches the pool here, so the next request is the one that
+    # finds its connection dead.
+    quiet = {"lease_s": 3600.0, "poll_s": 60.0, "deadline_sweep_s": 60.0}
+    async with serving(fresh_pg_url, **quiet) as client:
+        assert (await client.get("/v1/workflows")).status_code == 200
+        dsn = make_url(fresh_pg_url).set(drivername="postgresql").render_as_string(False)
+        admin = await asyncpg.connect(dsn)
+        try:
+            killed = await admin.fetch(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        finally:
+            await admin.close()
+        assert killed
+
+        response = await client.get("/v1/workflows")
+        assert_problem(response, 503, "database_unavailable")
+        assert int(response.headers["retry-after"]) >= 1
+        assert (await client.get("/v1/workflows")).status_code == 200
 
 
 async def test_metrics_count_requests_by_route_template_and_runs(

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import event, func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -323,6 +323,72 @@ async def test_bad_execution_cursors_are_refused(engine: AsyncEngine, cursor: st
     async with engine.connect() as conn:
         with pytest.raises(CursorInvalid):
             await store.list_executions(conn, limit=5, cursor=cursor)
+
+
+# -- the deadline sweep ----------------------------------------------------------------------
+
+
+async def set_deadline(engine: AsyncEngine, execution_id: str, deadline: datetime) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(
+            update(tables.executions)
+            .where(tables.executions.c.id == execution_id)
+            .values(deadline_at=deadline)
+        )
+
+
+async def test_the_sweep_finds_waiting_runs_past_their_deadline_most_overdue_first(
+    engine: AsyncEngine,
+) -> None:
+    now = T0 + timedelta(hours=1)
+    async with engine.begin() as conn:
+        late, later, early, running, _without_deadline = [
+            await add(conn, status=status)
+            for status in (S.WAITING, S.WAITING, S.WAITING, S.RUNNING, S.WAITING)
+        ]
+    await set_deadline(engine, late, now - timedelta(seconds=1))
+    await set_deadline(engine, later, now - timedelta(minutes=5))
+    await set_deadline(engine, early, now + timedelta(seconds=1))
+    await set_deadline(engine, running, now - timedelta(minutes=9))
+
+    async with engine.connect() as conn:
+        assert await store.overdue_waiting(conn, now) == [later, late]
+        assert await store.overdue_waiting(conn, now, limit=1) == [later]
+
+
+async def test_the_sweep_reads_its_partial_index_not_the_table(engine: AsyncEngine) -> None:
+    if not is_postgres(engine):
+        pytest.skip("EXPLAIN of the Postgres plan")
+    async with engine.begin() as conn:
+        # Many finished runs, many waiting without a deadline, a few with one.
+        await conn.execute(
+            text(
+                "INSERT INTO executions (id, workflow_id, workflow_version, status, inputs, "
+                "config, created_at, updated_at, deadline_at) SELECT gen_random_uuid()::text, "
+                "'wf-1', 1, CASE WHEN i <= 30000 THEN 'completed' ELSE 'waiting' END, '{}', "
+                "'{}', now(), now(), CASE WHEN i % 100 = 0 THEN now() END "
+                "FROM generate_series(1, 40000) AS i"
+            )
+        )
+        await conn.execute(text("ANALYZE executions"))
+    statements: list[tuple[str, Any]] = []
+
+    def seen(*args: Any) -> None:
+        statements.append((args[2], args[3]))  # (conn, cursor, statement, parameters, ...)
+
+    event.listen(engine.sync_engine, "before_cursor_execute", seen)
+    try:
+        async with engine.connect() as conn:
+            due = await store.overdue_waiting(conn, datetime.now(UTC) + timedelta(seconds=1))
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", seen)
+    assert len(due) == 100
+    sql, parameters = statements[-1]
+    async with engine.connect() as conn:
+        rows = await conn.exec_driver_sql("EXPLAIN " + sql, parameters)
+        plan = "\n".join(row[0] for row in rows)
+    assert "Seq Scan" not in plan, plan
+    assert "ix_executions_waiting_deadline" in plan, plan
 
 
 # -- attempts and checkpoints ----------------------------------------------------------------

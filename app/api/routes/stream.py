@@ -11,7 +11,7 @@ import contextlib
 import json
 from collections import OrderedDict
 from collections.abc import AsyncIterator
-from typing import Annotated, Any, cast
+from typing import Annotated, Any, Generic, TypeVar, cast
 
 from fastapi import APIRouter, Header, Query, Response, WebSocket
 from sse_starlette import EventSourceResponse, ServerSentEvent
@@ -155,40 +155,65 @@ def _position(text: str) -> int | None:
     return value if value <= MAX_SEQ else None
 
 
+_Wire = TypeVar("_Wire", str, bytes)
+
+
+class _Recent(Generic[_Wire]):
+    """Encoded events by (run, seq), the oldest dropped once they hold more than ``max_bytes``;
+    one bigger than that on its own is not kept at all."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._size = 0  # bytes held (JSON is ASCII only: a character is a byte)
+        self._values: OrderedDict[tuple[str, int], _Wire] = OrderedDict()
+
+    def get(self, key: tuple[str, int]) -> _Wire | None:
+        return self._values.get(key)
+
+    def put(self, key: tuple[str, int], value: _Wire) -> None:
+        if len(value) > self.max_bytes or key in self._values:
+            return
+        self._values[key] = value
+        self._size += len(value)
+        while self._size > self.max_bytes:
+            _key, dropped = self._values.popitem(last=False)
+            self._size -= len(dropped)
+
+
 class _Encoded:
     """A run's recent events in wire form, encoded once however many subscribers send them
-    (1,000 dashboards on one run cost one encoding per event, not 1,000)."""
+    (1,000 dashboards on one run cost one encoding per event, not 1,000). Bounded by size, not
+    count: a few huge events (node outputs) must not pin hundreds of megabytes."""
 
-    SIZE = 4096  # events
+    MAX_BYTES = 8 * 1024 * 1024  # bytes of JSON text (WebSocket) and of SSE frames, each
 
-    def __init__(self) -> None:
-        self._json: OrderedDict[tuple[str, int], str] = OrderedDict()
-        self._frames: OrderedDict[tuple[str, int], bytes] = OrderedDict()
+    def __init__(self, max_bytes: int = MAX_BYTES) -> None:
+        self._json: _Recent[str] = _Recent(max_bytes)
+        self._frames: _Recent[bytes] = _Recent(max_bytes)
 
     def json(self, event: Event) -> str:
         key = (event.execution_id, event.seq)
         text = self._json.get(key)
         if text is None:
-            # ASCII only: no U+2028 or U+0085 for a client that splits lines too eagerly.
-            text = json.dumps(event.to_dict(), separators=(",", ":"), default=str)
-            self._remember(self._json, key, text)
+            text = _encode(event)
+            self._json.put(key, text)
         return text
 
     def frame(self, event: Event) -> bytes:
         key = (event.execution_id, event.seq)
         frame = self._frames.get(key)
         if frame is None:
-            message = ServerSentEvent(
-                self.json(event), event=event.type.value, id=str(event.seq), sep="\n"
-            )
+            # The JSON is not kept for a frame: SSE subscribers need only the frame.
+            text = self._json.get(key) or _encode(event)
+            message = ServerSentEvent(text, event=event.type.value, id=str(event.seq), sep="\n")
             frame = message.encode()
-            self._remember(self._frames, key, frame)
+            self._frames.put(key, frame)
         return frame
 
-    def _remember(self, cache: OrderedDict[tuple[str, int], Any], key: Any, value: Any) -> None:
-        cache[key] = value
-        if len(cache) > self.SIZE:
-            cache.popitem(last=False)
+
+def _encode(event: Event) -> str:
+    # ASCII only: no U+2028 or U+0085 for a client that splits lines too eagerly.
+    return json.dumps(event.to_dict(), separators=(",", ":"), default=str)
 
 
 _encoded = _Encoded()

@@ -3,6 +3,7 @@ nested graphs, order and levels, the plan cache, and properties over random DAGs
 
 from __future__ import annotations
 
+import collections
 import copy
 import itertools
 import re
@@ -19,7 +20,7 @@ from app.engine import graph, graph_shape
 from app.engine.expressions import Expression
 from app.engine.templates import CompiledValue
 from app.errors import ErrorDetail, WorkflowInvalid
-from tests.support import edge, node, workflow
+from tests.support import Harness, big_document, edge, node, ticks_while, workflow
 
 
 def problems(document: Any, **kwargs: Any) -> list[tuple[str, str]]:
@@ -529,6 +530,56 @@ def test_plan_cache_keys_on_limits_and_node_types() -> None:
     assert cache.get_or_plan(document, node_types=types) is not plan
     assert cache.get_or_plan(document) is plan
     assert (cache.hits, cache.misses) == (1, 3)
+
+
+async def test_changing_a_document_after_planning_changes_neither_its_plan_nor_its_runs() -> None:
+    document = workflow(
+        [
+            node("start", "start"),
+            node("fixed", value={"items": [1, 2]}),
+            node("mixed", value={"items": [3], "who": "{{ inputs.name }}"}),
+            node("finish", "end", outputs={"all": "{{ [fixed.output, mixed.output] }}"}),
+        ],
+        [edge("start", "fixed"), edge("fixed", "mixed"), edge("mixed", "finish")],
+        inputs={"type": "object", "properties": {"name": {"type": "string"}}},
+        outputs={"all": "{{ finish.output.all }}", "also": [{"k": "v"}]},
+    )
+    original = copy.deepcopy(document)
+    harness = Harness()
+    first = await harness.run(document, {"name": "ann"})
+    plan = harness.scheduler().plan(original)  # the cached plan (planned from ``document``)
+
+    nodes = document["nodes"]
+    nodes[1]["config"]["value"]["items"].append(99)
+    nodes[2]["config"]["value"]["items"].append(99)
+    nodes[3]["config"]["outputs"]["all"] = "changed"
+    document["inputs"]["properties"]["name"]["type"] = "integer"
+    document["outputs"]["also"][0]["k"] = "changed"
+
+    assert harness.scheduler().plan(original) is plan
+    assert plan.nodes["fixed"].raw_config == original["nodes"][1]["config"]
+    assert plan.nodes["finish"].raw_config == original["nodes"][3]["config"]
+    assert plan.input_schema == original["inputs"]
+    second = await harness.run(original, {"name": "ann"}, execution_id="run-2")
+    expected = {"all": [{"items": [1, 2]}, {"items": [3], "who": "ann"}], "also": [{"k": "v"}]}
+    assert second.outputs == first.outputs == expected
+
+
+async def test_a_big_document_is_planned_while_the_event_loop_runs_other_tasks() -> None:
+    cache = graph.PlanCache()
+    document = big_document()
+    plan, ticks = await ticks_while(cache.get_or_plan_async(document))
+    assert plan.node_count == 10_000
+    assert ticks >= 10  # planning in place, the other task would not run at all
+    cached, _ = await ticks_while(cache.get_or_plan_async(copy.deepcopy(document)))
+    assert cached is plan
+
+
+def test_values_of_other_types_are_copied_too() -> None:
+    value = collections.OrderedDict(items=[1, 2], big=2**100)  # not a plain dict
+    plan = graph.plan_workflow(workflow([node("a", value=value)], []))
+    value["items"].append(3)
+    assert plan.nodes["a"].raw_config["value"] == {"items": [1, 2], "big": 2**100}
 
 
 def test_plan_cache_does_not_keep_invalid_documents() -> None:

@@ -71,3 +71,68 @@ async def test_a_retried_run_streams_past_its_first_ending() -> None:
         ev(4, EventType.WORKFLOW_COMPLETED),
     )
     assert await collect(bus) == [1, 2, 3, 4]
+
+
+class FlakyReader:
+    """The store's events, except that the next ``failures`` reads fail (a database away)."""
+
+    def __init__(self, store: MemoryStore) -> None:
+        self.store = store
+        self.failures = 0
+        self.failed = 0
+        self.retried = asyncio.Event()  # a read failed again after a failure
+
+    async def read_events(self, execution_id: str, after_seq: int, limit: int) -> list[Event]:
+        if self.failures:
+            self.failures -= 1
+            self.failed += 1
+            if self.failed > 1:
+                self.retried.set()
+            raise ConnectionError("the database went away")
+        return await self.store.read_events(execution_id, after_seq, limit)
+
+
+async def test_a_failed_read_for_another_replicas_run_is_tried_again() -> None:
+    store = MemoryStore()
+    reader = FlakyReader(store)
+    bus = EventBus(reader, retry_s=0.001)
+    await publish(store, bus, ev(1))
+    seen: list[int] = []
+    first = asyncio.Event()
+
+    async def follow() -> None:
+        async for event in bus.stream("run"):
+            seen.append(event.seq)
+            first.set()
+
+    task = asyncio.create_task(follow())
+    await first.wait()
+    # Another replica stores the run's end; its notification reaches this one while the
+    # database does not answer.
+    await store.emit([ev(2), ev(3, EventType.WORKFLOW_COMPLETED)])
+    reader.failures = 3
+    bus.refresh(["run"])
+    async with asyncio.timeout(10):  # a hang is the failure; it never takes this long
+        await task
+    assert seen == [1, 2, 3]
+    assert reader.failed == 3
+    assert bus.subscriber_count("run") == 0
+
+
+async def test_reads_stop_being_retried_once_nobody_follows_the_run() -> None:
+    store = MemoryStore()
+    reader = FlakyReader(store)
+    bus = EventBus(reader, retry_s=0.001)
+    await publish(store, bus, ev(1))
+    stream = bus.stream("run")
+    assert (await anext(stream)).seq == 1
+    reader.failures = 10**9  # the database never comes back
+    bus.refresh(["run"])
+    fetching = bus._fetching["run"]  # the read (and its retries) for the run's subscribers
+    await reader.retried.wait()
+    await stream.aclose()  # type: ignore[attr-defined]
+    async with asyncio.timeout(10):  # a hang is the failure; it never takes this long
+        await fetching  # ends by itself: no subscriber is left to read for
+    failed = reader.failed
+    bus.refresh(["run"])  # a late notification for a run nobody follows reads nothing
+    assert reader.failed == failed and not bus._fetching
