@@ -42,7 +42,7 @@ from app import faults
 from app.domain.events import Event, EventType
 from app.domain.run import Checkpoint
 from app.domain.status import DRIVEN, ExecutionStatus, Move
-from app.errors import JournalRejected, LeaseLost
+from app.errors import DatabaseUnavailable, JournalRejected, LeaseLost
 from app.store import db, journal_sql
 from app.store.journal_rows import Append, RowState, derive
 from app.store.journal_sqlite import SqliteBatchWriter
@@ -53,6 +53,7 @@ log = logging.getLogger(__name__)
 Publish = Callable[[Sequence[Event]], None]
 RETRY_FIRST_S = 0.05  # seconds before a failed write is tried again; doubles each time
 RETRY_MAX_S = 1.0  # seconds between attempts at most
+APPEND_TRIES = 4  # attempts of an append (a client's request waits for it) before a 503
 _DRIVEN = {status.value for status in DRIVEN}
 
 
@@ -142,13 +143,32 @@ class SqlJournal:
         apply to the run's status (or the fence refused it)."""
         await faults.hit("journal.append", execution_id)
         change = Append(execution_id, move, type_, data or {}, datetime.now(UTC), fence)
-        done = await self._job(lambda: self._writer.append(change))
+        done = await self._append(change)
         if done is None:
             return None
         seq, _status = done
         event = Event(execution_id, seq, type_, change.ts, data=change.data)
         self._after_commit([event], [])
         return event
+
+    async def _append(self, change: Append) -> tuple[int, str] | None:
+        """The append's statement, sent again when the connection failed (a move that was
+        stored already no longer applies: sending it again changes nothing); a database still
+        out of reach after that is :class:`DatabaseUnavailable`."""
+        delay, attempt = RETRY_FIRST_S, 1
+        while True:
+            try:
+                result: tuple[int, str] | None = await self._job(
+                    lambda: self._writer.append(change)
+                )
+                return result
+            except Exception as exc:
+                if not db.is_transient(exc):
+                    raise
+                if attempt == APPEND_TRIES:
+                    raise DatabaseUnavailable(retry_after_s=db.RETRY_AFTER_S) from exc
+            await asyncio.sleep(delay)
+            delay, attempt = delay * 2, attempt + 1
 
     async def renew(
         self, owner: str, held: Mapping[str, int], lease_s: float
