@@ -98,6 +98,7 @@ class Bench:
                     workflow_version=1,
                     inputs={},
                     config={},
+                    status=ExecutionStatus.RUNNING,  # as a claim leaves it: driven
                     now=datetime.now(UTC),
                 )
         return ids

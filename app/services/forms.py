@@ -81,16 +81,18 @@ class FormService:
         """Answer a form or approval; raises FormNotFound, SubmissionInvalid (422), FormClosed
         or FormAlreadyAnswered (409), NotAnApprover (403)."""
         at = datetime.now(UTC)
+        async with self._read.connect() as conn:
+            form = await store.read(conn, form_id)
+        if form is None:
+            raise FormNotFound(f"no form {form_id!r}")
+        _still_pending(form)
+        if form.kind != "approval":
+            return await self._fill(form, values, by, comment, at)
         async with self._engine.begin() as conn:
             form = await store.lock(conn, form_id)
-            if form is None:
-                raise FormNotFound(f"no form {form_id!r}")
-            if form.status != store.PENDING:
-                raise FormClosed(f"form {form_id!r} is {form.status}: it takes no more answers")
-            if form.kind == "approval":
-                decided = await self._approve(conn, form, values, by, comment, groups, at)
-            else:
-                decided = await self._fill(conn, form, values, by, comment, at)
+            assert form is not None  # forms are never deleted but with their run
+            _still_pending(form)
+            decided = await self._approve(conn, form, values, by, comment, groups, at)
             queued = decided is not None and await store.decide(
                 conn, form, status=store.SUBMITTED, answer=decided, at=at
             )
@@ -100,17 +102,25 @@ class FormService:
 
     async def _fill(
         self,
-        conn: Any,
         form: Row[Any],
         values: dict[str, Any],
         by: str | None,
         comment: str | None,
         at: datetime,
-    ) -> dict[str, Any]:
+    ) -> models.Form:
+        """A form takes one answer: validated, then stored with the form's decision and the
+        run's wake-up in one statement; the answer is built from what was sent, not re-read."""
         values = apply_defaults(form.fields, values)
         _check(form.fields, values)
-        await store.add_answer(conn, form, values=values, by=by, comment=comment, at=at)
-        return {"values": values, "by": by, "comment": comment, "at": at.isoformat()}
+        answer = {"values": values, "by": by, "comment": comment, "at": at.isoformat()}
+        async with db.one_statement(self._engine) as conn:
+            status = await store.fill(conn, form, answer=answer, by=by, comment=comment, at=at)
+        if status is None:  # another answer or the deadline came first
+            _still_pending(await self.get(form.id))
+            raise FormClosed(f"form {form.id!r} takes no more answers")
+        if status == store.QUEUED:
+            self._queued(form.execution_id)
+        return store.decided_view(form, answer=answer, at=at)
 
     async def _approve(
         self,
@@ -176,6 +186,11 @@ class FormService:
             closed += len(overdue)
             if len(overdue) < SWEEP_BATCH:
                 return closed
+
+
+def _still_pending(form: Row[Any] | models.Form) -> None:
+    if form.status != store.PENDING:
+        raise FormClosed(f"form {form.id!r} is {form.status}: it takes no more answers")
 
 
 def _may_answer(approvers: list[str] | None, by: str, groups: list[str]) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, Dialect, ExceptionContext
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from app.errors import DatabaseUnavailable
 from app.store import codec
@@ -141,6 +142,12 @@ def autocommit(engine: AsyncEngine) -> AsyncEngine:
     """The same pool, each statement its own transaction: no BEGIN/COMMIT round trips, and no
     lock held between statements (for single-statement work such as claims and renewals)."""
     return engine.execution_options(isolation_level="AUTOCOMMIT")
+
+
+def one_statement(engine: AsyncEngine) -> AbstractAsyncContextManager[AsyncConnection]:
+    """A connection for work that is one statement on Postgres (autocommit: no BEGIN or COMMIT
+    round trip) and a few in one transaction on SQLite (no data-modifying CTEs there)."""
+    return autocommit(engine).connect() if is_postgres(engine) else engine.begin()
 
 
 def is_postgres(engine: AsyncEngine) -> bool:

@@ -13,7 +13,18 @@ from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, and_, case, exists, func, literal_column, or_, select, update
+from sqlalchemy import (
+    Row,
+    and_,
+    bindparam,
+    case,
+    exists,
+    func,
+    literal_column,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -26,6 +37,7 @@ from app.store.workflows import decode_cursor, encode_cursor
 
 _E = ExecutionStatus
 PENDING, SUBMITTED, TIMED_OUT, CANCELLED = "pending", "submitted", "timed_out", "cancelled"
+QUEUED = ExecutionStatus.QUEUED.value
 ANSWERED = (SUBMITTED, TIMED_OUT)
 
 
@@ -33,6 +45,21 @@ async def lock(conn: AsyncConnection, form_id: str) -> Row[Any] | None:
     """The form's row, locked until the transaction ends (answers to one form queue up)."""
     query = select(forms).where(forms.c.id == form_id).with_for_update()
     return (await conn.execute(query)).first()
+
+
+async def read(conn: AsyncConnection, form_id: str) -> Row[Any] | None:
+    """The form's row, as it is now (not locked)."""
+    return (await conn.execute(select(forms).where(forms.c.id == form_id))).first()
+
+
+def decided_view(form: Row[Any], *, answer: dict[str, Any], at: datetime) -> models.Form:
+    """The form as :func:`fill` left it: submitted with ``answer``, its one answer."""
+    given = models.FormAnswer(
+        by=answer["by"], values=answer["values"], comment=answer["comment"], at=at
+    )
+    return _form(form, [given]).model_copy(
+        update={"status": SUBMITTED, "answer": answer, "decided_at": at}
+    )
 
 
 async def get(conn: AsyncConnection, form_id: str) -> models.Form | None:
@@ -181,6 +208,97 @@ async def decide(
     )
     now_status: str | None = result.scalar_one_or_none()
     return now_status == _E.QUEUED.value
+
+
+async def fill(
+    conn: AsyncConnection,
+    form: Row[Any],
+    *,
+    answer: dict[str, Any],
+    by: str | None,
+    comment: str | None,
+    at: datetime,
+) -> str | None:
+    """Decide a pending ``form`` (kind ``form``: one answer decides it) with ``answer``, keep
+    the answer in the audit trail and wake the run, as one statement on Postgres (a submit is
+    on the path from a person's click to the run going on); the run's status afterwards, or
+    None when the form was no longer pending (another answer, a deadline came first).
+
+    The form's row is locked before the run's, as everywhere.
+    """
+    if conn.dialect.name != "postgresql":  # in a transaction (see db.one_statement)
+        locked = await lock(conn, form.id)
+        if locked is None or locked.status != PENDING:
+            return None
+        await add_answer(conn, locked, values=answer["values"], by=by, comment=comment, at=at)
+        queued = await decide(conn, locked, status=SUBMITTED, answer=answer, at=at)
+        return _E.QUEUED.value if queued else _E.RUNNING.value
+    result = await conn.execute(
+        _FILL,
+        {
+            "form_id": form.id,
+            "answer": answer,
+            "at": at,
+            "submission_id": str(uuid.uuid4()),
+            "values": answer["values"],
+            "by": by,
+            "comment": comment,
+        },
+    )
+    row = result.first()
+    return None if row is None else str(row.status)
+
+
+def _fill_statement() -> Any:
+    """UPDATE the form (if still pending) → INSERT its answer → UPDATE the run, chained by
+    data-modifying CTEs: one round trip, one commit."""
+    decided = (
+        update(forms)
+        .where(forms.c.id == bindparam("form_id"), forms.c.status == PENDING)
+        .values(
+            status=SUBMITTED,
+            answer=bindparam("answer", type_=forms.c.answer.type),
+            decided_at=bindparam("at", type_=forms.c.decided_at.type),
+        )
+        .returning(forms.c.id, forms.c.execution_id, forms.c.node_key)
+        .cte("decided")
+    )
+    kept = (
+        form_submissions.insert()
+        .from_select(
+            ["id", "execution_id", "form_id", "node_key", "values", "by", "comment", "created_at"],
+            select(
+                bindparam("submission_id", type_=form_submissions.c.id.type),
+                decided.c.execution_id,
+                decided.c.id,
+                decided.c.node_key,
+                bindparam("values", type_=form_submissions.c["values"].type),
+                bindparam("by", type_=form_submissions.c.by.type),
+                bindparam("comment", type_=form_submissions.c.comment.type),
+                bindparam("at", type_=form_submissions.c.created_at.type),
+            ),
+        )
+        .cte("kept")
+    )
+    waiting = status_sql.applies(Move.ANSWER)
+    woken = (
+        update(executions)
+        .where(executions.c.id.in_(select(decided.c.execution_id)))
+        .values(
+            pending_answers=executions.c.pending_answers + 1,
+            status=case((waiting, status_sql.target(Move.ANSWER)), else_=executions.c.status),
+            resume_reason=case(
+                (waiting, status_sql.resume_reason(Move.ANSWER, executions.c.resume_reason)),
+                else_=executions.c.resume_reason,
+            ),
+            updated_at=bindparam("at", type_=executions.c.updated_at.type),
+        )
+        .returning(executions.c.status)
+    )
+    return woken.add_cte(decided).add_cte(kept)
+
+
+_FILL = _fill_statement()
 
 
 async def overdue(conn: AsyncConnection, now: datetime, limit: int) -> list[Row[Any]]:
