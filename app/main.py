@@ -34,6 +34,7 @@ from app.store.journal import SqlJournal
 log = logging.getLogger("oxify")
 
 HTTP_CLIENT_TIMEOUT_S = 30.0  # seconds; nodes set their own per request
+MAINTENANCE_TIMEOUT_S = 300.0  # seconds a retention statement may take (bulk deletes)
 
 
 @asynccontextmanager
@@ -111,8 +112,19 @@ async def running_services(settings: Settings) -> AsyncIterator[Services]:
         max_queued=settings.max_queued_runs,
         max_input_bytes=settings.max_input_bytes,
     )
+    # Retention deletes in bulk: its statements get a longer bound, on connections of their own.
+    maintenance = (
+        db.create_engine(
+            settings.resolved_database_url,
+            timeout_s=MAINTENANCE_TIMEOUT_S,
+            pool_size=1,
+            max_overflow=1,
+        )
+        if db.is_postgres(engine)
+        else engine
+    )
     housekeeping = Housekeeping(
-        engine,
+        maintenance,
         forms=forms,
         executions=executions,
         deadline_sweep_s=settings.deadline_sweep_s,
@@ -133,6 +145,8 @@ async def running_services(settings: Settings) -> AsyncIterator[Services]:
         await notifier.close()
         await http_client.aclose()
         await engine.dispose()
+        if maintenance is not engine:
+            await maintenance.dispose()
         faults.install(())
 
 
