@@ -191,19 +191,10 @@ async def decide(
         .where(forms.c.id == form.id, forms.c.status == PENDING)
         .values(status=status, answer=answer, decided_at=at)
     )
-    waiting = status_sql.applies(Move.ANSWER)
     result = await conn.execute(
         update(executions)
         .where(executions.c.id == form.execution_id)
-        .values(
-            pending_answers=executions.c.pending_answers + 1,
-            status=case((waiting, status_sql.target(Move.ANSWER)), else_=executions.c.status),
-            resume_reason=case(
-                (waiting, status_sql.resume_reason(Move.ANSWER, executions.c.resume_reason)),
-                else_=executions.c.resume_reason,
-            ),
-            updated_at=at,
-        )
+        .values(**_woken(at))
         .returning(executions.c.status)
     )
     now_status: str | None = result.scalar_one_or_none()
@@ -249,6 +240,21 @@ async def fill(
     return None if row is None else str(row.status)
 
 
+def _woken(at: Any) -> dict[str, Any]:
+    """What an answer does to its run's row: counted, and a waiting run queued (see the
+    ``answer`` move); ``at`` is a time or a bound parameter."""
+    waiting = status_sql.applies(Move.ANSWER)
+    return {
+        "pending_answers": executions.c.pending_answers + 1,
+        "status": case((waiting, status_sql.target(Move.ANSWER)), else_=executions.c.status),
+        "resume_reason": case(
+            (waiting, status_sql.resume_reason(Move.ANSWER, executions.c.resume_reason)),
+            else_=executions.c.resume_reason,
+        ),
+        "updated_at": at,
+    }
+
+
 def _fill_statement() -> Any:
     """UPDATE the form (if still pending) → INSERT its answer → UPDATE the run, chained by
     data-modifying CTEs: one round trip, one commit."""
@@ -280,19 +286,10 @@ def _fill_statement() -> Any:
         )
         .cte("kept")
     )
-    waiting = status_sql.applies(Move.ANSWER)
     woken = (
         update(executions)
         .where(executions.c.id.in_(select(decided.c.execution_id)))
-        .values(
-            pending_answers=executions.c.pending_answers + 1,
-            status=case((waiting, status_sql.target(Move.ANSWER)), else_=executions.c.status),
-            resume_reason=case(
-                (waiting, status_sql.resume_reason(Move.ANSWER, executions.c.resume_reason)),
-                else_=executions.c.resume_reason,
-            ),
-            updated_at=bindparam("at", type_=executions.c.updated_at.type),
-        )
+        .values(**_woken(bindparam("at", type_=executions.c.updated_at.type)))
         .returning(executions.c.status)
     )
     return woken.add_cte(decided).add_cte(kept)

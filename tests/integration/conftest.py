@@ -10,9 +10,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.store import workflows
 from app.store.db import create_engine, migrate
-from tests.integration.rows import OTHER, T0, WORKFLOW
+from tests.integration.rows import add_workflows
 
 
 @pytest.fixture(scope="module")
@@ -34,16 +33,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template
 @pytest.fixture
 async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     engine = create_engine(database_url)
-    async with engine.begin() as conn:
-        for workflow_id in (WORKFLOW, OTHER):
-            await workflows.insert_workflow(
-                conn,
-                workflow_id=workflow_id,
-                name=workflow_id,
-                document={"name": workflow_id, "nodes": [], "edges": []},
-                content_hash="0" * 64,
-                now=T0,
-            )
+    await add_workflows(engine)
     try:
         yield engine
     finally:

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.domain.status import ExecutionStatus
 from app.store import executions as store
+from app.store import workflows
 
 S = ExecutionStatus
 T0 = datetime(2020, 6, 1, 8, 0, 0, 500000, tzinfo=UTC)
@@ -38,6 +39,20 @@ async def add(
         **extra,
     )
     return execution_id
+
+
+async def add_workflows(engine: AsyncEngine) -> None:
+    """The two stored workflows the rows of these tests belong to."""
+    async with engine.begin() as conn:
+        for workflow_id in (WORKFLOW, OTHER):
+            await workflows.insert_workflow(
+                conn,
+                workflow_id=workflow_id,
+                name=workflow_id,
+                document={"name": workflow_id, "nodes": [], "edges": []},
+                content_hash="0" * 64,
+                now=T0,
+            )
 
 
 async def status_of(engine: AsyncEngine, execution_id: str) -> ExecutionStatus:

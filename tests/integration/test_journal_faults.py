@@ -14,11 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.domain.events import Event, EventType
 from app.domain.status import ExecutionStatus, Move
 from app.errors import DatabaseUnavailable
-from app.store import workflows
 from app.store.db import create_engine
 from app.store.journal import SqlJournal
 from tests.e2e.pgproxy import PgProxy, proxied
-from tests.integration.rows import T0, WORKFLOW, add, status_of
+from tests.integration.rows import add, add_workflows, status_of
 
 TIMEOUT_S = 0.5  # seconds a writer's call may take here
 
@@ -33,15 +32,7 @@ async def proxy(fresh_pg_url: str) -> AsyncIterator[PgProxy]:
 async def engine(proxy: PgProxy, fresh_pg_url: str) -> AsyncIterator[AsyncEngine]:
     """An engine that reaches the database through the proxy, with a stored workflow."""
     engine = create_engine(proxy.url(fresh_pg_url), timeout_s=TIMEOUT_S)
-    async with engine.begin() as conn:
-        await workflows.insert_workflow(
-            conn,
-            workflow_id=WORKFLOW,
-            name=WORKFLOW,
-            document={"name": WORKFLOW, "nodes": [], "edges": []},
-            content_hash="0" * 64,
-            now=T0,
-        )
+    await add_workflows(engine)
     try:
         yield engine
     finally:
