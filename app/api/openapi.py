@@ -9,9 +9,11 @@ Run ``python -m app.api.openapi [PATH]`` to regenerate ``openapi/openapi.json``.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import json
 import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,6 +21,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from starlette import routing
 
 from app.api.schemas import PROBLEM_MEDIA_TYPE, ProblemDetails, WorkflowDocument
 from app.domain.schema import workflow_json_schema
@@ -89,6 +92,23 @@ def _errors_as_problems(document: dict[str, Any]) -> None:
                 content = response.get("content", {})
                 if any(media.get("schema") == problem_schema for media in content.values()):
                     response["content"] = {PROBLEM_MEDIA_TYPE: {"schema": problem_schema}}
+
+
+def methods_of(document: dict[str, Any], path: str) -> list[str]:
+    """The methods ``document`` lists for the path that ``path`` matches (none: [])."""
+    for template, operations in document.get("paths", {}).items():
+        if _path_pattern(template).fullmatch(path):
+            return sorted(method.upper() for method in operations if method in _METHODS)
+    return []
+
+
+_METHODS = frozenset({"get", "put", "post", "delete", "options", "head", "patch", "trace"})
+
+
+@functools.lru_cache(maxsize=256)
+def _path_pattern(template: str) -> re.Pattern[str]:
+    pattern, _format, _convertors = routing.compile_path(template)
+    return pattern
 
 
 def install(app: FastAPI) -> None:
