@@ -1,8 +1,9 @@
 """The OpenAPI document: FastAPI's, plus the workflow JSON Schema and problem+json errors.
 
-Two things FastAPI cannot say by itself: a workflow document body (taken as a raw object so the
-service reports document pointers) is typed by the full workflow JSON Schema, whose ``$defs``
-join ``components/schemas``; and error answers are ``application/problem+json``.
+Three things FastAPI cannot say by itself: a workflow document body (taken as a raw object so
+the service reports document pointers) is typed by the full workflow JSON Schema, whose
+``$defs`` join ``components/schemas``; error answers are ``application/problem+json``; and an
+optional parameter is absent, never ``null`` (a query string or a header cannot say null).
 
 Run ``python -m app.api.openapi [PATH]`` to regenerate ``openapi/openapi.json``.
 """
@@ -50,6 +51,7 @@ def openapi_document(app: FastAPI) -> dict[str, Any]:
     if WorkflowDocument.__name__ in schemas:
         _add_workflow_schema(schemas)
     _errors_as_problems(document)
+    _parameters_never_null(document)
     return document
 
 
@@ -109,6 +111,23 @@ _METHODS = frozenset({"get", "put", "post", "delete", "options", "head", "patch"
 def _path_pattern(template: str) -> re.Pattern[str]:
     pattern, _format, _convertors = routing.compile_path(template)
     return pattern
+
+
+def _parameters_never_null(document: dict[str, Any]) -> None:
+    """An optional parameter's schema is its non-null branch: FastAPI writes ``T | None`` as
+    ``anyOf: [T, null]``, and a client taking that at its word would send "null"."""
+    null = {"type": "null"}
+    for operations in document.get("paths", {}).values():
+        for operation in operations.values():
+            for parameter in operation.get("parameters", []):
+                schema = parameter["schema"]
+                branches = schema.get("anyOf", [])
+                if null not in branches:
+                    continue
+                kept = [branch for branch in branches if branch != null]
+                outer = {key: value for key, value in schema.items() if key != "anyOf"}
+                inner = kept[0] if len(kept) == 1 else {"anyOf": kept}
+                parameter["schema"] = {**inner, **outer}
 
 
 def install(app: FastAPI) -> None:

@@ -168,3 +168,10 @@ def test_no_route_answers_400(document: dict[str, Any]) -> None:
     # Bodies that are not JSON get the 422 every other body problem gets.
     for method, path, operation in operations(document):
         assert "400" not in operation["responses"], f"{method.upper()} {path}"
+
+
+def test_no_parameter_offers_null(document: dict[str, Any]) -> None:
+    # A query string or a header cannot say null: a client taking the document at its word
+    # would send "null" and be refused.
+    for where, schema in _parameter_schemas(document):
+        assert schema["type"] != "null", where
