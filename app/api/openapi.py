@@ -4,6 +4,7 @@ Three things FastAPI cannot say by itself: a workflow document body (taken as a 
 the service reports document pointers) is typed by the full workflow JSON Schema, whose
 ``$defs`` join ``components/schemas``; error answers are ``application/problem+json``; and an
 optional parameter is absent, never ``null`` (a query string or a header cannot say null).
+Links between operations come from :mod:`app.api.links`.
 
 Run ``python -m app.api.openapi [PATH]`` to regenerate ``openapi/openapi.json``.
 """
@@ -24,6 +25,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from starlette import routing
 
+from app.api import links
 from app.api.schemas import PROBLEM_MEDIA_TYPE, ProblemDetails, WorkflowDocument
 from app.domain.schema import workflow_json_schema
 from app.settings import Settings
@@ -52,6 +54,7 @@ def openapi_document(app: FastAPI) -> dict[str, Any]:
         _add_workflow_schema(schemas)
     _errors_as_problems(document)
     _parameters_never_null(document)
+    links.add(document)
     return document
 
 

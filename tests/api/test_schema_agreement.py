@@ -170,3 +170,31 @@ def _messages(text: str) -> list[dict[str, Any]]:
         if fields:
             messages.append(fields)
     return messages
+
+
+async def test_the_documented_examples_are_accepted(
+    client: httpx.AsyncClient, document: dict[str, Any]
+) -> None:
+    bodies = document["paths"]["/v1/workflows"]["post"]["requestBody"]["content"]
+    start = document["paths"]["/v1/workflows/{workflow_id}/executions"]["post"]["requestBody"]
+    [start_example] = start["content"]["application/json"]["examples"].values()
+    for example in bodies["application/json"]["examples"].values():
+        assert workflow_valid(document, example["value"])
+        workflow_id = await create_workflow(client, example["value"])
+        execution = await start_run(client, workflow_id, start_example["value"])
+        assert (await wait_run(client, execution["id"]))["status"] in ("completed", "waiting")
+
+
+def test_links_name_operations_and_their_parameters(document: dict[str, Any]) -> None:
+    operations = {
+        operation["operationId"]: operation
+        for item in document["paths"].values()
+        for operation in item.values()
+    }
+    for source, operation in operations.items():
+        for status, response in operation["responses"].items():
+            for name, link in response.get("links", {}).items():
+                where = f"{source} {status} → {name}"
+                target = operations[link["operationId"]]
+                names = {f"{p['in']}.{p['name']}" for p in target.get("parameters", [])}
+                assert set(link["parameters"]) <= names, where

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Body, Header, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import StringConstraints
 
-from app.api import metrics
+from app.api import examples, metrics
 from app.api.bodies import JsonRoute
 from app.api.deps import ExecutionsDep
 from app.api.errors import problems
@@ -73,7 +73,7 @@ async def start_execution(
     executions: ExecutionsDep,
     request: Request,
     response: Response,
-    body: Annotated[StartExecution | None, Body()] = None,
+    body: Annotated[StartExecution | None, Body(openapi_examples=examples.START)] = None,
     version: Version = None,
     idempotency_key: IdempotencyKey = None,
 ) -> models.Execution:

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Body, Query, Response, status
 from fastapi.responses import PlainTextResponse
 
+from app.api import examples
 from app.api.bodies import JsonRoute
 from app.api.deps import WorkflowsDep
 from app.api.errors import problems
@@ -18,7 +19,10 @@ router = APIRouter(prefix="/v1/workflows", tags=["workflows"], route_class=JsonR
 
 DocumentBody = Annotated[
     WorkflowDocument,
-    Body(description="The workflow document; every problem is reported with its pointer."),
+    Body(
+        description="The workflow document; every problem is reported with its pointer.",
+        openapi_examples=examples.DOCUMENTS,
+    ),
 ]
 GraphFormat = Literal["mermaid", "dot", "ascii"]
 
