@@ -5,6 +5,7 @@ of the path, and the SSE stream sends what the document describes."""
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import httpx
@@ -198,3 +199,19 @@ def test_links_name_operations_and_their_parameters(document: dict[str, Any]) ->
                 target = operations[link["operationId"]]
                 names = {f"{p['in']}.{p['name']}" for p in target.get("parameters", [])}
                 assert set(link["parameters"]) <= names, where
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["queued", "queued,running", " queued , failed ,", "", ",", "queued running", "Queued"],
+)
+async def test_the_status_filter_accepts_what_its_pattern_allows(
+    client: httpx.AsyncClient, document: dict[str, Any], value: str
+) -> None:
+    [parameter] = [
+        p for p in document["paths"]["/v1/executions"]["get"]["parameters"] if p["name"] == "status"
+    ]
+    allowed = re.search(parameter["schema"]["items"]["pattern"], value) is not None
+    response = await client.get("/v1/executions", params={"status": value})
+    assert response.status_code == (200 if allowed else 422), response.text
+    assert allowed is (value not in ("queued running", "Queued"))

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Header, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
-from pydantic import StringConstraints
+from pydantic import WithJsonSchema
 
 from app.api import examples, metrics
 from app.api.bodies import JsonRoute
@@ -44,8 +44,12 @@ IdempotencyKey = Annotated[
         description="Same key and body: the first execution again (200); other body: 409.",
     ),
 ]
+_STATUS = "|".join(s.value for s in ExecutionStatus)
+# Statuses separated by commas, spaces around them and empty items ignored (what _statuses reads;
+# it checks them itself, to name the statuses it knows).
+_STATUS_LIST = rf"^ *(?:(?:{_STATUS}) *)?(?:, *(?:(?:{_STATUS}) *)?)*$"
 StatusFilter = Annotated[
-    list[Annotated[str, StringConstraints(pattern=TEXT)]] | None,
+    list[Annotated[str, WithJsonSchema({"type": "string", "pattern": _STATUS_LIST})]] | None,
     Query(
         alias="status",
         description="Only runs in these statuses; repeat the parameter or separate with commas.",
@@ -114,7 +118,8 @@ async def list_executions(
 def _statuses(values: list[str] | None) -> set[ExecutionStatus] | None:
     if not values:
         return None
-    wanted = [part.strip() for value in values for part in value.split(",") if part.strip()]
+    parts = (part.strip(" ") for value in values for part in value.split(","))
+    wanted = [part for part in parts if part]
     known = [s.value for s in ExecutionStatus]
     unknown = [name for name in wanted if name not in known]
     if unknown:
