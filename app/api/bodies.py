@@ -33,7 +33,7 @@ _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")  # U+0000 (Postgres text), lone 
 _UNSTORABLE_MESSAGE = "strings may not hold U+0000 or unpaired surrogates"
 RULES = (
     f"JSON bodies are UTF-8 with finite numbers, integers from {INT_MIN} to {INT_MAX}, no "
-    f"U+0000 in strings, and at most {MAX_DEPTH} levels of nesting."
+    f"U+0000 or unpaired surrogates in strings, and at most {MAX_DEPTH} levels of nesting."
 )
 
 

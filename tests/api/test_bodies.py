@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from app.api.bodies import MAX_DEPTH
+from app.api.bodies import MAX_DEPTH, OFF_LOOP_BYTES
 from tests.api.helpers import assert_problem, create_workflow, doubler, linear, wait_run
 
 JSON = {"content-type": "application/json"}
@@ -156,3 +156,10 @@ async def test_bodies_that_are_not_json_are_422_with_the_offset(
         error = the_error(response, "json_invalid")
         assert error["pointer"] == ""
         assert f"offset {offset}" in error["msg"]
+
+
+async def test_a_large_body_is_checked_as_strictly(client: httpx.AsyncClient) -> None:
+    padding = ["x" * 1000] * (OFF_LOOP_BYTES // 1000)  # parsed in a worker thread
+    document = {**doubler(), "outputs": {"padding": padding, "bad": [1, "\x00"]}}
+    response = await client.post("/v1/workflows/validate", json=document)
+    assert the_error(response, "json_unstorable_string")["pointer"] == "/outputs/bad/1"
