@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import http
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, cast
 
 from fastapi import FastAPI, HTTPException
@@ -22,7 +22,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, ExceptionHandler, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
-from app.api import metrics, openapi
+from app.api import bodies, metrics, openapi
 from app.api.schemas import PROBLEM_MEDIA_TYPE, ProblemDetails, ProblemError
 from app.errors import ErrorDetail, OxifyError
 
@@ -106,7 +106,7 @@ def problem(
     )
 
 
-def problem_response(details: ProblemDetails, headers: dict[str, str] | None = None) -> Response:
+def problem_response(details: ProblemDetails, headers: Mapping[str, str] | None = None) -> Response:
     return JSONResponse(
         details.model_dump(mode="json", exclude_none=True),
         status_code=details.status,
@@ -129,7 +129,7 @@ _RESPONSE_DESCRIPTIONS = {
     404: "Not found.",
     409: "Conflicts with the resource's current state.",
     413: "The request body is too large.",
-    422: "The request is not valid; `errors` point at the bad fields.",
+    422: f"The request is not valid; `errors` point at the bad fields. {bodies.RULES}",
     429: "Too many runs are waiting to start; `Retry-After` says when to try again.",
     500: "An unexpected error (logged; no details leak).",
     503: "Not ready.",
@@ -173,8 +173,12 @@ def from_http_exception(exc: StarletteHTTPException) -> ProblemDetails:
 def _from_detail(detail: ErrorDetail) -> ProblemError:
     """A service's complaint, its pointer into the request body."""
     parts = [_unescape(p) for p in detail.pointer.split("/")[1:]] if detail.pointer else []
-    loc: list[str | int] = ["body", *(int(p) if p.isdigit() else p for p in parts)]
+    loc: list[str | int] = ["body", *map(_loc_token, parts)]
     return ProblemError(loc=loc, msg=detail.message, code=detail.code, pointer=detail.pointer)
+
+
+def _loc_token(token: str) -> str | int:
+    return int(token) if token.isascii() and token.isdigit() else token  # not "³"
 
 
 def _from_pydantic(error: Any) -> ProblemError:
@@ -212,7 +216,7 @@ def _phrase(status: int) -> str:
 
 def _handler(
     convert: Callable[[Any], ProblemDetails],
-    headers: Callable[[Any], dict[str, str] | None] = lambda _exc: None,
+    headers: Callable[[HTTPConnection, Any], Mapping[str, str] | None] = lambda _c, _e: None,
 ) -> ExceptionHandler:
     """An exception handler answering problem+json over HTTP, closing a WebSocket otherwise
     (close code 4000 + status, e.g. 4404; 1011 for server errors)."""
@@ -224,7 +228,7 @@ def _handler(
             reason = (details.detail or details.title).encode()[:120].decode(errors="ignore")
             await conn.close(code=code, reason=reason)  # a close reason holds ≤ 123 bytes
             return None
-        return problem_response(details, headers(exc))
+        return problem_response(details, headers(conn, exc))
 
     return cast(ExceptionHandler, handle)
 
@@ -234,9 +238,19 @@ def _unexpected(exc: Exception) -> ProblemDetails:
     return problem(500, "internal_error", detail=_INTERNAL_DETAIL)
 
 
-def _retry_after(exc: OxifyError) -> dict[str, str] | None:
+def _retry_after(_conn: HTTPConnection, exc: OxifyError) -> dict[str, str] | None:
     seconds = getattr(exc, "retry_after_s", None)
     return None if seconds is None else {"Retry-After": str(seconds)}
+
+
+def _http_headers(conn: HTTPConnection, exc: StarletteHTTPException) -> Mapping[str, str] | None:
+    """The exception's headers; a 405's ``Allow`` lists every method the OpenAPI document
+    gives the path (Starlette names those of the first route matching it, and FastAPI has a
+    route per method)."""
+    if exc.status_code != 405:
+        return exc.headers
+    methods = openapi.methods_of(conn.app.openapi(), conn.url.path)
+    return {**(exc.headers or {}), "Allow": ", ".join(methods)}
 
 
 def _from_api_problem(exc: ApiProblem) -> ProblemDetails:
@@ -248,10 +262,10 @@ def install(app: FastAPI, *, max_body_bytes: int) -> None:
     edge): problem+json handlers, the body cap, request metrics and the OpenAPI document."""
     app.add_exception_handler(OxifyError, _handler(from_oxify_error, _retry_after))
     app.add_exception_handler(RequestValidationError, _handler(from_validation_error))
+    app.add_exception_handler(StarletteHTTPException, _handler(from_http_exception, _http_headers))
     app.add_exception_handler(
-        StarletteHTTPException, _handler(from_http_exception, lambda exc: exc.headers)
+        ApiProblem, _handler(_from_api_problem, lambda _conn, exc: exc.headers)
     )
-    app.add_exception_handler(ApiProblem, _handler(_from_api_problem, lambda exc: exc.headers))
     app.add_exception_handler(Exception, _handler(_unexpected))
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=max_body_bytes)
     metrics.install(app)

@@ -1,17 +1,21 @@
 """The OpenAPI document: FastAPI's, plus the workflow JSON Schema and problem+json errors.
 
-Two things FastAPI cannot say by itself: a workflow document body (taken as a raw object so the
-service reports document pointers) is typed by the full workflow JSON Schema, whose ``$defs``
-join ``components/schemas``; and error answers are ``application/problem+json``.
+Three things FastAPI cannot say by itself: a workflow document body (taken as a raw object so
+the service reports document pointers) is typed by the full workflow JSON Schema, whose
+``$defs`` join ``components/schemas``; error answers are ``application/problem+json``; and an
+optional parameter is absent, never ``null`` (a query string or a header cannot say null).
+Links between operations come from :mod:`app.api.links`.
 
 Run ``python -m app.api.openapi [PATH]`` to regenerate ``openapi/openapi.json``.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 import json
 import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,7 +23,9 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from starlette import routing
 
+from app.api import links
 from app.api.schemas import PROBLEM_MEDIA_TYPE, ProblemDetails, WorkflowDocument
 from app.domain.schema import workflow_json_schema
 from app.settings import Settings
@@ -47,6 +53,8 @@ def openapi_document(app: FastAPI) -> dict[str, Any]:
     if WorkflowDocument.__name__ in schemas:
         _add_workflow_schema(schemas)
     _errors_as_problems(document)
+    _parameters_never_null(document)
+    links.add(document)
     return document
 
 
@@ -89,6 +97,40 @@ def _errors_as_problems(document: dict[str, Any]) -> None:
                 content = response.get("content", {})
                 if any(media.get("schema") == problem_schema for media in content.values()):
                     response["content"] = {PROBLEM_MEDIA_TYPE: {"schema": problem_schema}}
+
+
+def methods_of(document: dict[str, Any], path: str) -> list[str]:
+    """The methods ``document`` lists for the path that ``path`` matches (none: [])."""
+    for template, operations in document.get("paths", {}).items():
+        if _path_pattern(template).fullmatch(path):
+            return sorted(method.upper() for method in operations if method in _METHODS)
+    return []
+
+
+_METHODS = frozenset({"get", "put", "post", "delete", "options", "head", "patch", "trace"})
+
+
+@functools.lru_cache(maxsize=256)
+def _path_pattern(template: str) -> re.Pattern[str]:
+    pattern, _format, _convertors = routing.compile_path(template)
+    return pattern
+
+
+def _parameters_never_null(document: dict[str, Any]) -> None:
+    """An optional parameter's schema is its non-null branch: FastAPI writes ``T | None`` as
+    ``anyOf: [T, null]``, and a client taking that at its word would send "null"."""
+    null = {"type": "null"}
+    for operations in document.get("paths", {}).values():
+        for operation in operations.values():
+            for parameter in operation.get("parameters", []):
+                schema = parameter["schema"]
+                branches = schema.get("anyOf", [])
+                if null not in branches:
+                    continue
+                kept = [branch for branch in branches if branch != null]
+                outer = {key: value for key, value in schema.items() if key != "anyOf"}
+                inner = kept[0] if len(kept) == 1 else {"anyOf": kept}
+                parameter["schema"] = {**inner, **outer}
 
 
 def install(app: FastAPI) -> None:

@@ -21,7 +21,7 @@ class WorkflowDocument(RootModel[dict[str, Any]]):
 class StartExecution(BaseModel):
     """Body of `POST /v1/workflows/{id}/executions`."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     inputs: dict[str, Any] = Field(
         default_factory=dict, description="Run inputs, validated against the workflow's schema."
@@ -43,7 +43,7 @@ class StartExecution(BaseModel):
 class SubmitForm(BaseModel):
     """Body of `POST /v1/forms/{id}/submit`."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     values: dict[str, Any] = Field(description="The answers, keyed by field.")
     by: str | None = Field(

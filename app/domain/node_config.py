@@ -29,9 +29,13 @@ ExpressionStr = Annotated[str, StringConstraints(min_length=1)]
 
 
 class NodeConfig(BaseModel):
-    """Base of every node type's config: unknown keys are rejected."""
+    """Base of every node type's config: unknown keys are rejected, and types are strict as
+    in the JSON Schema (``0`` is not ``false``, ``"5"`` is not ``5``: only a template stands in
+    for a scalar)."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, serialize_by_alias=True)
+    model_config = ConfigDict(
+        extra="forbid", strict=True, populate_by_name=True, serialize_by_alias=True
+    )
 
     expressions: ClassVar[frozenset[str]] = frozenset()
     graphs: ClassVar[frozenset[str]] = frozenset()

@@ -8,10 +8,11 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import ConfigDict, Field, StringConstraints, model_validator
+from pydantic.config import JsonDict
 
 from app.domain.human import ApprovalConfig, FormConfig
 from app.domain.node_config import ExpressionStr, NodeConfig, NodeType, NodeTypes, TemplateStr
-from app.domain.workflow import NODE_ID_PATTERN, GraphSpec
+from app.domain.workflow import MAX_VERSION, NODE_ID_PATTERN, GraphSpec
 
 __all__ = [
     "CORE_NODE_TYPES",
@@ -130,18 +131,30 @@ class InlineWorkflow(GraphSpec):
     outputs: dict[str, Any] | None = None
 
 
+_WORKFLOW_ID_GIVEN: JsonDict = {
+    "required": ["workflow_id"],
+    "properties": {"workflow_id": {"type": "string"}},
+}
+_GRAPH_GIVEN: JsonDict = {"required": ["graph"], "properties": {"graph": {"type": "object"}}}
+_VERSION_GIVEN: JsonDict = {"required": ["version"], "properties": {"version": {"type": "integer"}}}
+
+
 class SubworkflowConfig(NodeConfig):
+    """Either ``workflow_id`` (with an optional ``version``) or an inline ``graph``; ``null``
+    counts as not given, in the schema as in the validator."""
+
     model_config = ConfigDict(
         json_schema_extra={
-            "oneOf": [{"required": ["workflow_id"]}, {"required": ["graph"]}],
-            "dependentRequired": {"version": ["workflow_id"]},
+            "oneOf": [_WORKFLOW_ID_GIVEN, _GRAPH_GIVEN],
+            "if": _VERSION_GIVEN,
+            "then": _WORKFLOW_ID_GIVEN,
         }
     )
     graphs = frozenset({"graph"})
     static = frozenset({"workflow_id", "version"})
     isolated = frozenset({"graph"})
     workflow_id: str | None = Field(default=None, min_length=1, max_length=200)
-    version: int | None = Field(default=None, ge=1)
+    version: int | None = Field(default=None, ge=1, le=MAX_VERSION)
     graph: InlineWorkflow | None = None
     inputs: dict[str, Any] = Field(default_factory=dict)
     outputs: dict[str, Any] | None = None

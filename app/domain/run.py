@@ -16,15 +16,20 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app.domain.status import ExecutionStatus, NodeStatus
 
+# The largest count a run can be limited to: every JSON client reads it exactly (JavaScript's
+# largest safe integer), and so does the OpenAPI document (FastAPI writes bounds as floats).
+MAX_COUNT = 2**53 - 1
+_STRICT = ConfigDict(extra="forbid", strict=True)  # JSON types exactly: 0 is not false
+
 
 class EveryNLevels(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    every_n_levels: int = Field(ge=1)
+    model_config = _STRICT
+    every_n_levels: int = Field(ge=1, le=MAX_COUNT)
 
 
 class EveryNNodes(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    every_n_nodes: int = Field(ge=1)
+    model_config = _STRICT
+    every_n_nodes: int = Field(ge=1, le=MAX_COUNT)
 
 
 CheckpointPolicy = Literal["every_node", "every_level", "never"] | EveryNLevels | EveryNNodes
@@ -33,13 +38,16 @@ CheckpointPolicy = Literal["every_node", "every_level", "never"] | EveryNLevels 
 class RunLimits(BaseModel):
     """Hard caps on what one run may consume; exceeding one fails the run with a clear error."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = _STRICT
 
     max_nodes: int | None = Field(
-        default=None, ge=1, description="Node executions, nested ones and retries included."
+        default=None,
+        ge=1,
+        le=MAX_COUNT,
+        description="Node executions, nested ones and retries included.",
     )
-    max_tokens: int | None = Field(default=None, ge=1)
-    max_api_calls: int | None = Field(default=None, ge=1)
+    max_tokens: int | None = Field(default=None, ge=1, le=MAX_COUNT)
+    max_api_calls: int | None = Field(default=None, ge=1, le=MAX_COUNT)
 
 
 DependencyStrategy = Literal["skip", "defaults", "fail"]
@@ -48,7 +56,7 @@ DependencyStrategy = Literal["skip", "defaults", "fail"]
 class RunConfig(BaseModel):
     """Per-run options (the ``config`` of ``POST /v1/workflows/{id}/executions``)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = _STRICT
 
     max_concurrency: int = Field(default=16, ge=1, le=10_000)
     timeout_s: float | None = Field(default=None, gt=0, le=31_536_000)

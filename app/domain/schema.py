@@ -6,8 +6,9 @@ schema where a node is a ``oneOf`` over the registered types (``type`` a ``const
 reference to that type's config model) and every nested graph (container bodies, ``try`` blocks,
 inline sub-workflows) refers back to the same typed node union.
 
-Rules that only a model validator enforces (distinct switch cases, a sub-workflow's single
-source) are not expressible through pydantic's schema and are left to ``app.engine.graph``.
+Rules a model validator enforces are stated with ``json_schema_extra`` where JSON Schema can
+say them (distinct switch cases, a sub-workflow's single source); rules across nodes are left to
+``app.engine.graph``. A node's ``config`` is required unless ``{}`` is a valid config.
 
 Run ``python -m app.domain.schema [PATH]`` to regenerate ``openapi/workflow.schema.json``.
 """
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from app.domain.node_types import CORE_NODE_TYPES, NodeTypes
@@ -74,7 +75,9 @@ def workflow_json_schema(node_types: NodeTypes = CORE_NODE_TYPES) -> dict[str, A
         variant_def = f"{node_def}_{name}"
         if variant_def in defs:
             raise ValueError(f"schema definition name {variant_def!r} is already taken")
-        defs[variant_def] = _node_variant(common, name, node_type.description, config_def, defs)
+        defs[variant_def] = _node_variant(
+            common, name, node_type.description, node_type.config, config_def
+        )
         variants.append({"$ref": _ref(variant_def)})
         mapping[name] = _ref(variant_def)
 
@@ -93,20 +96,30 @@ def workflow_json_schema(node_types: NodeTypes = CORE_NODE_TYPES) -> dict[str, A
     }
 
 
+def _takes_empty(config: type[BaseModel]) -> bool:
+    """Whether ``{}`` is a valid config (a type may need one of several keys, as subworkflow
+    does: no ``required`` list shows that)."""
+    try:
+        config.model_validate({})
+    except ValidationError:
+        return False
+    return True
+
+
 def _node_variant(
     common: dict[str, Any],
     name: str,
     description: str,
+    config: type[BaseModel],
     config_def: str,
-    defs: dict[str, Any],
 ) -> dict[str, Any]:
     """The node object for one type: the common fields, ``type`` fixed, ``config`` typed."""
     properties = dict(common["properties"])
     properties["type"] = {"const": name, "title": "Type"}
     properties["config"] = {"$ref": _ref(config_def)}
     required = list(common.get("required", ["id", "type"]))
-    if defs[config_def].get("required"):
-        required.append("config")
+    if not _takes_empty(config):
+        required.append("config")  # a node without config has the empty one
     variant: dict[str, Any] = {
         "type": "object",
         "title": f"{name} node",

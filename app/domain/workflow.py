@@ -1,6 +1,8 @@
 """The workflow document: what clients POST and what the engine validates and plans.
 
-These models check shape only (ids, required keys, numeric bounds). Cross-node rules (unknown
+These models check shape only (ids, required keys, numeric bounds), strictly: a boolean is
+``true`` or ``false`` and an integer is an integer, as the JSON Schema says (``0`` is not
+``false``, ``true`` is not ``1``). Cross-node rules (unknown
 edge targets, cycles, node-type configs, expressions) live in ``app.engine.graph`` because they
 need the whole graph and the node-type registry; it reports every problem with a JSON pointer.
 """
@@ -12,12 +14,13 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 NODE_ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
+MAX_VERSION = 2**31 - 1  # versions are 32-bit in the store
 
 
 class RetryPolicy(BaseModel):
     """Per-node retries with exponential backoff: delay_n = min(initial * multiplier**n, max)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     max_retries: int = Field(default=0, ge=0, le=100)
     initial_delay_ms: int = Field(default=200, ge=0, le=3_600_000)
@@ -31,7 +34,7 @@ class RetryPolicy(BaseModel):
 class NodeSpec(BaseModel):
     """One node of a graph. ``config`` is checked against the node type's schema at validation."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     id: str = Field(pattern=NODE_ID_PATTERN, description="Unique within its graph.")
     type: str = Field(min_length=1, max_length=64)
@@ -46,7 +49,9 @@ class NodeSpec(BaseModel):
 class EdgeSpec(BaseModel):
     """A dependency ``from`` → ``to``; ``branch`` makes it live only when the source takes it."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, serialize_by_alias=True)
+    model_config = ConfigDict(
+        extra="forbid", strict=True, populate_by_name=True, serialize_by_alias=True
+    )
 
     source: str = Field(alias="from")
     target: str = Field(alias="to")
@@ -56,7 +61,7 @@ class EdgeSpec(BaseModel):
 class GraphSpec(BaseModel):
     """A DAG of nodes; container nodes hold graphs of this same shape in their config."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     nodes: list[NodeSpec] = Field(min_length=1)
     edges: list[EdgeSpec] = Field(default_factory=list)

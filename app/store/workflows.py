@@ -194,7 +194,15 @@ def decode_cursor(kind: str, cursor: str) -> list[Any]:
         raise CursorInvalid(f"cursor {cursor!r} is not valid") from exc
     if not isinstance(value, list) or not value or value[0] != kind:
         raise CursorInvalid(f"cursor {cursor!r} does not belong to this list")
+    if not all(map(_storable, value)):  # forged: the database would refuse to compare it
+        raise CursorInvalid(f"cursor {cursor!r} is not valid")
     return value[1:]
+
+
+def _storable(part: Any) -> bool:
+    if isinstance(part, str):
+        return "\x00" not in part
+    return not isinstance(part, int) or -(2**63) <= part < 2**63
 
 
 def _workflow_position(cursor: str) -> tuple[datetime, str]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -132,3 +134,44 @@ def test_the_script_writes_the_document(tmp_path: Path) -> None:
     assert openapi.main([str(target)]) == 0
     assert target.read_text(encoding="utf-8") == openapi.generate()
     assert target.read_text(encoding="utf-8").endswith("}\n")
+
+
+def _parameter_schemas(document: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """Every parameter's schema (items of arrays, branches of nullable unions) by its name."""
+    found = []
+    for method, path, operation in operations(document):
+        for parameter in operation.get("parameters", []):
+            where = f"{method.upper()} {path} {parameter['name']}"
+            pending = [parameter["schema"]]
+            while pending:
+                schema = pending.pop()
+                pending += schema.get("anyOf", [])
+                if schema.get("type") == "array":
+                    pending.append(schema["items"])
+                elif "type" in schema:
+                    found.append((where, schema))
+    return found
+
+
+def test_text_parameters_refuse_nul_and_integers_are_bounded(document: dict[str, Any]) -> None:
+    # Postgres text cannot hold U+0000 and its integers have widths: whatever a parameter is
+    # compared with in the database, its schema already refuses what the database would.
+    for where, schema in _parameter_schemas(document):
+        if schema["type"] == "string" and "enum" not in schema:
+            assert "pattern" in schema, where
+            assert re.search(schema["pattern"], "a\x00b") is None, where
+        if schema["type"] == "integer":
+            assert schema.get("maximum", math.inf) <= 2**63 - 1, where
+
+
+def test_no_route_answers_400(document: dict[str, Any]) -> None:
+    # Bodies that are not JSON get the 422 every other body problem gets.
+    for method, path, operation in operations(document):
+        assert "400" not in operation["responses"], f"{method.upper()} {path}"
+
+
+def test_no_parameter_offers_null(document: dict[str, Any]) -> None:
+    # A query string or a header cannot say null: a client taking the document at its word
+    # would send "null" and be refused.
+    for where, schema in _parameter_schemas(document):
+        assert schema["type"] != "null", where

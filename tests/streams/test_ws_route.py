@@ -82,6 +82,17 @@ async def test_unknown_execution_closes_4404(app: FastAPI) -> None:
     assert call.close_reason
 
 
+async def test_an_execution_id_holding_nul_closes_4422(app: FastAPI) -> None:
+    call = WsCall(app, ws_path("run\x00"))
+
+    await call.accepted()
+    assert await call.frames() == []
+    await call.finished()
+
+    assert call.close_code == 4422
+    assert "U+0000" in call.close_reason
+
+
 async def test_bad_after_closes_4422(app: FastAPI) -> None:
     execution = await finished_run(app)
     for after in ("x", "-1", "2.5", "", "99999999999"):

@@ -6,17 +6,29 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Header, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
+from pydantic import WithJsonSchema
 
-from app.api import metrics
+from app.api import examples, metrics
+from app.api.bodies import JsonRoute
 from app.api.deps import ExecutionsDep
 from app.api.errors import problems
-from app.api.routes.params import MAX_SEQ, Cursor, ExecutionId, Limit, WorkflowId
+from app.api.routes.params import (
+    MAX_SEQ,
+    TEXT,
+    Cursor,
+    ExecutionId,
+    IdFilter,
+    Limit,
+    SeqCursor,
+    Version,
+    WorkflowId,
+)
 from app.api.schemas import CheckpointList, StartExecution
 from app.domain import views as models
 from app.domain.status import ExecutionStatus
 from app.errors import CursorInvalid
 
-router = APIRouter(tags=["executions"])
+router = APIRouter(tags=["executions"], route_class=JsonRoute)
 
 MAX_IDEMPOTENCY_KEY = 200  # characters
 MAX_WAIT_S = 60.0  # seconds
@@ -28,11 +40,16 @@ IdempotencyKey = Annotated[
         alias="Idempotency-Key",
         min_length=1,
         max_length=MAX_IDEMPOTENCY_KEY,
+        pattern=TEXT,
         description="Same key and body: the first execution again (200); other body: 409.",
     ),
 ]
+_STATUS = "|".join(s.value for s in ExecutionStatus)
+# Statuses separated by commas, spaces around them and empty items ignored (what _statuses reads;
+# it checks them itself, to name the statuses it knows).
+_STATUS_LIST = rf"^ *(?:(?:{_STATUS}) *)?(?:, *(?:(?:{_STATUS}) *)?)*$"
 StatusFilter = Annotated[
-    list[str] | None,
+    list[Annotated[str, WithJsonSchema({"type": "string", "pattern": _STATUS_LIST})]] | None,
     Query(
         alias="status",
         description="Only runs in these statuses; repeat the parameter or separate with commas.",
@@ -60,8 +77,8 @@ async def start_execution(
     executions: ExecutionsDep,
     request: Request,
     response: Response,
-    body: Annotated[StartExecution | None, Body()] = None,
-    version: Annotated[int | None, Query(ge=1, description="Run this version.")] = None,
+    body: Annotated[StartExecution | None, Body(openapi_examples=examples.START)] = None,
+    version: Version = None,
     idempotency_key: IdempotencyKey = None,
 ) -> models.Execution:
     body = body or StartExecution()
@@ -88,7 +105,7 @@ async def start_execution(
 )
 async def list_executions(
     executions: ExecutionsDep,
-    workflow_id: Annotated[str | None, Query(max_length=200)] = None,
+    workflow_id: IdFilter = None,
     status_: StatusFilter = None,
     limit: Limit = 50,
     cursor: Cursor = None,
@@ -101,7 +118,8 @@ async def list_executions(
 def _statuses(values: list[str] | None) -> set[ExecutionStatus] | None:
     if not values:
         return None
-    wanted = [part.strip() for value in values for part in value.split(",") if part.strip()]
+    parts = (part.strip(" ") for value in values for part in value.split(","))
+    wanted = [part for part in parts if part]
     known = [s.value for s in ExecutionStatus]
     unknown = [name for name in wanted if name not in known]
     if unknown:
@@ -236,12 +254,11 @@ async def events_log(
     executions: ExecutionsDep,
     after: Annotated[int, Query(ge=0, le=MAX_SEQ, description="Events with a greater seq.")] = 0,
     limit: Limit = 50,
-    cursor: Annotated[
-        str | None, Query(max_length=20, description="`next_cursor` of the previous page.")
-    ] = None,
+    cursor: SeqCursor = None,
 ) -> models.Page[models.EventOut]:
     if cursor is not None:
-        if not cursor.isdigit() or int(cursor) > MAX_SEQ:
+        # ASCII digits only: "³".isdigit() holds, and int() refuses it.
+        if not (cursor.isascii() and cursor.isdigit()) or int(cursor) > MAX_SEQ:
             raise CursorInvalid(f"cursor {cursor!r} is not valid")
         after = int(cursor)
     return await executions.events(execution_id, after=after, limit=limit)

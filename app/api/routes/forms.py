@@ -4,18 +4,18 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Query
 
+from app.api.bodies import JsonRoute
 from app.api.deps import FormsDep
 from app.api.errors import problems
-from app.api.routes.params import Cursor, Limit
+from app.api.routes.params import TEXT, Cursor, FormId, IdFilter, Limit
 from app.api.schemas import SubmitForm
 from app.domain import views as models
 
-router = APIRouter(tags=["forms"])
+router = APIRouter(tags=["forms"], route_class=JsonRoute)
 
 FormStatus = Literal["pending", "submitted", "timed_out", "cancelled"]
-FormId = Annotated[str, Path(max_length=200, description="A form id.")]
 
 
 @router.get(
@@ -29,10 +29,11 @@ async def list_forms(
     status: Annotated[
         list[FormStatus] | None, Query(description="Only these statuses (repeatable).")
     ] = None,
-    execution_id: Annotated[str | None, Query(max_length=200)] = None,
-    workflow_id: Annotated[str | None, Query(max_length=200)] = None,
+    execution_id: IdFilter = None,
+    workflow_id: IdFilter = None,
     assignee: Annotated[
-        str | None, Query(max_length=200, description="Only those naming this approver.")
+        str | None,
+        Query(max_length=200, pattern=TEXT, description="Only those naming this approver."),
     ] = None,
     limit: Limit = 50,
     cursor: Cursor = None,

@@ -18,9 +18,11 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from app.api import errors as api_errors
+from app.api import openapi
 from app.api.deps import ServicesDep
-from app.api.routes.params import MAX_SEQ
-from app.domain.events import Event
+from app.api.routes.params import MAX_SEQ, ExecutionId
+from app.domain import views
+from app.domain.events import Event, EventType
 from app.errors import ExecutionNotFound
 from app.services.container import Services
 
@@ -32,19 +34,28 @@ WS_INVALID = 4422
 WS_TRY_AGAIN = 1013
 
 _SSE_DOC = (
-    "One SSE message per event: `id` = seq, `event` = type, `data` = the event as JSON. "
-    "Comment lines (`: ping`) keep the connection alive; the stream ends after the run's "
-    "terminal event."
+    "One SSE message per event: `id` = seq, `event` = type, `data` = the event as JSON "
+    "(an `EventOut`). The stream opens with a `retry` hint; comment lines (`: ping`) keep the "
+    "connection alive; the stream ends after the run's terminal event."
 )
+# Each message as a client's parser sees it (FastAPI's and OpenAPI 3.2's shape of an event).
+_SSE_MESSAGE = {
+    "type": "object",
+    "properties": {
+        "event": {"type": "string", "enum": [t.value for t in EventType]},
+        "id": {"type": "string", "pattern": "^[1-9][0-9]*$"},
+        "data": {
+            "type": "string",
+            "contentMediaType": "application/json",
+            "contentSchema": {"$ref": openapi.SCHEMAS_REF + views.EventOut.__name__},
+        },
+        "retry": {"type": "integer", "minimum": 0},
+    },
+}
 _EVENT_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
         "description": _SSE_DOC,
-        "content": {
-            "text/event-stream": {
-                "schema": {"type": "string"},
-                "example": 'id: 1\nevent: workflow.started\ndata: {"seq": 1, ...}\n\n',
-            }
-        },
+        "content": {"text/event-stream": {"itemSchema": _SSE_MESSAGE}},
     },
     204: {"description": "The run ended at or before the requested position: nothing to send."},
     **api_errors.problems(404, 422),
@@ -60,7 +71,7 @@ _EVENT_RESPONSES: dict[int | str, dict[str, Any]] = {
     responses=_EVENT_RESPONSES,
 )
 async def stream_events(
-    execution_id: str,
+    execution_id: ExecutionId,
     services: ServicesDep,
     after: Annotated[
         int, Query(ge=0, le=MAX_SEQ, description="Send the events after this seq.")
@@ -101,6 +112,9 @@ async def stream_events_ws(websocket: WebSocket, execution_id: str) -> None:
         await websocket.close(WS_TRY_AGAIN, "the service is starting or stopping")
         return
     after = _position(websocket.query_params.get("after", "0"))
+    if "\x00" in execution_id:
+        await websocket.close(WS_INVALID, "the execution id holds U+0000")
+        return
     if after is None:
         await websocket.close(WS_INVALID, f"after must be an integer from 0 to {MAX_SEQ}")
         return

@@ -7,20 +7,24 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Body, Query, Response, status
 from fastapi.responses import PlainTextResponse
 
+from app.api import examples
+from app.api.bodies import JsonRoute
 from app.api.deps import WorkflowsDep
 from app.api.errors import problems
-from app.api.routes.params import Cursor, Limit, WorkflowId
+from app.api.routes.params import Cursor, Limit, Version, WorkflowId
 from app.api.schemas import WorkflowDocument
 from app.domain import views as models
 
-router = APIRouter(prefix="/v1/workflows", tags=["workflows"])
+router = APIRouter(prefix="/v1/workflows", tags=["workflows"], route_class=JsonRoute)
 
 DocumentBody = Annotated[
     WorkflowDocument,
-    Body(description="The workflow document; every problem is reported with its pointer."),
+    Body(
+        description="The workflow document; every problem is reported with its pointer.",
+        openapi_examples=examples.DOCUMENTS,
+    ),
 ]
 GraphFormat = Literal["mermaid", "dot", "ascii"]
-Version = Annotated[int | None, Query(ge=1, description="A version; the latest by default.")]
 
 
 @router.post(

@@ -199,7 +199,7 @@ def test_union_complaints_merge_into_one_message() -> None:
     error = only(workflow([node("wait", "delay", seconds="soon")], []))
     assert error.message == "expected a number or a {{ template }}"
     error = only(workflow([node("again", "repeat", count=1.5, body=body(node("x")))], []))
-    assert error.message == "expected a whole number or a {{ template }}"
+    assert error.message == "expected an integer or a {{ template }}"  # strict: 1.5 is no integer
 
 
 def test_document_that_is_not_an_object() -> None:
