@@ -17,7 +17,6 @@ it locked, so an answer committed while the claim waited for the row would be ze
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -321,8 +320,8 @@ class PgClaims:
                 self._dsn, "oxify-claims", timeout_s=self._timeout_s
             )
         try:
-            async with asyncio.timeout(self._timeout_s):  # a half-open socket included
-                rows: list[asyncpg.Record] = await connection.fetch(sql, *arguments)
+            # The connection's command_timeout bounds the wait (a half-open socket included).
+            rows: list[asyncpg.Record] = await connection.fetch(sql, *arguments)
         except BaseException as exc:
             if not isinstance(exc, asyncpg.PostgresError) or db.is_transient(exc):
                 self._connection = None

@@ -153,22 +153,27 @@ class SqlJournal:
 
     async def _append(self, change: Append) -> tuple[int, str] | None:
         """The append's statement, sent again when the connection failed (a move that was
-        stored already no longer applies: sending it again changes nothing); a database still
-        out of reach after that is :class:`DatabaseUnavailable`."""
+        stored already no longer applies: sending it again changes nothing). A client waits
+        for it, so it is bounded as a whole, the wait behind other writes included; past the
+        bound (or ``APPEND_TRIES``) it is :class:`DatabaseUnavailable`."""
         delay, attempt = RETRY_FIRST_S, 1
-        while True:
-            try:
-                result: tuple[int, str] | None = await self._job(
-                    lambda: self._writer.append(change)
-                )
-                return result
-            except Exception as exc:
-                if not db.is_transient(exc):
-                    raise
-                if attempt == APPEND_TRIES:
-                    raise DatabaseUnavailable(retry_after_s=db.RETRY_AFTER_S) from exc
-            await asyncio.sleep(delay)
-            delay, attempt = delay * 2, attempt + 1
+        try:
+            async with asyncio.timeout(self._timeout_s * APPEND_TRIES):
+                while True:
+                    try:
+                        result: tuple[int, str] | None = await self._job(
+                            lambda: self._writer.append(change)
+                        )
+                        return result
+                    except Exception as exc:
+                        if not db.is_transient(exc) or attempt == APPEND_TRIES:
+                            raise
+                    await asyncio.sleep(delay)
+                    delay, attempt = delay * 2, attempt + 1
+        except Exception as exc:
+            if db.is_transient(exc):
+                raise DatabaseUnavailable(retry_after_s=db.RETRY_AFTER_S) from exc
+            raise
 
     async def renew(
         self, owner: str, held: Mapping[str, int], lease_s: float
@@ -230,9 +235,17 @@ class SqlJournal:
                 for job in jobs:
                     await self._run_job(job)
                 batch = self._take()
-                if batch:
-                    self._busy = [s.done for s in batch]
+                if not batch:
+                    continue
+                self._busy = [s.done for s in batch]
+                try:
                     await self._write(batch)
+                except Exception as exc:
+                    # A bug here must not leave every run waiting on a writer that died.
+                    log.exception("the journal writer failed")
+                    for submission in batch:
+                        _resolve(submission, exc)
+                finally:
                     self._busy = []
 
     def _take(self) -> list[_Submission]:

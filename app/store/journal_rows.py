@@ -108,8 +108,8 @@ class FormRequest:
 @dataclass(frozen=True, slots=True)
 class RowState:
     """How a run of a batch stands after the batch's statement: whether this statement wrote
-    its rows, and the row's status, last seq and generation (for a run not written, as the
-    statement found them)."""
+    its rows, and the row's status; for a run it did not write, also its last seq and
+    generation (what tells a retried write stored already, a fenced one and a gap apart)."""
 
     written: bool
     status: str

@@ -8,7 +8,6 @@ of moves through :mod:`app.store.status_sql`.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
@@ -136,10 +135,12 @@ WITH u AS (
     UPDATE forms SET status = 'cancelled', decided_at = now()
     WHERE id IN (SELECT id FROM stale)
 )
--- What each run of the batch is like now (the snapshot's values for runs not written: a
--- retried write that had been stored already shows its events stored, see RowState).
-SELECT u.id, ok.status AS written, x.status, x.last_seq, x.generation
-FROM u JOIN executions AS x ON x.id = u.id LEFT JOIN ok ON ok.id = u.id
+SELECT id, status FROM ok
+"""
+
+# How the runs a batch did not write stand (rare: fenced, or retried after a lost answer).
+_PG_STATES = """
+SELECT id, status, last_seq, generation FROM executions WHERE id = ANY($1::text[])
 """
 
 
@@ -228,24 +229,25 @@ class PostgresBatchWriter:
 
     async def _fetch(self, sql: str, *arguments: Any) -> list[asyncpg.Record]:
         connection = await self._conn()
-        # The client-side bound covers a half-open socket too (the server's statement_timeout
-        # cannot: it never hears of the statement).
-        async with asyncio.timeout(self._timeout_s):
-            rows: list[asyncpg.Record] = await connection.fetch(sql, *arguments)
+        # The connection's command_timeout bounds the wait on the client, a half-open socket
+        # included (the server's statement_timeout cannot: it never hears of the statement).
+        rows: list[asyncpg.Record] = await connection.fetch(sql, *arguments)
         return rows
 
     async def write(self, rows: BatchRows) -> dict[str, RowState]:
-        """Write the batch; how each of its runs stands afterwards."""
-        result = await self._fetch(_PG_BATCH, *_pg_arguments(rows))
-        return {
-            row["id"]: RowState(
-                written=row["written"] is not None,
-                status=row["written"] or row["status"],
-                last_seq=row["last_seq"],
-                generation=row["generation"],
-            )
-            for row in result
+        """Write the batch; how each of its runs stands afterwards (for a run not written, as
+        read just after the statement)."""
+        written = {
+            row["id"]: RowState(True, row["status"], 0, 0)
+            for row in await self._fetch(_PG_BATCH, *_pg_arguments(rows))
         }
+        others = [i for i in rows.executions if i not in written]
+        if others:
+            for row in await self._fetch(_PG_STATES, others):
+                written[row["id"]] = RowState(
+                    False, row["status"], row["last_seq"], row["generation"]
+                )
+        return written
 
     async def append(self, change: Append) -> tuple[int, str] | None:
         """Apply ``change``; the seq its event got and the run's status, or None when the
