@@ -96,9 +96,10 @@ class GraphRun:
         nodes, ready, running, prefix = self.plan.nodes, self.ready, self.running, self.prefix
         while ready and len(running) < limit and not self._halted:
             node = nodes[ready.popleft()]
-            if journal.checkpoint_due and journal.any_unsaved(map(prefix.__add__, node.sources)):
-                # A due checkpoint goes out before anything that depends on it starts; nodes
-                # independent of the unsaved results share the next one.
+            if journal.must_save(map(prefix.__add__, node.sources)):
+                # A due checkpoint goes out before anything that depends on it starts (one being
+                # written is waited for); nodes independent of the unsaved results share the
+                # next one.
                 await journal.checkpoint()
                 if self._halted:  # paused or cancelled while the checkpoint was written
                     self.ready.appendleft(node.id)

@@ -22,6 +22,8 @@ from app.domain.events import Event, EventType
 from app.domain.run import Checkpoint, CheckpointPolicy, EveryNLevels, EveryNNodes, NodeRecord
 from app.engine.ports import CheckpointStore, Clock, EventSink
 
+_NOTHING: frozenset[str] = frozenset()
+
 
 class Journal:
     """Event numbering and checkpoint cadence for one run."""
@@ -50,6 +52,7 @@ class Journal:
         self._records: list[NodeRecord] = []
         self._unsaved: set[str] = set()
         self._unwritten: Checkpoint | None = None  # taken, its write failed: written next
+        self._saving = _NOTHING  # keys of the checkpoint being written
         self._levels_since = 0
         self._lock = asyncio.Lock()
 
@@ -78,9 +81,15 @@ class Journal:
         self._records.append(record)
         self._unsaved.add(record.key)
 
-    def any_unsaved(self, keys: Iterable[str]) -> bool:
-        """Whether any of the nodes ``keys`` finished after the last checkpoint."""
-        return not self._unsaved.isdisjoint(keys)
+    def must_save(self, keys: Iterable[str]) -> bool:
+        """Whether a node that depends on the nodes ``keys`` must wait for a checkpoint before
+        it starts: one of them is among the records a due checkpoint would save, or among those
+        of a checkpoint being written (whose commit is not known yet)."""
+        if self._saving:
+            keys = list(keys)
+            if not self._saving.isdisjoint(keys):
+                return True
+        return self.checkpoint_due and not self._unsaved.isdisjoint(keys)
 
     def level_completed(self) -> None:
         self._levels_since += 1
@@ -88,6 +97,8 @@ class Journal:
     @property
     def checkpoint_due(self) -> bool:
         """Whether the policy asks for a checkpoint now (records are waiting to be saved)."""
+        if self._unwritten is not None:  # taken, its write failed: it goes out next
+            return True
         if not self._records:
             return False
         policy = self._policy
@@ -122,7 +133,11 @@ class Journal:
             return None
         await self._lock.acquire()  # not `async with`: two coroutines fewer, once per node
         try:
-            checkpoint = self._take_checkpoint()
+            if self._unwritten is None:  # else a failed one goes out again first
+                if not (self.checkpoint_due or (force and self.has_unsaved_records)):
+                    return None  # another graph of the run saved them while we waited
+                self._take_checkpoint()
+            checkpoint = self._unwritten
             await self._write()
             return checkpoint
         finally:
@@ -135,6 +150,8 @@ class Journal:
         after a checkpoint of the unsaved records (with ``checkpoint``), in ONE write: a run's
         end costs one commit, not two."""
         async with self._lock:
+            if self._unwritten is not None:  # a failed checkpoint goes out first, on its own
+                await self._write()
             taken = self._take_checkpoint() if checkpoint and self._records else None
             self.event(type_, data=data)
             await self._write()
@@ -145,6 +162,7 @@ class Journal:
         are written by the next :meth:`_write`."""
         self.checkpoint_number += 1
         records, self._records = self._records, []
+        self._unsaved.clear()
         self._levels_since = 0
         created_at = self._now()
         self.event(
@@ -168,11 +186,15 @@ class Journal:
         checkpoint, self._unwritten = self._unwritten, None
         try:
             if checkpoint is not None:
+                self._saving = frozenset(r.key for r in checkpoint.records)
                 await self._store.save_checkpoint(checkpoint, events, fence=self.fence)
-                self._unsaved.difference_update(r.key for r in checkpoint.records)
             elif events:
                 await self._sink.emit(events, fence=self.fence)
         except BaseException:
             self._pending[:0] = events
-            self._unwritten = checkpoint
+            if checkpoint is not None:
+                self._unwritten = checkpoint
+                self._unsaved.update(self._saving)
             raise
+        finally:
+            self._saving = _NOTHING
