@@ -1,4 +1,7 @@
-"""Dependencies: the services the composition root started (``app.state.services``)."""
+"""Dependencies: the services the composition root started (``app.state.services``).
+
+They are ``async def``: FastAPI runs a plain ``def`` dependency in a worker thread, two thread
+hops per request for what is an attribute read."""
 
 from __future__ import annotations
 
@@ -13,22 +16,22 @@ from app.services.forms import FormService
 from app.services.workflows import WorkflowService
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
     services: Services | None = getattr(request.app.state, "services", None)
     if services is None:
         raise ApiProblem(503, "not_ready", "The service is starting or stopping.")
     return services
 
 
-def get_workflows(services: Annotated[Services, Depends(get_services)]) -> WorkflowService:
+async def get_workflows(services: Annotated[Services, Depends(get_services)]) -> WorkflowService:
     return services.workflows
 
 
-def get_executions(services: Annotated[Services, Depends(get_services)]) -> ExecutionService:
+async def get_executions(services: Annotated[Services, Depends(get_services)]) -> ExecutionService:
     return services.executions
 
 
-def get_forms(services: Annotated[Services, Depends(get_services)]) -> FormService:
+async def get_forms(services: Annotated[Services, Depends(get_services)]) -> FormService:
     return services.forms
 
 

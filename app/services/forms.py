@@ -10,6 +10,7 @@ exist; the run's starter is recorded the same way, for ``allow_self_approval``.
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 from collections.abc import Callable, Collection
 from datetime import UTC, datetime
@@ -120,6 +121,7 @@ class FormService:
             raise FormClosed(f"form {form.id!r} takes no more answers")
         if status == store.QUEUED:
             self._queued(form.execution_id)
+            await asyncio.sleep(0)  # let the claimer send its claim before this answer is built
         return store.decided_view(form, answer=answer, at=at)
 
     async def _approve(
