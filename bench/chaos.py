@@ -7,11 +7,12 @@ listeners that raise, nodes that stall. For ``--seconds`` (default 60) the chaos
 every few seconds a replica is SIGKILLed or SIGTERMed and started again (under a new id, as a
 rescheduled pod), or a random one of the service's database connections is terminated
 (``pg_terminate_backend``). Meanwhile ``--runs`` runs (default 240) are submitted to random
-replicas, of three workflows:
+replicas, of four workflows:
 
 - ``chain``: six ``http`` nodes, each a request to a local side-effect recorder;
 - ``loop``: a ``foreach`` of five items around an ``http`` node;
 - ``approve``: an ``http`` node, an ``approval`` that a script answers, another ``http`` node;
+- ``slow``: an ``http`` node that outlasts the lease (3 s), then another;
 
 and some runs are paused and resumed by a client while they go. When the chaos ends the faults
 are disarmed (replicas restarted without them), every run is waited for, and the invariants are
@@ -53,6 +54,7 @@ from tests.e2e.effects import EffectRecorder, recording
 SEED = 20261207
 REPLICAS = 3
 LEASE_S = 2.0
+LONG_S = 3.0  # seconds of a node that outlasts the lease (a stop or a kill lands in it)
 CHAOS_EVERY_S = (1.0, 4.0)  # seconds between two blows, drawn uniformly
 FAULTS = [
     {"point": "journal.before_write", "action": "drop", "probability": 0.02},
@@ -94,6 +96,11 @@ def workflows(recorder: EffectRecorder) -> dict[str, dict[str, Any]]:
                     },
                 }
             ],
+        },
+        "slow": {
+            "name": "chaos-slow",
+            "nodes": [effect(recorder, "long", LONG_S), effect(recorder, "next")],
+            "edges": [{"from": "long", "to": "next"}],
         },
         "approve": {
             "name": "chaos-approve",
@@ -187,7 +194,7 @@ class Cluster:
         try:
             cut = await connection.fetchval(
                 "SELECT count(pg_terminate_backend(pid)) FROM (SELECT pid FROM pg_stat_activity "
-                "WHERE datname = current_database() AND application_name LIKE 'oxify%' "
+                "WHERE datname = current_database() AND backend_type = 'client backend' "
                 "AND pid <> pg_backend_pid() ORDER BY random() LIMIT 1) AS one"
             )
         finally:
@@ -317,7 +324,7 @@ async def main(runs: int, seconds: float, seed: int) -> int:
             ]
             began = time.perf_counter()
             for index in range(runs):
-                kind = ("chain", "loop", "approve")[index % 3]
+                kind = ("chain", "loop", "approve", "slow")[index % 4]
                 reply = await cluster.request(
                     "POST",
                     f"/v1/workflows/{ids[kind]}/executions",
