@@ -150,6 +150,10 @@ RESUME_REASON: Mapping[Move, str] = MappingProxyType(
 """Why the run's next start is a resume (the ``reason`` of ``workflow.resumed``), recorded by
 the moves that make it startable again."""
 
+HAND_BACK_REASON = RESUME_REASON[Move.HAND_BACK]
+"""The ``reason`` of a ``workflow.paused`` its driver logs because its replica stops: the write
+hands the run back to the queue (:data:`Move.HAND_BACK`) instead of holding it paused."""
+
 EXECUTION_TRANSITIONS: Mapping[ExecutionStatus, frozenset[ExecutionStatus]] = MappingProxyType(
     {
         status: frozenset(

@@ -36,7 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app import faults
 from app.domain.events import EventType
 from app.domain.run import RunConfig
-from app.domain.status import ExecutionStatus, Move
+from app.domain.status import HAND_BACK_REASON, ExecutionStatus, Move
 from app.engine.runtime import RunControl
 from app.engine.scheduler import RunRequest, Scheduler
 from app.errors import LeaseLost
@@ -45,7 +45,6 @@ from app.services.workflows import WorkflowService
 from app.store import claims, db, leases
 from app.store import executions as store
 from app.store.journal import SqlJournal
-from app.store.journal_rows import HAND_BACK_REASON
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +144,7 @@ class Runner:
         """Pause the runs for the hand-back and wait up to ``grace_s``; the runs that had to be
         stopped before they got there (id → generation)."""
         for entry in active.values():
-            entry.control.pause(reason=HAND_BACK)
+            entry.control.pause(reason=HAND_BACK_REASON)
         tasks = [entry.task for entry in active.values() if entry.task is not None]
         _done, pending = await asyncio.wait(tasks, timeout=grace_s) if tasks else (set(), set())
         stopped = {
@@ -424,9 +423,6 @@ class Runner:
         entry.lost = True
         if entry.task is not None:
             entry.task.cancel()
-
-
-HAND_BACK = HAND_BACK_REASON  # the pause reason of a hand-back (logged with workflow.paused)
 
 
 async def _cancel(tasks: Collection[asyncio.Task[None]]) -> None:

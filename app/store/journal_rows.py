@@ -13,7 +13,7 @@ from typing import Any
 
 from app.domain.events import Event, EventType
 from app.domain.run import Checkpoint
-from app.domain.status import MOVES, Move, NodeStatus
+from app.domain.status import HAND_BACK_REASON, MOVES, Move, NodeStatus
 
 _MOVE_OF_EVENT: dict[EventType, Move] = {
     EventType.WORKFLOW_STARTED: Move.START,
@@ -26,7 +26,6 @@ _MOVE_OF_EVENT: dict[EventType, Move] = {
     EventType.WORKFLOW_WAITING: Move.WAIT,
 }
 _TERMINAL_MOVES = frozenset({Move.COMPLETE, Move.FAIL, Move.CANCEL, Move.TIME_OUT})
-HAND_BACK_REASON = "shutdown"  # workflow.paused's reason when the driver's replica stops
 _NODE_STATUS_OF_EVENT: dict[EventType, NodeStatus] = {
     EventType.NODE_STARTED: NodeStatus.RUNNING,
     EventType.NODE_RETRY: NodeStatus.RUNNING,

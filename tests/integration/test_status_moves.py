@@ -16,13 +16,12 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.domain.events import Event, EventType
-from app.domain.status import MOVES, ExecutionStatus, Move
+from app.domain.status import HAND_BACK_REASON, MOVES, ExecutionStatus, Move
 from app.errors import LeaseLost
 from app.store import claims, tables
 from app.store import executions as store
 from app.store import forms as forms_store
 from app.store.journal import SqlJournal
-from app.store.journal_rows import HAND_BACK_REASON
 from tests.integration.rows import T0, WORKFLOW, add, status_of
 
 S = ExecutionStatus
