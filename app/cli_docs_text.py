@@ -103,7 +103,8 @@ EVENTS: dict[EventType, tuple[str, str]] = {
     ),
     EventType.WORKFLOW_RESUMED: (
         "the run continues after a pause, a retry, a restart or a takeover",
-        '`{"reason": "resumed" | "retry" | "shutdown" | "recovered", "checkpoint", "replica"}`',
+        '`{"reason": "resumed" | "retry" | "shutdown" | "recovered" | "answered", "checkpoint", '
+        '"replica"}`',
     ),
     EventType.WORKFLOW_COMPLETED: ("the run completed (terminal)", '`{"outputs"}`'),
     EventType.WORKFLOW_FAILED: (
@@ -115,7 +116,11 @@ EVENTS: dict[EventType, tuple[str, str]] = {
         "the run's `timeout_s` passed (terminal)",
         '`{"error": {"code", "message"}}`',
     ),
-    EventType.WORKFLOW_PAUSED: ("the run paused at a checkpoint", "`{}`"),
+    EventType.WORKFLOW_PAUSED: (
+        "the run paused at a checkpoint; with `reason` `shutdown` its replica was stopping and "
+        "the run is queued again for any replica (`paused` only if a client asked for a pause)",
+        '`{"reason"?: "shutdown"}`',
+    ),
     EventType.WORKFLOW_WAITING: (
         "the run stopped to wait for people",
         '`{"waiting_on": [node keys]}`',
