@@ -222,16 +222,17 @@ class ExecutionService:
     async def wait(self, execution_id: str, timeout_s: float) -> models.Execution:
         """The execution once it is terminal, paused or waiting — or after ``timeout_s``."""
         execution = await self.get(execution_id)
-        if execution.status in _SETTLED:
-            return execution
         try:
             async with asyncio.timeout(min(timeout_s, MAX_WAIT_S)):
-                async for event in self._bus.stream(execution_id, execution.last_seq):
-                    if event.type in _SETTLING_EVENTS:
-                        break
+                # A settling event may not settle the run: a pause for a hand-back queues it.
+                while execution.status not in _SETTLED:
+                    async for event in self._bus.stream(execution_id, execution.last_seq):
+                        if event.type in _SETTLING_EVENTS:
+                            break
+                    execution = await self.get(execution_id)
         except TimeoutError:
-            pass
-        return await self.get(execution_id)
+            execution = await self.get(execution_id)
+        return execution
 
     async def checkpoints(self, execution_id: str) -> builtins.list[models.CheckpointInfo]:
         await self.get(execution_id)

@@ -96,10 +96,17 @@ async def test_a_graceful_stop_hands_a_busy_run_back_while_renewing(fresh_pg_url
         entry = replicas.replicas[0]
         run_id = await start_run(entry, await create_workflow(entry, effects(recorder, 3.0, 0.05)))
         owner = replicas.replica(await owner_once_started(entry, run_id))
+        survivor = replicas.other_than(owner)
+        async with client(survivor) as http:
+            waiting = asyncio.create_task(
+                http.get(f"/v1/executions/{run_id}/wait", params={"timeout_s": 30})
+            )
 
-        await owner.stop()  # SIGTERM during s0's 3 s call
+            await owner.stop()  # SIGTERM during s0's 3 s call
 
-        events = await completed(replicas.other_than(owner), run_id)
+            events = await completed(survivor, run_id)
+            # A long-poll does not end at the hand-back's pause: the run was never paused.
+            assert (await waiting).json()["status"] == "completed"
     assert recorder.of_run(run_id) == {"s0": 1, "s1": 1}
     assert reasons(events) == [("workflow.paused", "shutdown"), ("workflow.resumed", "shutdown")]
 
