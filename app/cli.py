@@ -39,11 +39,12 @@ from app.cli_errors import (
 from app.cli_server import add_server_commands
 from app.domain.run import RunConfig, RunOutcome
 from app.domain.status import ExecutionStatus
-from app.engine import bounded, graph, render
-from app.engine.inputs import apply_defaults, validate_inputs
-from app.engine.plan import Plan
-from app.engine.runtime import RunControl
-from app.engine.scheduler import RunRequest, Scheduler
+from app.engine.compile import graph, render
+from app.engine.compile.inputs import apply_defaults, validate_inputs
+from app.engine.compile.plan import Plan
+from app.engine.run import bounded
+from app.engine.run.runtime import RunControl
+from app.engine.run.scheduler import RunRequest, Scheduler
 from app.errors import ErrorDetail, InputsInvalid, InputsTooLarge, OxifyError, WorkflowInvalid
 from app.nodes import http
 from app.nodes.registry import Registry, load_registry

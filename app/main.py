@@ -15,8 +15,8 @@ from app.api import errors as api_errors
 from app.api import metrics as api_metrics
 from app.api.routes import router
 from app.domain.events import Event
-from app.engine.graph import PlanCache
-from app.engine.scheduler import Scheduler
+from app.engine.compile.graph import PlanCache
+from app.engine.run.scheduler import Scheduler
 from app.events.bus import EventBus
 from app.events.notify import Channel, LocalNotifier, Notifier, PgNotifier
 from app.nodes import http as http_node

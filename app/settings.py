@@ -14,7 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from app.engine.graph import Limits
+from app.engine.compile.graph import Limits
 from app.faults import FaultRule
 
 DEFAULT_SQLITE_FILE = "oxify.db"

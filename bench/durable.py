@@ -35,8 +35,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.domain.run import RunConfig
 from app.domain.status import ExecutionStatus
-from app.engine.graph import content_hash
-from app.engine.scheduler import RunRequest, Scheduler
+from app.engine.compile.graph import content_hash
+from app.engine.run.scheduler import RunRequest, Scheduler
 from app.nodes.registry import core_registry
 from app.store import db
 from app.store import executions as executions_store

@@ -24,8 +24,8 @@ if __package__ in (None, ""):  # run as a script: make `app` and `bench` importa
 
 from app.domain.run import RunConfig
 from app.domain.status import ExecutionStatus
-from app.engine.graph import Limits
-from app.engine.scheduler import RunRequest, Scheduler
+from app.engine.compile.graph import Limits
+from app.engine.run.scheduler import RunRequest, Scheduler
 from app.nodes.registry import core_registry
 from app.store.memory import MemoryStore
 from bench.graph_planning import bench_planning

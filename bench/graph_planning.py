@@ -20,7 +20,7 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make `app` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from app.engine import graph
+from app.engine.compile import graph
 
 RUNS = 5
 EDGES_PER_NODE = 2

@@ -8,7 +8,7 @@ inline sub-workflows) refers back to the same typed node union.
 
 Rules a model validator enforces are stated with ``json_schema_extra`` where JSON Schema can
 say them (distinct switch cases, a sub-workflow's single source); rules across nodes are left to
-``app.engine.graph``. A node's ``config`` is required unless ``{}`` is a valid config.
+``app.engine.compile.graph``. A node's ``config`` is required unless ``{}`` is a valid config.
 
 Run ``python -m app.domain.schema [PATH]`` to regenerate ``openapi/workflow.schema.json``.
 """

@@ -3,8 +3,9 @@
 These models check shape only (ids, required keys, numeric bounds), strictly: a boolean is
 ``true`` or ``false`` and an integer is an integer, as the JSON Schema says (``0`` is not
 ``false``, ``true`` is not ``1``). Cross-node rules (unknown
-edge targets, cycles, node-type configs, expressions) live in ``app.engine.graph`` because they
-need the whole graph and the node-type registry; it reports every problem with a JSON pointer.
+edge targets, cycles, node-type configs, expressions) live in ``app.engine.compile.graph``
+because they need the whole graph and the node-type registry; it reports every problem with a
+JSON pointer.
 """
 
 from __future__ import annotations

@@ -15,8 +15,8 @@ from app.domain.events import Event
 from app.domain.run import Checkpoint
 
 if TYPE_CHECKING:
-    from app.engine.context import NodeContext
-    from app.engine.outcomes import NodeOutput, Suspend
+    from app.engine.run.context import NodeContext
+    from app.engine.run.outcomes import NodeOutput, Suspend
 
 
 class EventSink(Protocol):

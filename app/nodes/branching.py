@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import ClassVar, cast
 
 from app.domain.node_types import SwitchConfig
-from app.engine.context import NodeContext
-from app.engine.outcomes import NodeOutput
+from app.engine.run.context import NodeContext
+from app.engine.run.outcomes import NodeOutput
 
 
 class IfExecutor:

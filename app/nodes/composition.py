@@ -6,11 +6,11 @@ from typing import Any, cast
 
 from app.domain.node_types import SubworkflowConfig, TryConfig
 from app.domain.status import ExecutionStatus
-from app.engine.context import NodeContext
-from app.engine.inputs import apply_defaults, validate_inputs
-from app.engine.outcomes import NodeOutput
-from app.engine.plan import Plan
-from app.engine.scope import Scope
+from app.engine.compile.inputs import apply_defaults, validate_inputs
+from app.engine.compile.plan import Plan
+from app.engine.run.context import NodeContext
+from app.engine.run.outcomes import NodeOutput
+from app.engine.run.scope import Scope
 from app.errors import NodeConfigError, NodeError, OxifyError
 
 MAX_NESTING_DEPTH = 32  # graphs inside graphs; deeper is almost surely a recursive sub-workflow

@@ -18,8 +18,8 @@ from typing import Any, cast
 import httpx
 
 from app.domain.node_types import HttpConfig, check_http_url
-from app.engine.context import NodeContext
-from app.engine.outcomes import NodeOutput
+from app.engine.run.context import NodeContext
+from app.engine.run.outcomes import NodeOutput
 from app.errors import NodeConfigError, NodeError
 
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})

@@ -17,8 +17,8 @@ from typing import Any, ClassVar, cast
 from app.domain import human
 from app.domain.events import EventType
 from app.domain.status import NodeStatus
-from app.engine.context import NodeContext
-from app.engine.outcomes import NodeOutput, Suspend
+from app.engine.run.context import NodeContext
+from app.engine.run.outcomes import NodeOutput, Suspend
 from app.errors import FormTimedOut
 
 # Form ids are derived from the run, the node key and the attempt: a request replayed after a

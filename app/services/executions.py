@@ -24,9 +24,9 @@ from app.domain import views as models
 from app.domain.events import Event, EventType
 from app.domain.run import RunConfig
 from app.domain.status import ExecutionStatus, Move
-from app.engine import bounded
-from app.engine.inputs import apply_defaults, validate_inputs
-from app.engine.runtime import RunControl
+from app.engine.compile.inputs import apply_defaults, validate_inputs
+from app.engine.run import bounded
+from app.engine.run.runtime import RunControl
 from app.errors import (
     ErrorDetail,
     ExecutionNotFound,

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.domain import human
 from app.domain import views as models
-from app.engine.inputs import apply_defaults, validate_inputs
+from app.engine.compile.inputs import apply_defaults, validate_inputs
 from app.errors import (
     ErrorDetail,
     FormAlreadyAnswered,

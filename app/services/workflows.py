@@ -13,9 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.domain import views as models
 from app.domain.node_types import NodeTypes
-from app.engine import render
-from app.engine.graph import Limits, PlanCache
-from app.engine.plan import Plan
+from app.engine.compile import render
+from app.engine.compile.graph import Limits, PlanCache
+from app.engine.compile.plan import Plan
 from app.errors import WorkflowNotFound
 from app.store import db
 from app.store import workflows as store

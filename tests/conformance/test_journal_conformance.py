@@ -23,7 +23,7 @@ from app.domain import views as models
 from app.domain.events import Event, EventType
 from app.domain.run import Checkpoint, NodeRecord, RunConfig
 from app.domain.status import ExecutionStatus, Move, NodeStatus
-from app.engine.scheduler import RunRequest, Scheduler
+from app.engine.run.scheduler import RunRequest, Scheduler
 from app.errors import JournalRejected, LeaseLost
 from app.nodes.registry import Registry, core_registry
 from app.store import executions, workflows

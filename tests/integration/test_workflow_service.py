@@ -11,8 +11,8 @@ import pytest
 
 from app.domain.node_types import CORE_NODE_TYPES
 from app.domain.views import Workflow
-from app.engine import graph
-from app.engine.graph import Limits, PlanCache
+from app.engine.compile import graph
+from app.engine.compile.graph import Limits, PlanCache
 from app.errors import CursorInvalid, WorkflowArchived, WorkflowInvalid, WorkflowNotFound
 from app.services.workflows import WorkflowService
 from app.store.db import create_engine

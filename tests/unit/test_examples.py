@@ -11,7 +11,7 @@ import pytest
 
 from app import cli
 from app.domain.node_types import CORE_NODE_TYPES
-from app.engine.render import FORMATS
+from app.engine.compile.render import FORMATS
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from app.engine import graph
+from app.engine.compile import graph
 from app.errors import WorkflowInvalid
 
 

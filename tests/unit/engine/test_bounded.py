@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from app.engine import bounded
-from app.engine.budget import Budget, BudgetExceeded, Escalate
-from app.engine.expressions import compile_expression
-from app.engine.graph import Limits
+from app.engine.compile.budget import Budget, BudgetExceeded, Escalate
+from app.engine.compile.expressions import compile_expression
+from app.engine.compile.graph import Limits
+from app.engine.run import bounded
 from app.errors import ExpressionLimitExceeded
 from tests.unit.engine.test_run_limits import HEAVY, tree
 

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.engine import expression_syntax, expressions
-from app.engine.expressions import Expression, compile_expression
+from app.engine.compile import expression_syntax, expressions
+from app.engine.compile.expressions import Expression, compile_expression
 from app.errors import ExpressionError, ExpressionEvalError, NodeError
 
 CONTEXT: dict[str, Any] = {

@@ -16,9 +16,10 @@ from pydantic import ConfigDict
 
 from app.domain.node_types import CORE_NODE_TYPES, NodeConfig, NodeType
 from app.domain.workflow import EdgeSpec, WorkflowDocument
-from app.engine import graph, graph_shape
-from app.engine.expressions import Expression
-from app.engine.templates import CompiledValue
+from app.engine.compile import graph
+from app.engine.compile import shape as graph_shape
+from app.engine.compile.expressions import Expression
+from app.engine.compile.templates import CompiledValue
 from app.errors import ErrorDetail, WorkflowInvalid
 from tests.support import Harness, big_document, edge, node, ticks_while, workflow
 

@@ -15,8 +15,9 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from app.domain.workflow import EdgeSpec, NodeSpec, WorkflowDocument
-from app.engine import graph, graph_shape
-from app.engine.plan import DEFAULT_OPTIONS, NodeOptions
+from app.engine.compile import graph
+from app.engine.compile import shape as graph_shape
+from app.engine.compile.plan import DEFAULT_OPTIONS, NodeOptions
 from tests.support import edge, node, workflow
 
 _CORE = {"id", "type", "config"}

@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 import pytest
 
-from app.engine import payload
+from app.engine.run import payload
 
 
 def nested(levels: int) -> list[Any]:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from app.engine import graph
+from app.engine.compile import graph
 from app.errors import ErrorDetail
 from tests.support import edge, node, workflow
 

@@ -12,8 +12,8 @@ import pytest
 
 from app.domain.node_types import CORE_NODE_TYPES, NodeConfig, NodeType
 from app.domain.workflow import GraphSpec
-from app.engine import graph, render
-from app.engine.plan import Plan
+from app.engine.compile import graph, render
+from app.engine.compile.plan import Plan
 
 TRIAGE: dict[str, Any] = {
     "name": "triage",

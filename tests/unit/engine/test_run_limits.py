@@ -13,7 +13,7 @@ import pytest
 
 from app.domain.events import EventType
 from app.domain.status import ExecutionStatus, NodeStatus
-from app.engine.graph import Limits
+from app.engine.compile.graph import Limits
 from tests.support import Harness, edge, node, workflow
 
 HEAVY = "len(jsonpath('$.inputs..*..*..*..*')) > 0"

@@ -10,7 +10,7 @@ import pytest
 
 from app.domain.events import EventType
 from app.domain.status import ExecutionStatus, NodeStatus
-from app.engine.runtime import RunControl
+from app.engine.run.runtime import RunControl
 from tests.support import Harness, edge, node, workflow
 
 E = EventType
@@ -154,7 +154,7 @@ async def test_backoff_is_capped_and_jittered_within_bounds() -> None:
     from random import Random
 
     from app.domain.workflow import RetryPolicy
-    from app.engine.retry import backoff_delay
+    from app.engine.run.retry import backoff_delay
 
     policy = RetryPolicy(max_retries=10, initial_delay_ms=100, max_delay_ms=1000, jitter=0.5)
     rng = Random(1)
@@ -415,8 +415,8 @@ async def test_failed_run_marks_unstarted_nodes_cancelled() -> None:
 
 async def test_executors_can_emit_their_own_events_with_a_stable_idempotency_key() -> None:
     from app.domain.node_types import NodeConfig, NodeType
-    from app.engine.context import NodeContext
-    from app.engine.outcomes import NodeOutput
+    from app.engine.run.context import NodeContext
+    from app.engine.run.outcomes import NodeOutput
 
     keys: list[str] = []
 

@@ -4,7 +4,7 @@ from typing import Any
 
 import pytest
 
-from app.engine.templates import (
+from app.engine.compile.templates import (
     CompiledValue,
     Template,
     compile_template,

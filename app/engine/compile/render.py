@@ -1,6 +1,6 @@
 """Pictures of a plan: Mermaid, Graphviz DOT and plain text for a terminal.
 
-Pure functions of a :class:`~app.engine.plan.Plan` that return text; the API's ``/graph``
+Pure functions of a :class:`~app.engine.compile.plan.Plan` that return text; the API's ``/graph``
 endpoint and ``oxify graph`` print it. Output is deterministic: nodes follow the plan's
 topological order (its levels for text), edges the document's order, nested graphs the order
 their config declares them (``try``, ``catch``, ``finally``), so two renderings of one workflow
@@ -16,7 +16,7 @@ import json
 from collections.abc import Callable, Iterator
 from typing import Literal
 
-from app.engine.plan import Plan, PlanEdge, PlanNode
+from app.engine.compile.plan import Plan, PlanEdge, PlanNode
 
 Format = Literal["mermaid", "dot", "ascii"]
 FORMATS: tuple[Format, ...] = ("mermaid", "dot", "ascii")  # for CLI choices and query checks

@@ -3,7 +3,7 @@
 A plan is built once per distinct document and shared read-only by every run of it. Validation
 reports every problem at once, each with an RFC 6901 pointer into the document and a stable
 code; planning adds typed configs, compiled expressions and templates, adjacency, a
-deterministic topological order and levels (see :mod:`app.engine.graph_builder`).
+deterministic topological order and levels (see :mod:`app.engine.compile.builder`).
 
 Codes and where they point:
 
@@ -47,9 +47,9 @@ import orjson
 
 from app.domain.node_types import CORE_NODE_TYPES, NodeTypes
 from app.domain.workflow import GraphSpec, WorkflowDocument
-from app.engine import graph_shape
-from app.engine.graph_builder import DEFAULT_LIMITS, GraphBuilder, Limits
-from app.engine.plan import Plan
+from app.engine.compile import shape as graph_shape
+from app.engine.compile.builder import DEFAULT_LIMITS, GraphBuilder, Limits
+from app.engine.compile.plan import Plan
 from app.errors import ErrorDetail, WorkflowInvalid
 
 __all__ = [

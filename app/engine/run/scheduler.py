@@ -1,7 +1,7 @@
 """The scheduler: runs a planned workflow to an end, a pause, or a wait for people.
 
 It owns the run's lifecycle events (``workflow.*``), the run timeout, the final checkpoint and
-the outcome; graph loops (``graph_runner``) do the node-level work. Resuming is replay: the
+the outcome; graph loops (``graph_loop``) do the node-level work. Resuming is replay: the
 checkpoints' completed node records are reused without executing (and without new events),
 failed and interrupted nodes run again.
 """
@@ -19,14 +19,14 @@ from app.domain.events import EventType
 from app.domain.node_types import CORE_NODE_TYPES, NodeTypes
 from app.domain.run import Checkpoint, RunConfig, RunOutcome, fold_records
 from app.domain.status import ExecutionStatus
-from app.engine import graph_runner
-from app.engine.clock import SystemClock
-from app.engine.graph import Limits, PlanCache, default_plan_cache
-from app.engine.journal import Journal
-from app.engine.plan import Plan
+from app.engine.compile.graph import Limits, PlanCache, default_plan_cache
+from app.engine.compile.plan import Plan
 from app.engine.ports import CheckpointStore, Clock, EventSink, NodeExecutor, WorkflowLoader
-from app.engine.runtime import RunControl, RunRuntime
-from app.engine.scope import Scope
+from app.engine.run import graph_loop
+from app.engine.run.clock import SystemClock
+from app.engine.run.run_log import RunLog
+from app.engine.run.runtime import RunControl, RunRuntime
+from app.engine.run.scope import Scope
 
 _TERMINAL_EVENT = {
     ExecutionStatus.COMPLETED: EventType.WORKFLOW_COMPLETED,
@@ -105,7 +105,7 @@ class Scheduler:
                 if request.resume
                 else []
             )
-        journal = Journal(
+        log = RunLog(
             request.execution_id,
             sink=self._events,
             checkpoints=self._checkpoints,
@@ -118,7 +118,7 @@ class Scheduler:
         runtime = RunRuntime(
             execution_id=request.execution_id,
             config=request.config,
-            journal=journal,
+            log=log,
             control=control,
             executors=self._executors,
             clock=self._clock,
@@ -128,7 +128,7 @@ class Scheduler:
             resume_values=request.resume_values,
             prior_attempts=request.prior_attempts,
             rng=random.Random(self._seed),
-            graph_runner=graph_runner.run_graph,
+            graph_runner=graph_loop.run_graph,
             planner=functools.partial(
                 self._plans.get_or_plan_async, node_types=self._node_types, limits=self._limits
             ),
@@ -136,16 +136,16 @@ class Scheduler:
         )
         driver = {} if request.replica is None else {"replica": request.replica}
         if request.resume:
-            journal.event(
+            log.event(
                 EventType.WORKFLOW_RESUMED,
                 data={
                     "reason": request.resume_reason,
-                    "checkpoint": journal.checkpoint_number,
+                    "checkpoint": log.checkpoint_number,
                     **driver,
                 },
             )
         else:
-            journal.event(
+            log.event(
                 EventType.WORKFLOW_STARTED,
                 data={
                     "total_nodes": len(request.plan.nodes),
@@ -155,7 +155,7 @@ class Scheduler:
             )
         timer = self._arm_timeout(request, control)
         try:
-            result = await graph_runner.run_graph(
+            result = await graph_loop.run_graph(
                 runtime, request.plan, Scope.root(request.inputs), "", 0
             )
         finally:
@@ -176,7 +176,7 @@ class Scheduler:
         data = _terminal_data(outcome)
         if result.status is ExecutionStatus.PAUSED and control.pause_reason is not None:
             data["reason"] = control.pause_reason
-        await journal.finish(_TERMINAL_EVENT[result.status], data, checkpoint=save)
+        await log.finish(_TERMINAL_EVENT[result.status], data, checkpoint=save)
         return outcome
 
     def _arm_timeout(self, request: RunRequest, control: RunControl) -> asyncio.TimerHandle | None:

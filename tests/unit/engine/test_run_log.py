@@ -10,7 +10,7 @@ import pytest
 from app.domain.events import Event, EventType
 from app.domain.run import Checkpoint, NodeRecord
 from app.domain.status import NodeStatus
-from app.engine.journal import Journal
+from app.engine.run.run_log import RunLog
 from app.store.memory import MemoryStore
 from tests.support import FakeClock
 
@@ -39,8 +39,8 @@ class GatedStore(MemoryStore):
         await super().emit(events, fence=fence)
 
 
-def journal(store: MemoryStore) -> Journal:
-    return Journal("run", sink=store, checkpoints=store, clock=FakeClock(), policy="every_node")
+def journal(store: MemoryStore) -> RunLog:
+    return RunLog("run", sink=store, checkpoints=store, clock=FakeClock(), policy="every_node")
 
 
 def done(key: str) -> NodeRecord:

@@ -14,9 +14,9 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from app.engine import expression_syntax, expressions
-from app.engine.budget import Budget
-from app.engine.expressions import DEFAULT_MAX_EXPRESSION_LENGTH, Expression
+from app.engine.compile import expression_syntax, expressions
+from app.engine.compile.budget import Budget
+from app.engine.compile.expressions import DEFAULT_MAX_EXPRESSION_LENGTH, Expression
 from app.errors import ExpressionError, ExpressionEvalError
 
 _Renderer = Callable[[Mapping[str, Any], Budget], Any]

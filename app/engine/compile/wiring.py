@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from app.domain.node_types import NodeConfig
-from app.engine import topology
-from app.engine.graph_shape import GraphParts
-from app.engine.plan import CompiledParts, GraphTable, Plan, PlanNode
-from app.engine.templates import CompiledValue
-from app.engine.validation_errors import join
+from app.engine.compile import topology
+from app.engine.compile.plan import CompiledParts, GraphTable, Plan, PlanNode
+from app.engine.compile.shape import GraphParts
+from app.engine.compile.templates import CompiledValue
+from app.engine.compile.validation_errors import join
 
 MAX_CYCLES_REPORTED = 20  # cycles named per graph; fixing them reveals any others
 MAX_CYCLE_NAMES = 30  # node ids written out in one cycle message

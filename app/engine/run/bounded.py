@@ -18,10 +18,10 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from app.engine import payload
-from app.engine.budget import Budget, Escalate
-from app.engine.graph_builder import Limits
-from app.engine.scope import Scope
+from app.engine.compile.budget import Budget, Escalate
+from app.engine.compile.builder import Limits
+from app.engine.run import payload
+from app.engine.run.scope import Scope
 from app.errors import ErrorDetail, InputsInvalid, InputsTooLarge
 
 T = TypeVar("T")

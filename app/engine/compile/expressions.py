@@ -12,10 +12,10 @@ Attribute access reads JSON, not Python objects:
   mapping ``get keys values items`` (returning lists); on a list ``index count``. Nothing else.
 
 This module is the evaluator, ``Expression`` and ``compile_expression``. Every evaluation runs
-under a :class:`~app.engine.budget.Budget`: each syntax node, comprehension iteration, element a
-builtin walks and JSONPath step is charged, and so is every value it builds (a single operation
-is kept small by the per-operation bounds of ``expression_vocabulary``; the budget bounds how
-many of them one evaluation makes). Literal arithmetic that exceeds those bounds
+under a :class:`~app.engine.compile.budget.Budget`: each syntax node, comprehension iteration,
+element a builtin walks and JSONPath step is charged, and so is every value it builds (a single
+operation is kept small by the per-operation bounds of ``expression_vocabulary``; the budget bounds
+how many of them one evaluation makes). Literal arithmetic that exceeds those bounds
 (``9 ** 9 ** 9``) is refused when compiling. The operator rewriting and the compile-time
 allow-lists live in ``expression_syntax``; the functions, methods and operators in
 ``expression_vocabulary``; JSONPath in ``jsonpaths``.
@@ -31,11 +31,11 @@ from typing import Any
 
 import simpleeval
 
-from app.engine import expression_syntax, jsonpaths
-from app.engine import expression_vocabulary as vocabulary
-from app.engine.budget import ITEM_BYTES, Budget, BudgetExceeded, Escalate
-from app.engine.expression_vocabulary import MAX_INT_BITS, MAX_SIZE, Fail, describe, kind
-from app.engine.jsonpaths import compile_jsonpath
+from app.engine.compile import expression_syntax, jsonpaths
+from app.engine.compile import expression_vocabulary as vocabulary
+from app.engine.compile.budget import ITEM_BYTES, Budget, BudgetExceeded, Escalate
+from app.engine.compile.expression_vocabulary import MAX_INT_BITS, MAX_SIZE, Fail, describe, kind
+from app.engine.compile.jsonpaths import compile_jsonpath
 from app.errors import ExpressionError, ExpressionEvalError, ExpressionLimitExceeded, OxifyError
 
 __all__ = ["DEFAULT_MAX_EXPRESSION_LENGTH", "Expression", "compile_expression", "compile_jsonpath"]
@@ -214,7 +214,8 @@ class Expression:
         """Evaluate over ``names``, which is only indexed (never iterated, sized or copied).
 
         The work and the values built are charged to ``budget`` (default: a full budget that
-        starts now); an inline budget running out raises :class:`~app.engine.budget.Escalate`
+        starts now); an inline budget running out raises
+        :class:`~app.engine.compile.budget.Escalate`
         for the caller to evaluate again off the event loop. A full budget running out raises
         ExpressionLimitExceeded naming the limit; any other failure raises ExpressionEvalError
         naming the cause and the expression; errors Oxify raises on purpose (from a lazy scope,

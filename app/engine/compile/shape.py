@@ -30,8 +30,8 @@ from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
 from typing_extensions import TypedDict
 
 from app.domain.workflow import NODE_ID_PATTERN, EdgeSpec, GraphSpec, NodeSpec
-from app.engine.plan import DEFAULT_OPTIONS, NodeOptions
-from app.engine.validation_errors import errors_from_validation, join
+from app.engine.compile.plan import DEFAULT_OPTIONS, NodeOptions
+from app.engine.compile.validation_errors import errors_from_validation, join
 from app.errors import ErrorDetail
 
 # Accepts a subset of what EdgeSpec accepts (its aliases only). Whatever it refuses is validated

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.domain.node_types import NodeConfig
-from app.engine import config_fields, expressions, templates
+from app.engine.compile import config_fields, expressions, templates
 from app.errors import ErrorDetail, ExpressionError
 
 ROOT_NAMES = frozenset({"inputs", "vars"})

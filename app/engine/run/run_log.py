@@ -1,12 +1,12 @@
-"""The run's journal: numbers events, buffers them, and writes checkpoints per policy.
+"""The run log: numbers events, buffers them, and writes checkpoints per policy.
 
-One journal per run, shared by every graph of it (nested bodies included), so ``seq`` is
+One log per run, shared by every graph of it (nested bodies included), so ``seq`` is
 gap-free across the whole run. Events are buffered and handed to the sink in batches (one call
 per scheduler step, not one per event); a checkpoint carries the events buffered before it, so
 a store can persist a step's events and node records in one transaction.
 
 Numbers are proposals: the store accepts a write only when its first ``seq`` follows the run's
-last stored one (and the run is still driven under this journal's ``fence``). A write that
+last stored one (and the run is still driven under this log's ``fence``). A write that
 fails keeps its events and records here, under the numbers they were given, so nothing logged
 is dropped and no number is used twice.
 """
@@ -25,7 +25,7 @@ from app.engine.ports import CheckpointStore, Clock, EventSink
 _NOTHING: frozenset[str] = frozenset()
 
 
-class Journal:
+class RunLog:
     """Event numbering and checkpoint cadence for one run."""
 
     def __init__(

@@ -1,6 +1,6 @@
 """The plan: a validated graph with everything the scheduler needs precomputed.
 
-Built once per distinct document by ``app.engine.graph`` (and cached by content hash), then
+Built once per distinct document by ``app.engine.compile.graph`` (and cached by content hash), then
 shared read-only by every run of that document: typed configs, compiled expressions and
 templates, adjacency, topological order and levels, nested plans of container nodes.
 
@@ -20,9 +20,9 @@ from typing import Any
 
 from app.domain.node_types import NodeConfig
 from app.domain.workflow import RetryPolicy
-from app.engine import config_fields
-from app.engine.expressions import Expression
-from app.engine.templates import CompiledValue
+from app.engine.compile import config_fields
+from app.engine.compile.expressions import Expression
+from app.engine.compile.templates import CompiledValue
 
 EMPTY: Mapping[str, Any] = MappingProxyType({})
 """The one empty mapping, shared wherever a node has no compiled part of a kind."""

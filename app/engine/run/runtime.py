@@ -1,4 +1,4 @@
-"""Per-run machinery shared by every graph of a run: control signals, journal, counters."""
+"""Per-run machinery shared by every graph of a run: control signals, log, counters."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ from typing import Any, Literal
 from app.domain.node_types import NodeTypes
 from app.domain.run import NodeRecord, RunConfig
 from app.domain.status import ExecutionStatus, NodeStatus
-from app.engine.graph_builder import Limits
-from app.engine.journal import Journal
-from app.engine.plan import Plan
+from app.engine.compile.builder import Limits
+from app.engine.compile.plan import Plan
 from app.engine.ports import Clock, NodeExecutor, WorkflowLoader
-from app.engine.scope import Scope
+from app.engine.run.run_log import RunLog
+from app.engine.run.scope import Scope
 from app.errors import RunLimitExceeded
 
 ControlState = Literal["run", "pause", "cancel", "timeout"]
@@ -104,7 +104,7 @@ class RunRuntime:
         *,
         execution_id: str,
         config: RunConfig,
-        journal: Journal,
+        log: RunLog,
         control: RunControl,
         executors: Mapping[str, NodeExecutor],
         clock: Clock,
@@ -120,7 +120,7 @@ class RunRuntime:
     ) -> None:
         self.execution_id = execution_id
         self.config = config
-        self.journal = journal
+        self.log = log
         self.control = control
         self.executors = executors
         self.clock = clock

@@ -7,14 +7,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.domain.events import EventType
-from app.engine import bounded, payload, retry
-from app.engine.budget import BYTES_SETTING as MAX_OUTPUT_SETTING
-from app.engine.context import NodeContext
-from app.engine.graph_builder import Limits
-from app.engine.outcomes import NodeOutput, Suspend
-from app.engine.plan import PlanNode
+from app.engine.compile.budget import BYTES_SETTING as MAX_OUTPUT_SETTING
+from app.engine.compile.builder import Limits
+from app.engine.compile.plan import PlanNode
 from app.engine.ports import NodeExecutor
-from app.engine.runtime import RunRuntime
+from app.engine.run import bounded, payload, retry
+from app.engine.run.context import NodeContext
+from app.engine.run.outcomes import NodeOutput, Suspend
+from app.engine.run.runtime import RunRuntime
 from app.errors import NodeError, NodeTimeout, OutputInvalid, OutputTooLarge, OxifyError
 
 
@@ -49,7 +49,7 @@ def error_payload(error: NodeError, key: str) -> dict[str, Any]:
     return payload
 
 
-class AttemptRunner:
+class NodeAttempts:
     """Executes a node with its retry policy and timeout; remembers the attempt numbers."""
 
     __slots__ = ("last_attempt", "rt")
@@ -84,7 +84,7 @@ class AttemptRunner:
                 return outcome
             retries += 1
             delay = retry.backoff_delay(policy, retries, self.rt.rng.random, error.retry_after_s)
-            self.rt.journal.event(
+            self.rt.log.event(
                 EventType.NODE_RETRY,
                 node_id=ctx.key,
                 level=node.level,
@@ -96,7 +96,7 @@ class AttemptRunner:
                     "error": error_payload(error, ctx.key),
                 },
             )
-            await self.rt.journal.flush()
+            await self.rt.log.flush()
             await self.rt.clock.sleep(delay)
             ctx.attempt += 1
 

@@ -18,8 +18,8 @@ from pydantic import TypeAdapter
 
 from app.domain.node_types import NodeConfig
 from app.domain.workflow import GraphSpec
-from app.engine import templates
-from app.engine.validation_errors import escape
+from app.engine.compile import templates
+from app.engine.compile.validation_errors import escape
 from app.errors import ExpressionError
 
 FieldKind = Literal["expression", "graph", "static", "template"]

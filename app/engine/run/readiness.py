@@ -19,7 +19,7 @@ from enum import Enum
 from typing import Literal
 
 from app.domain.status import NodeStatus
-from app.engine.plan import Plan
+from app.engine.compile.plan import Plan
 
 DependencyStrategy = Literal["skip", "defaults", "fail"]
 

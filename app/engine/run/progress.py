@@ -10,8 +10,8 @@ from __future__ import annotations
 from datetime import datetime
 
 from app.domain.events import EventType
-from app.engine.journal import Journal
-from app.engine.plan import Plan
+from app.engine.compile.plan import Plan
+from app.engine.run.run_log import RunLog
 
 
 class Progress:
@@ -20,10 +20,10 @@ class Progress:
     ``at`` is the instant of the node transition that caused an event (else now).
     """
 
-    __slots__ = ("announced", "journal", "plan", "top", "total")
+    __slots__ = ("announced", "log", "plan", "top", "total")
 
-    def __init__(self, journal: Journal, plan: Plan, *, top: bool) -> None:
-        self.journal = journal
+    def __init__(self, log: RunLog, plan: Plan, *, top: bool) -> None:
+        self.log = log
         self.plan = plan
         self.top = top
         self.total = len(plan.nodes)
@@ -35,7 +35,7 @@ class Progress:
             return
         self.announced.add(level)
         data = {"level": level, "nodes": self.plan.levels[level]}
-        self.journal.event(EventType.LEVEL_STARTED, level=level, data=data, at=at)
+        self.log.event(EventType.LEVEL_STARTED, level=level, data=data, at=at)
 
     def level_completed(self, level: int, replayed: set[str], at: datetime | None = None) -> None:
         """``level.completed`` for a level announced by this run, unless all of it finished
@@ -45,8 +45,8 @@ class Progress:
         # Only a resumed run has replayed nodes: no scan of the level otherwise.
         if replayed and all(node_id in replayed for node_id in self.plan.levels[level]):
             return
-        self.journal.event(EventType.LEVEL_COMPLETED, level=level, data={"level": level}, at=at)
-        self.journal.level_completed()
+        self.log.event(EventType.LEVEL_COMPLETED, level=level, data={"level": level}, at=at)
+        self.log.level_completed()
 
     def update(self, done: int, at: datetime | None = None) -> None:
         """``progress.update``: ``done`` of the graph's nodes are final."""
@@ -54,4 +54,4 @@ class Progress:
             return
         total = self.total
         data = {"completed": done, "total": total, "percent": round(100.0 * done / total, 1)}
-        self.journal.event(EventType.PROGRESS_UPDATE, data=data, at=at)
+        self.log.event(EventType.PROGRESS_UPDATE, data=data, at=at)

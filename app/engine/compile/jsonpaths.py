@@ -24,7 +24,7 @@ from jsonpath_ng.ext.parser import ExtendedJsonPathLexer
 from jsonpath_ng.ext.parser import parse as parse_jsonpath
 from jsonpath_ng.ext.string import Sub
 
-from app.engine.budget import MATCH_BYTES, Budget
+from app.engine.compile.budget import MATCH_BYTES, Budget
 
 JSONPATH_CACHE_SIZE = 1024  # compiled jsonpath expressions kept
 # Selectors make new matches; the other nodes (Child, Descendants, Where, ...) combine theirs.

@@ -12,7 +12,7 @@ from typing import Any
 from jsonschema import Draft202012Validator, ValidationError, validators
 from jsonschema.exceptions import best_match
 
-from app.engine.validation_errors import join
+from app.engine.compile.validation_errors import join
 from app.errors import ErrorDetail
 
 _DIALECT = "https://json-schema.org/draft/2020-12/schema"

@@ -12,13 +12,13 @@ from pydantic import TypeAdapter, ValidationError
 from app.domain.events import EventType
 from app.domain.node_types import NodeConfig, TemplateStr
 from app.domain.run import NodeRecord
-from app.engine import bounded
-from app.engine.plan import Plan, PlanNode
-from app.engine.scope import Scope
+from app.engine.compile.plan import Plan, PlanNode
+from app.engine.run import bounded
+from app.engine.run.scope import Scope
 from app.errors import NodeConfigError
 
 if TYPE_CHECKING:
-    from app.engine.runtime import GraphResult, RunRuntime
+    from app.engine.run.runtime import GraphResult, RunRuntime
 
 
 class NodeContext:
@@ -62,7 +62,7 @@ class NodeContext:
     async def evaluate(self, field: str, names: Mapping[str, Any] | None = None) -> Any:
         """Evaluate the compiled expression of config field ``field`` over the scope.
 
-        Bounded, and off the event loop once it is not cheap (see ``app.engine.bounded``).
+        Bounded, and off the event loop once it is not cheap (see ``app.engine.run.bounded``).
         """
         expression = self.node.expressions[field]
         scope = self.scope if names is None else names
@@ -72,7 +72,7 @@ class NodeContext:
         """The config field with templates rendered and scalar templates type-checked.
 
         A field the document did not set gives the config default. Rendering is bounded, and
-        off the event loop once it is not cheap (see ``app.engine.bounded``).
+        off the event loop once it is not cheap (see ``app.engine.run.bounded``).
         """
         compiled = self.node.templated.get(field)
         if compiled is None:  # not set, or set without a template
@@ -88,13 +88,13 @@ class NodeContext:
     async def emit(self, type_: EventType, data: dict[str, Any]) -> None:
         """Emit a progress-style event for this node now (``node.token``, ``node.progress``)."""
         self.log_event(type_, data)
-        await self.runtime.journal.flush()
+        await self.runtime.log.flush()
 
     def log_event(self, type_: EventType, data: dict[str, Any]) -> None:
         """Log an event for this node that is stored together with the node's own outcome (its
         completion, failure or suspension): both or neither survive a crash
         (``form.requested`` beside ``node.waiting``)."""
-        self.runtime.journal.event(type_, node_id=self.key, level=self.node.level, data=data)
+        self.runtime.log.event(type_, node_id=self.key, level=self.node.level, data=data)
 
     async def run_graph(self, plan: Plan, scope: Scope, key: str) -> GraphResult:
         """Run a nested graph to its end under this node (loop bodies, try blocks, sub-workflows).

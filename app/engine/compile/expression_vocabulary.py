@@ -5,7 +5,8 @@ refusing up front what would be too large to compute or hold: integer powers and
 ``MAX_INT_BITS``, ``range`` past ``MAX_RANGE``, strings and lists built by ``+ * replace join``
 past ``MAX_SIZE``, ``%`` format widths past ``MAX_FORMAT_WIDTH``, ``sum`` of anything but numbers.
 How many such operations one evaluation may make is the evaluation budget's business
-(:mod:`app.engine.budget`); which calls build values it must be charged for is listed here too.
+(:mod:`app.engine.compile.budget`); which calls build values it must be charged for is listed
+here too.
 """
 
 from __future__ import annotations

@@ -21,21 +21,21 @@ from pydantic import ValidationError
 
 from app.domain.node_types import NodeConfig, NodeType, NodeTypes
 from app.domain.workflow import GraphSpec, WorkflowDocument
-from app.engine import (
+from app.engine.compile import (
     budget,
     config_fields,
     expressions,
-    graph_shape,
-    graph_wiring,
     references,
     templates,
 )
-from app.engine import inputs as inputs_schema
-from app.engine.expressions import Expression
-from app.engine.graph_shape import GraphParts
-from app.engine.plan import EMPTY, NO_PARTS, CompiledParts, Plan
-from app.engine.templates import CompiledValue
-from app.engine.validation_errors import errors_from_validation, escape, join
+from app.engine.compile import inputs as inputs_schema
+from app.engine.compile import shape as graph_shape
+from app.engine.compile import wiring as graph_wiring
+from app.engine.compile.expressions import Expression
+from app.engine.compile.plan import EMPTY, NO_PARTS, CompiledParts, Plan
+from app.engine.compile.shape import GraphParts
+from app.engine.compile.templates import CompiledValue
+from app.engine.compile.validation_errors import errors_from_validation, escape, join
 from app.errors import ErrorDetail, ExpressionError
 
 
@@ -45,7 +45,7 @@ class Limits:
 
     ``max_node_output_bytes`` bounds every node's output (as compact JSON) and what one
     evaluation of an expression may build; ``max_expression_cpu_s`` the CPU time of one
-    evaluation (see ``app.engine.bounded``).
+    evaluation (see ``app.engine.run.bounded``).
     """
 
     max_nodes: int = 10_000  # all nodes incl. nested graphs

@@ -18,14 +18,14 @@ from typing import Any
 from app.domain.events import EventType
 from app.domain.run import NodeRecord
 from app.domain.status import ExecutionStatus, NodeStatus
-from app.engine import bounded, planner
-from app.engine.attempts import AttemptRunner, Failure, check_value, error_payload
-from app.engine.context import NodeContext
-from app.engine.outcomes import NodeOutput, Suspend
-from app.engine.plan import Plan, PlanNode
-from app.engine.progress import Progress
-from app.engine.runtime import GraphInterrupted, GraphResult, RunRuntime
-from app.engine.scope import Scope
+from app.engine.compile.plan import Plan, PlanNode
+from app.engine.run import bounded, readiness
+from app.engine.run.attempts import Failure, NodeAttempts, check_value, error_payload
+from app.engine.run.context import NodeContext
+from app.engine.run.outcomes import NodeOutput, Suspend
+from app.engine.run.progress import Progress
+from app.engine.run.runtime import GraphInterrupted, GraphResult, RunRuntime
+from app.engine.run.scope import Scope
 from app.errors import NodeError, OxifyError, RunLimitExceeded
 
 Outcome = NodeOutput | Suspend | Failure | GraphInterrupted
@@ -33,7 +33,7 @@ _SKIPPED_RESULT: dict[str, Any] = {"output": None, "status": "skipped"}
 _ENDED = frozenset({ExecutionStatus.FAILED, ExecutionStatus.CANCELLED, ExecutionStatus.TIMED_OUT})
 
 
-class GraphRun:
+class GraphLoop:
     """One execution of one graph (the workflow, a loop iteration, a try block...)."""
 
     def __init__(
@@ -44,7 +44,7 @@ class GraphRun:
         self.scope = scope
         self.prefix = prefix
         self.depth = depth
-        self.state = planner.initial_state(plan)
+        self.state = readiness.initial_state(plan)
         self.ready: deque[str] = deque()
         self.running: dict[asyncio.Task[Outcome], tuple[str, float]] = {}
         self.done: deque[asyncio.Task[Outcome]] = deque()
@@ -52,14 +52,14 @@ class GraphRun:
         self.failure: dict[str, Any] | None = None
         self.waiting: list[str] = []
         self.interrupted = False
-        self.progress = Progress(runtime.journal, plan, top=depth == 0)
+        self.progress = Progress(runtime.log, plan, top=depth == 0)
         self.replayed: set[str] = set()  # resolved from checkpoints, not run again
-        self.attempts = AttemptRunner(runtime)
+        self.attempts = NodeAttempts(runtime)
 
     async def run(self) -> GraphResult:
         rt = self.rt
         rt.control.subscribe(self.wake.set)
-        self.ready.extend(planner.roots(self.state))
+        self.ready.extend(readiness.roots(self.state))
         try:
             while True:
                 if not self._halted:
@@ -70,8 +70,8 @@ class GraphRun:
                 if not (ending and self.depth == 0):
                     # The run's own graph leaves its last checkpoint to the scheduler, which
                     # writes it with the run's ending: one commit, not two.
-                    await rt.journal.checkpoint()
-                    await rt.journal.flush()
+                    await rt.log.checkpoint()
+                    await rt.log.flush()
                 if ending:
                     break
                 if not self.done:
@@ -92,15 +92,15 @@ class GraphRun:
 
     async def _dispatch(self) -> None:
         limit = self.rt.config.max_concurrency
-        journal, attempts = self.rt.journal, self.attempts
+        log, attempts = self.rt.log, self.attempts
         nodes, ready, running, prefix = self.plan.nodes, self.ready, self.running, self.prefix
         while ready and len(running) < limit and not self._halted:
             node = nodes[ready.popleft()]
-            if journal.must_save(map(prefix.__add__, node.sources)):
+            if log.must_save(map(prefix.__add__, node.sources)):
                 # A due checkpoint goes out before anything that depends on it starts (one being
                 # written is waited for); nodes independent of the unsaved results share the
                 # next one.
-                await journal.checkpoint()
+                await log.checkpoint()
                 if self._halted:  # paused or cancelled while the checkpoint was written
                     self.ready.appendleft(node.id)
                     break
@@ -159,7 +159,7 @@ class GraphRun:
         elif isinstance(outcome, Suspend):
             self._suspend(node, key, outcome)
         elif outcome.status is ExecutionStatus.WAITING:
-            planner.mark_waiting(self.state, node.id)
+            readiness.mark_waiting(self.state, node.id)
             self.waiting.extend(outcome.waiting_on)
         elif outcome.status is ExecutionStatus.CANCELLED:
             self._cancelled(node, key)
@@ -182,10 +182,8 @@ class GraphRun:
             payload.update(out.data)
         attempt = self._attempt_of(key)
         payload["attempt"] = attempt
-        rt.journal.event(
-            EventType.NODE_COMPLETED, node_id=key, level=node.level, data=payload, at=now
-        )
-        rt.journal.record(
+        rt.log.event(EventType.NODE_COMPLETED, node_id=key, level=node.level, data=payload, at=now)
+        rt.log.record(
             NodeRecord(
                 key=key,
                 node_id=node.id,
@@ -211,8 +209,8 @@ class GraphRun:
         if started is not None:
             data["duration_ms"] = round((time.monotonic() - started) * 1000, 3)
         now = rt.clock.now()
-        rt.journal.event(EventType.NODE_FAILED, node_id=key, level=node.level, data=data, at=now)
-        rt.journal.record(
+        rt.log.event(EventType.NODE_FAILED, node_id=key, level=node.level, data=data, at=now)
+        rt.log.record(
             NodeRecord(
                 key=key,
                 node_id=node.id,
@@ -226,7 +224,7 @@ class GraphRun:
             self.scope.results[node.id] = {"output": None, "error": error}
             self._resolve(node.id, NodeStatus.FAILED, None, at=now)
             return
-        planner.halt(self.state, node.id, NodeStatus.FAILED)
+        readiness.halt(self.state, node.id, NodeStatus.FAILED)
         self.progress.update(self.state.final_count, now)
         if self.failure is None:
             self.failure = error
@@ -240,11 +238,11 @@ class GraphRun:
         )
 
     def _suspend(self, node: PlanNode, key: str, suspend: Suspend) -> None:
-        planner.mark_waiting(self.state, node.id)
+        readiness.mark_waiting(self.state, node.id)
         self.waiting.append(key)
         data = {"reason": suspend.reason, **suspend.data}
-        self.rt.journal.event(EventType.NODE_WAITING, node_id=key, level=node.level, data=data)
-        self.rt.journal.record(
+        self.rt.log.event(EventType.NODE_WAITING, node_id=key, level=node.level, data=data)
+        self.rt.log.record(
             NodeRecord(
                 key=key,
                 node_id=node.id,
@@ -255,8 +253,8 @@ class GraphRun:
         )
 
     def _cancelled(self, node: PlanNode, key: str) -> None:
-        planner.halt(self.state, node.id, NodeStatus.CANCELLED)
-        self.rt.journal.event(EventType.NODE_CANCELLED, node_id=key, level=node.level)
+        readiness.halt(self.state, node.id, NodeStatus.CANCELLED)
+        self.rt.log.event(EventType.NODE_CANCELLED, node_id=key, level=node.level)
         self.progress.update(self.state.final_count)
 
     def _replay(self, node: PlanNode, memo: NodeRecord) -> None:
@@ -278,12 +276,12 @@ class GraphRun:
         at: datetime | None = None,
     ) -> None:
         """Propagate a node's end; the events it causes carry its instant ``at`` (else now)."""
-        transition = planner.resolve(
+        transition = readiness.resolve(
             self.state, node_id, status, branch=branch, strategy=self.rt.config.dependency_strategy
         )
         self.ready.extend(transition.ready)
         self.ready.extend(transition.doomed)
-        journal = self.rt.journal
+        log = self.rt.log
         for skipped in transition.skipped:
             node = self.plan.nodes[skipped]
             # Joins after a branch read the untaken side as null instead of failing.
@@ -294,7 +292,7 @@ class GraphRun:
                 self.progress.announced.add(node.level)
                 continue
             self.progress.level_started(node.level, at)
-            journal.event(
+            log.event(
                 EventType.NODE_SKIPPED,
                 node_id=self.prefix + skipped,
                 level=node.level,
@@ -307,10 +305,10 @@ class GraphRun:
             self.progress.update(self.state.final_count, at)
 
     def _started(self, node: PlanNode, key: str, attempt: int) -> None:
-        planner.mark_started(self.state, node.id)
+        readiness.mark_started(self.state, node.id)
         now = self.rt.clock.now()  # one instant for the node's start and its level's
         self.progress.level_started(node.level, now)
-        self.rt.journal.event(
+        self.rt.log.event(
             EventType.NODE_STARTED,
             node_id=key,
             level=node.level,
@@ -370,7 +368,7 @@ class GraphRun:
                 }
         if status in _ENDED:
             # Nothing more will run in this graph: what never started ends as cancelled.
-            planner.cancel_unfinished(self.state)
+            readiness.cancel_unfinished(self.state)
         return GraphResult(
             status=status,
             output=output,
@@ -398,4 +396,4 @@ async def run_graph(
     runtime: RunRuntime, plan: Plan, scope: Scope, prefix: str, depth: int
 ) -> GraphResult:
     """Run ``plan`` to its end under ``runtime`` (the callable the runtime uses for nesting)."""
-    return await GraphRun(runtime, plan, scope, prefix, depth).run()
+    return await GraphLoop(runtime, plan, scope, prefix, depth).run()
