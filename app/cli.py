@@ -43,7 +43,7 @@ from app.engine.compile import graph, render
 from app.engine.compile.inputs import apply_defaults, validate_inputs
 from app.engine.compile.plan import Plan
 from app.engine.run import bounded
-from app.engine.run.runtime import RunControl
+from app.engine.run.control import RunControl
 from app.engine.run.scheduler import RunRequest, Scheduler
 from app.errors import ErrorDetail, InputsInvalid, InputsTooLarge, OxifyError, WorkflowInvalid
 from app.nodes import http

@@ -13,10 +13,9 @@ from app.domain.events import Event, EventType
 from app.domain.node_types import NodeConfig, NodeType
 from app.domain.run import RunConfig, RunOutcome
 from app.engine.compile.graph import Limits
-from app.engine.ports import NodeExecutor
-from app.engine.run.context import NodeContext
+from app.engine.run.context import NodeContext, NodeExecutor
+from app.engine.run.control import RunControl
 from app.engine.run.outcomes import NodeOutput, Suspend
-from app.engine.run.runtime import RunControl
 from app.engine.run.scheduler import RunRequest, Scheduler
 from app.nodes.registry import Registry, core_registry
 from app.store.memory import MemoryStore

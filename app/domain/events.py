@@ -32,6 +32,7 @@ class EventType(StrEnum):
     NODE_WAITING = "node.waiting"
     NODE_TOKEN = "node.token"
     NODE_PROGRESS = "node.progress"
+    NODE_STEP = "node.step"
     CHECKPOINT_CREATED = "checkpoint.created"
     PROGRESS_UPDATE = "progress.update"
     FORM_REQUESTED = "form.requested"

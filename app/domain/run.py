@@ -93,6 +93,12 @@ class NodeRecord:
     started_at: datetime | None = None
     finished_at: datetime | None = None
     data: dict[str, Any] | None = None
+    # The results of the node's durable sub-steps that finished (``ctx.step``), by name: a
+    # node that runs again (resume, takeover, retry) gets them back instead of repeating them.
+    steps: dict[str, Any] | None = None
+    # What the node spent against the run's limits over all its attempts so far (``nodes``,
+    # ``api_calls``, ``tokens``): the run's counters are the sum over its records.
+    usage: dict[str, int] | None = None
 
 
 @dataclass(slots=True)

@@ -1,22 +1,17 @@
 """What the engine needs from the outside world, as Protocols.
 
 Adapters (the in-memory store, the SQL store, the event bus) implement these; the scheduler
-is the only writer. Executors live in ``app.nodes`` and reach the world only through clients
-injected when they are built.
+is the only writer. What executors see is the other side: ``app.engine.run.context``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from app.domain.events import Event
 from app.domain.run import Checkpoint
-
-if TYPE_CHECKING:
-    from app.engine.run.context import NodeContext
-    from app.engine.run.outcomes import NodeOutput, Suspend
 
 
 class EventSink(Protocol):
@@ -71,18 +66,4 @@ class Clock(Protocol):
 
     async def sleep(self, seconds: float) -> None:
         """Sleep; cancellable."""
-        ...
-
-
-class NodeExecutor(Protocol):
-    """Runs one node type.
-
-    An executor returns a :class:`NodeOutput` or a :class:`Suspend` (the run must wait for
-    something outside, e.g. a person), or raises (``NodeError`` for an expected failure). It
-    must stop promptly when cancelled. Executors whose class sets ``inline = True`` promise
-    never to suspend on I/O; the scheduler then runs them without a task of their own.
-    """
-
-    async def execute(self, ctx: NodeContext) -> NodeOutput | Suspend:
-        """Run the node once (the scheduler owns retries and timeouts)."""
         ...

@@ -70,7 +70,7 @@ class DelayExecutor:
 
     async def execute(self, ctx: NodeContext) -> NodeOutput:
         seconds = float(await ctx.render("seconds"))
-        await ctx.runtime.clock.sleep(seconds)
+        await ctx.clock.sleep(seconds)
         return NodeOutput({"slept": seconds})
 
 

@@ -11,7 +11,7 @@ from app.engine.compile.plan import Plan
 from app.engine.run.context import NodeContext
 from app.engine.run.outcomes import NodeOutput
 from app.engine.run.scope import Scope
-from app.errors import NodeConfigError, NodeError, OxifyError
+from app.errors import NodeConfigError, NodeError
 
 MAX_NESTING_DEPTH = 32  # graphs inside graphs; deeper is almost surely a recursive sub-workflow
 
@@ -89,11 +89,4 @@ class SubworkflowExecutor:
 async def _child_plan(ctx: NodeContext, config: SubworkflowConfig) -> Plan:
     if config.workflow_id is None:
         return ctx.graph("graph")
-    loader = ctx.runtime.loader
-    if loader is None:
-        raise NodeConfigError("sub-workflows by workflow_id need a workflow store")
-    try:
-        document = await loader.load_workflow(config.workflow_id, config.version)
-        return await ctx.runtime.plan_document(document)
-    except OxifyError as exc:
-        raise NodeError(f"sub-workflow {config.workflow_id!r}: {exc}", retryable=False) from exc
+    return await ctx.workflow_plan(config.workflow_id, config.version)

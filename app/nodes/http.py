@@ -68,7 +68,8 @@ class HttpExecutor:
         request = await build_request(ctx, config)
         timeout_s = float(await ctx.render("timeout_s"))
         request.extensions["timeout"] = httpx.Timeout(timeout_s).as_dict()
-        now = ctx.runtime.clock.now  # for Retry-After dates, on the run's clock
+        now = ctx.clock.now  # for Retry-After dates, on the run's clock
+        ctx.spend(api_calls=1)
         if self._client is not None:
             return await _send(self._client, request, config, timeout_s, now)
         async with make_client() as client:

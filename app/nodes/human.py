@@ -59,7 +59,7 @@ async def _ask(ctx: NodeContext) -> Suspend:
     form_id = str(uuid.uuid5(FORM_NAMESPACE, f"{ctx.execution_id}/{ctx.key}/{ctx.attempt}"))
     timeout = await ctx.render("timeout_s")
     deadline = (
-        (ctx.runtime.clock.now() + timedelta(seconds=float(timeout))).isoformat()
+        (ctx.clock.now() + timedelta(seconds=float(timeout))).isoformat()
         if timeout is not None
         else None
     )

@@ -15,8 +15,7 @@ from app.domain.node_types import ForeachConfig, RepeatConfig, WhileConfig
 from app.domain.status import ExecutionStatus
 from app.engine.compile.plan import Plan
 from app.engine.run.context import NodeContext
-from app.engine.run.outcomes import NodeOutput
-from app.engine.run.runtime import GraphInterrupted
+from app.engine.run.outcomes import GraphInterrupted, NodeOutput
 from app.engine.run.scope import Scope
 from app.errors import LoopLimitExceeded, NodeConfigError, NodeError
 

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 
 from app.domain.node_types import CORE_NODE_TYPES, NodeType, NodeTypes
-from app.engine.ports import NodeExecutor
+from app.engine.run.context import NodeExecutor
 from app.nodes import basic, branching, composition, http, human, loops
 
 ENTRY_POINT_GROUP = "oxify.nodes"

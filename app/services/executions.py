@@ -26,7 +26,7 @@ from app.domain.run import RunConfig
 from app.domain.status import ExecutionStatus, Move
 from app.engine.compile.inputs import apply_defaults, validate_inputs
 from app.engine.run import bounded
-from app.engine.run.runtime import RunControl
+from app.engine.run.control import RunControl
 from app.errors import (
     ErrorDetail,
     ExecutionNotFound,

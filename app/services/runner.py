@@ -37,7 +37,7 @@ from app import faults
 from app.domain.events import EventType
 from app.domain.run import RunConfig
 from app.domain.status import HAND_BACK_REASON, ExecutionStatus, Move
-from app.engine.run.runtime import RunControl
+from app.engine.run.control import RunControl
 from app.engine.run.scheduler import RunRequest, Scheduler
 from app.errors import LeaseLost
 from app.events.notify import Channel, Notifier

@@ -40,6 +40,8 @@ def record_to_json(record: NodeRecord) -> dict[str, Any]:
         "started_at": _iso(record.started_at),
         "finished_at": _iso(record.finished_at),
         "data": record.data,
+        "steps": record.steps,
+        "usage": record.usage,
     }
 
 
@@ -60,6 +62,8 @@ def record_from_json(data: dict[str, Any]) -> NodeRecord:
         started_at=parse_datetime(data.get("started_at")),
         finished_at=parse_datetime(data.get("finished_at")),
         data=data.get("data"),
+        steps=data.get("steps"),
+        usage=data.get("usage"),
     )
 
 

@@ -19,7 +19,7 @@ from starlette.routing import Route
 
 from app.domain.events import EventType
 from app.domain.status import ExecutionStatus
-from app.engine.run.runtime import RunControl
+from app.engine.run.control import RunControl
 from app.nodes import http
 from app.nodes.registry import core_registry
 from tests.support import Harness, node, workflow

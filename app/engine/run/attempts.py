@@ -7,15 +7,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.domain.events import EventType
-from app.engine.compile.budget import BYTES_SETTING as MAX_OUTPUT_SETTING
-from app.engine.compile.builder import Limits
 from app.engine.compile.plan import PlanNode
-from app.engine.ports import NodeExecutor
 from app.engine.run import bounded, payload, retry
-from app.engine.run.context import NodeContext
-from app.engine.run.outcomes import NodeOutput, Suspend
+from app.engine.run.context import NodeContext, NodeExecutor
+from app.engine.run.outcomes import NodeOutput, Suspend, as_node_error, error_payload
 from app.engine.run.runtime import RunRuntime
-from app.errors import NodeError, NodeTimeout, OutputInvalid, OutputTooLarge, OxifyError
+from app.errors import NodeError, NodeTimeout
 
 
 @dataclass(slots=True)
@@ -24,29 +21,6 @@ class Failure:
 
     error: NodeError
     attempt: int = 0
-
-
-def as_node_error(exc: Exception) -> NodeError:
-    """Any exception an executor lets out, as a NodeError.
-
-    Oxify's own non-node errors (a bad expression at run time) are not worth retrying; an
-    unexpected exception is, since it is most often transient (a dropped connection).
-    """
-    if isinstance(exc, NodeError):
-        return exc
-    if isinstance(exc, OxifyError):
-        error = NodeError(exc.message, retryable=False)
-        error.code = exc.code  # type: ignore[misc]  # keep the cause's stable code
-        return error
-    return NodeError(f"{type(exc).__name__}: {exc}", details={"exception": type(exc).__name__})
-
-
-def error_payload(error: NodeError, key: str) -> dict[str, Any]:
-    """The JSON shape of a node error in events, records and run results."""
-    payload: dict[str, Any] = {"code": error.code, "message": error.message, "node_id": key}
-    if error.details:
-        payload["details"] = error.details
-    return payload
 
 
 class NodeAttempts:
@@ -106,7 +80,7 @@ class NodeAttempts:
         """One attempt of the node, within its timeout; an error comes back as a Failure."""
         self.last_attempt[ctx.key] = ctx.attempt
         try:
-            self.rt.count_execution()
+            self.rt.usage.spend(ctx.key, nodes=1)
             timeout_s = ctx.node.options.timeout_s
             if timeout_s is None:
                 outcome: NodeOutput | Suspend = await executor.execute(ctx)
@@ -114,12 +88,14 @@ class NodeAttempts:
                 outcome = await self._timed(executor, ctx, timeout_s)
             if isinstance(outcome, NodeOutput) and not _plainly_storable(outcome):
                 for what, value in _leaving(outcome):
-                    await check_value(value, what, self.rt.limits)
+                    await bounded.check_value(value, what, self.rt.limits)
             return outcome
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             return Failure(as_node_error(exc), ctx.attempt)
+        finally:
+            ctx.end_attempt()
 
     async def _timed(
         self, executor: NodeExecutor, ctx: NodeContext, timeout_s: float
@@ -150,22 +126,3 @@ def _leaving(out: NodeOutput) -> list[tuple[str, Any]]:
         if value is not out.output:
             leaving.append((f"vars.{name}", value))
     return leaving
-
-
-async def check_value(value: Any, what: str, limits: Limits) -> None:
-    """Raise OutputTooLarge past ``limits.max_node_output_bytes``, OutputInvalid when ``value``
-    is not storable as JSON (both name ``what``, the limit and where); non-retryable.
-
-    A small value is checked inline, a large one in a worker thread.
-    """
-    limit = limits.max_node_output_bytes
-    problem = await bounded.check_payload(value, limit)
-    if problem is None:
-        return
-    if problem.kind == "too_large":
-        raise OutputTooLarge(
-            f"{what} is larger than {limit} bytes (at least {problem.size} bytes as JSON; "
-            f"limit {MAX_OUTPUT_SETTING})"
-        )
-    where = f" at {problem.pointer}" if problem.pointer else ""
-    raise OutputInvalid(f"{what} cannot be stored as JSON: {problem.message}{where}")

@@ -18,11 +18,12 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from app.engine.compile.budget import BYTES_SETTING as MAX_OUTPUT_SETTING
 from app.engine.compile.budget import Budget, Escalate
 from app.engine.compile.builder import Limits
 from app.engine.run import payload
 from app.engine.run.scope import Scope
-from app.errors import ErrorDetail, InputsInvalid, InputsTooLarge
+from app.errors import ErrorDetail, InputsInvalid, InputsTooLarge, OutputInvalid, OutputTooLarge
 
 T = TypeVar("T")
 Work = Callable[[Mapping[str, Any], Budget], T]
@@ -70,6 +71,25 @@ async def check_payload(value: Any, limit: int) -> payload.Problem | None:
     walk = problem
     await _in_worker(walk.run, cancel=lambda: None)
     return walk.problem
+
+
+async def check_value(value: Any, what: str, limits: Limits) -> None:
+    """Raise OutputTooLarge past ``limits.max_node_output_bytes``, OutputInvalid when ``value``
+    is not storable as JSON (both name ``what``, the limit and where); non-retryable.
+
+    A small value is checked inline, a large one in a worker thread.
+    """
+    limit = limits.max_node_output_bytes
+    problem = await check_payload(value, limit)
+    if problem is None:
+        return
+    if problem.kind == "too_large":
+        raise OutputTooLarge(
+            f"{what} is larger than {limit} bytes (at least {problem.size} bytes as JSON; "
+            f"limit {MAX_OUTPUT_SETTING})"
+        )
+    where = f" at {problem.pointer}" if problem.pointer else ""
+    raise OutputInvalid(f"{what} cannot be stored as JSON: {problem.message}{where}")
 
 
 async def check_inputs(inputs: Any, limit: int) -> None:

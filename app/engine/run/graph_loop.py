@@ -20,11 +20,17 @@ from app.domain.run import NodeRecord
 from app.domain.status import ExecutionStatus, NodeStatus
 from app.engine.compile.plan import Plan, PlanNode
 from app.engine.run import bounded, readiness
-from app.engine.run.attempts import Failure, NodeAttempts, check_value, error_payload
+from app.engine.run.attempts import Failure, NodeAttempts
 from app.engine.run.context import NodeContext
-from app.engine.run.outcomes import NodeOutput, Suspend
+from app.engine.run.outcomes import (
+    GraphInterrupted,
+    GraphResult,
+    NodeOutput,
+    Suspend,
+    error_payload,
+)
 from app.engine.run.progress import Progress
-from app.engine.run.runtime import GraphInterrupted, GraphResult, RunRuntime
+from app.engine.run.runtime import RunRuntime
 from app.engine.run.scope import Scope
 from app.errors import NodeError, OxifyError, RunLimitExceeded
 
@@ -86,7 +92,8 @@ class GraphLoop:
 
     @property
     def _halted(self) -> bool:
-        return self.rt.control.stopping or self.failure is not None
+        rt = self.rt
+        return rt.control.stopping or self.failure is not None or rt.usage.exceeded is not None
 
     # -- dispatch -------------------------------------------------------------------------
 
@@ -127,8 +134,15 @@ class GraphLoop:
         prior = self.rt.prior_attempts.get(key, memo.attempt if memo is not None else 0)
         resume_value = self.rt.resume_values.get(key)
         return NodeContext(
-            self.rt, node, key, self.scope, prior + 1, self.depth, memo, resume_value
+            self.rt, node, key, self.scope, prior + 1, self.depth, self._nest, memo, resume_value
         )
+
+    async def _nest(self, plan: Plan, scope: Scope, prefix: str) -> GraphResult:
+        """Run a graph nested in one of this graph's nodes (``NodeContext.run_graph``)."""
+        result = await GraphLoop(self.rt, plan, scope, prefix, self.depth + 1).run()
+        if result.status in (ExecutionStatus.COMPLETED, ExecutionStatus.FAILED):
+            return result
+        raise GraphInterrupted(result.status, result.waiting_on)
 
     async def _guarded(self, ctx: NodeContext) -> Outcome:
         try:
@@ -194,6 +208,7 @@ class GraphLoop:
                 set_vars=out.set_vars,
                 finished_at=now,
                 data=out.data or None,
+                usage=rt.usage.of(key),
             )
         )
         self._resolve(node.id, NodeStatus.COMPLETED, out.branch, at=now)
@@ -218,6 +233,8 @@ class GraphLoop:
                 error=error,
                 attempt=attempt,
                 finished_at=now,
+                steps=rt.steps.get(key),
+                usage=rt.usage.of(key),
             )
         )
         if tolerated:
@@ -249,6 +266,8 @@ class GraphLoop:
                 status=NodeStatus.WAITING,
                 attempt=self._attempt_of(key),
                 data=data,
+                steps=self.rt.steps.get(key),
+                usage=self.rt.usage.of(key),
             )
         )
 
@@ -338,6 +357,8 @@ class GraphLoop:
     async def _result(self) -> GraphResult:
         statuses = self.state.status
         control = self.rt.control
+        if self.failure is None and self.rt.usage.exceeded is not None:
+            self.failure = self.rt.usage.exceeded  # a limit crossed in another graph of the run
         if self.failure is not None:
             status = ExecutionStatus.FAILED
         elif self.state.is_finished and not (
@@ -382,7 +403,7 @@ class GraphLoop:
         else the last node's."""
         if self.plan.outputs is not None:
             output = await bounded.run(self.plan.outputs.render, self.scope, self.rt.limits)
-            await check_value(output, "the outputs mapping", self.rt.limits)
+            await bounded.check_value(output, "the outputs mapping", self.rt.limits)
             return output
         results, statuses = self.scope.results, self.state.status
         for candidates in (self.plan.end_nodes, self.plan.order):
@@ -390,10 +411,3 @@ class GraphLoop:
                 if statuses[node_id] is NodeStatus.COMPLETED:
                     return results[node_id]["output"]
         return None
-
-
-async def run_graph(
-    runtime: RunRuntime, plan: Plan, scope: Scope, prefix: str, depth: int
-) -> GraphResult:
-    """Run ``plan`` to its end under ``runtime`` (the callable the runtime uses for nesting)."""
-    return await GraphLoop(runtime, plan, scope, prefix, depth).run()

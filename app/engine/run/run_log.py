@@ -21,6 +21,7 @@ from typing import Any
 from app.domain.events import Event, EventType
 from app.domain.run import Checkpoint, CheckpointPolicy, EveryNLevels, EveryNNodes, NodeRecord
 from app.engine.ports import CheckpointStore, Clock, EventSink
+from app.errors import LeaseLost
 
 _NOTHING: frozenset[str] = frozenset()
 
@@ -55,6 +56,7 @@ class RunLog:
         self._saving = _NOTHING  # keys of the checkpoint being written
         self._levels_since = 0
         self._lock = asyncio.Lock()
+        self._background: asyncio.Future[None] | None = None  # a write nobody waits for
 
     def event(
         self,
@@ -122,6 +124,19 @@ class RunLog:
             return
         async with self._lock:
             await self._write()
+
+    def write_soon(self) -> None:
+        """Write the buffered events in the background, without the caller waiting (streamed
+        tokens). A failure leaves them buffered: the next flush or checkpoint, which someone
+        does await, writes them or raises."""
+        if self._background is None or self._background.done():
+            self._background = asyncio.ensure_future(self._write_quietly())
+
+    async def _write_quietly(self) -> None:
+        try:
+            await self.flush()
+        except (Exception, LeaseLost):  # kept buffered; the awaited flush reports it
+            return
 
     async def checkpoint(self, *, force: bool = False) -> Checkpoint | None:
         """Save a checkpoint with the records since the last one, when due (or forced).

@@ -21,11 +21,13 @@ from app.domain.run import Checkpoint, RunConfig, RunOutcome, fold_records
 from app.domain.status import ExecutionStatus
 from app.engine.compile.graph import Limits, PlanCache, default_plan_cache
 from app.engine.compile.plan import Plan
-from app.engine.ports import CheckpointStore, Clock, EventSink, NodeExecutor, WorkflowLoader
+from app.engine.ports import CheckpointStore, Clock, EventSink, WorkflowLoader
 from app.engine.run import graph_loop
 from app.engine.run.clock import SystemClock
+from app.engine.run.context import NodeExecutor
+from app.engine.run.control import RunControl
 from app.engine.run.run_log import RunLog
-from app.engine.run.runtime import RunControl, RunRuntime
+from app.engine.run.runtime import RunRuntime
 from app.engine.run.scope import Scope
 
 _TERMINAL_EVENT = {
@@ -122,13 +124,11 @@ class Scheduler:
             control=control,
             executors=self._executors,
             clock=self._clock,
-            node_types=self._node_types,
             loader=self._loader,
             restored=fold_records(checkpoints),
             resume_values=request.resume_values,
             prior_attempts=request.prior_attempts,
             rng=random.Random(self._seed),
-            graph_runner=graph_loop.run_graph,
             planner=functools.partial(
                 self._plans.get_or_plan_async, node_types=self._node_types, limits=self._limits
             ),
@@ -155,16 +155,18 @@ class Scheduler:
             )
         timer = self._arm_timeout(request, control)
         try:
-            result = await graph_loop.run_graph(
+            result = await graph_loop.GraphLoop(
                 runtime, request.plan, Scope.root(request.inputs), "", 0
-            )
+            ).run()
         finally:
             if timer is not None:
                 timer.cancel()
         outcome = RunOutcome(
             status=result.status,
             outputs=result.output,
-            error=result.error,
+            # A limit crossed inside a container fails it with its own error: the run's error
+            # names the limit.
+            error=runtime.usage.exceeded or result.error,
             waiting_on=result.waiting_on,
             nodes=result.statuses,
         )

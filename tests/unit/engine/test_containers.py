@@ -7,7 +7,7 @@ from typing import Any
 
 from app.domain.events import EventType
 from app.domain.status import ExecutionStatus
-from app.engine.run.runtime import RunControl
+from app.engine.run.control import RunControl
 from tests.support import Harness, edge, node, workflow
 
 E = EventType

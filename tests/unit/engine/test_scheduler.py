@@ -10,7 +10,7 @@ import pytest
 
 from app.domain.events import EventType
 from app.domain.status import ExecutionStatus, NodeStatus
-from app.engine.run.runtime import RunControl
+from app.engine.run.control import RunControl
 from tests.support import Harness, edge, node, workflow
 
 E = EventType

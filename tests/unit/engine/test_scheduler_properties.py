@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from app.domain.events import Event, EventType
 from app.domain.run import RunOutcome, fold_records
 from app.domain.status import ExecutionStatus, NodeStatus
-from app.engine.run.runtime import RunControl
+from app.engine.run.control import RunControl
 from app.store.memory import MemoryStore
 from tests.support import Harness, edge, node, workflow
 from tests.unit.engine.dag_strategies import (

@@ -1,0 +1,81 @@
+"""What a run has consumed against its limits (``config.limits``), and the check that stops it.
+
+Three counters: ``nodes`` (node attempts, nested ones and retries included), ``api_calls``
+(outbound calls: http, graphql, mcp, llm, embeddings; every retry is a call) and ``tokens`` (LLM
+input + output). Executors report through ``NodeContext.spend``; the attempt runner counts nodes.
+
+The counters are kept per node key as well as in total, because that is how they survive a
+takeover: each node record carries what its node spent over all its attempts so far, and a run
+that continues elsewhere starts from the sum over its checkpointed records. Work that was never
+recorded (a node cut off by a crash) is spent again when it runs again, and counted again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, Final
+
+from app.domain.run import NodeRecord, RunLimits
+from app.errors import RunLimitExceeded
+
+COUNTERS: Final = ("nodes", "api_calls", "tokens")
+_LIMIT_OF: Final = {"nodes": "max_nodes", "api_calls": "max_api_calls", "tokens": "max_tokens"}
+_UNIT: Final = {"nodes": "node executions", "api_calls": "API calls", "tokens": "tokens"}
+
+
+class RunUsage:
+    """The run's counters, per node key and in total; raises once a limit is crossed."""
+
+    __slots__ = ("_by_key", "_caps", "exceeded", "totals")
+
+    def __init__(self, limits: RunLimits, restored: Iterable[NodeRecord] = ()) -> None:
+        self._caps = {
+            counter: cap
+            for counter in COUNTERS
+            if (cap := getattr(limits, _LIMIT_OF[counter])) is not None
+        }
+        self._by_key: dict[str, dict[str, int]] = {}
+        self.totals = dict.fromkeys(COUNTERS, 0)
+        for record in restored:
+            if record.usage:
+                self._by_key[record.key] = spent = dict(record.usage)
+                for counter, amount in spent.items():
+                    self.totals[counter] = self.totals.get(counter, 0) + amount
+        # The error payload of the first limit crossed; once set, the run only winds down.
+        self.exceeded: dict[str, Any] | None = None
+
+    def spend(self, key: str, *, nodes: int = 0, api_calls: int = 0, tokens: int = 0) -> None:
+        """Count what node ``key`` spent; raise RunLimitExceeded when a limit is now crossed
+        (or was crossed before: nothing more may be spent once one is)."""
+        spent = self._by_key.get(key)
+        if spent is None:
+            spent = self._by_key[key] = {}
+        for counter, amount in (("nodes", nodes), ("api_calls", api_calls), ("tokens", tokens)):
+            if amount:
+                spent[counter] = spent.get(counter, 0) + amount
+                self.totals[counter] += amount
+        if self.exceeded is None:
+            self._check(key)
+        if self.exceeded is not None:
+            raise RunLimitExceeded(self.exceeded["message"], details=self.exceeded["details"])
+
+    def of(self, key: str) -> dict[str, int] | None:
+        """What node ``key`` spent over all its attempts (None when nothing)."""
+        spent = self._by_key.get(key)
+        return dict(spent) if spent else None
+
+    def _check(self, key: str) -> None:
+        for counter, cap in self._caps.items():
+            used = self.totals[counter]
+            if used > cap:
+                limit = _LIMIT_OF[counter]
+                self.exceeded = {
+                    "code": RunLimitExceeded.code,
+                    "message": (
+                        f"the run crossed limits.{limit} ({cap}): {used} {_UNIT[counter]} "
+                        f"counted at node {key!r}"
+                    ),
+                    "node_id": key,
+                    "details": {"limit": limit, "max": cap, "used": dict(self.totals)},
+                }
+                return
