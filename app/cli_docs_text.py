@@ -154,8 +154,16 @@ EVENTS: dict[EventType, tuple[str, str]] = {
         '`{"reason": "form", "form_id", "kind": "form" | "approval", "deadline"}`',
     ),
     EventType.NODE_TOKEN: (
-        "reserved for streamed model output (no core node type sends it yet)",
-        '`{"attempt", "index", "text"}`',
+        "a streaming node produced text (model tokens): what arrives within 50 ms is one event, "
+        "so at most ~20 a second per node",
+        '`{"node_id", "attempt", "index", "text"}`; `index` counts the attempt\'s token events '
+        "from 0, and their texts in index order concatenate to everything it streamed",
+    ),
+    EventType.NODE_STEP: (
+        "a durable sub-step of a node finished (a model turn, a tool call); a finished step "
+        "never runs again, even after a crash, a takeover or a retry",
+        '`{"node_id", "name", "ok", "error"?}` (`error` when `ok` is false: the step runs again '
+        "with the node's next attempt)",
     ),
     EventType.NODE_PROGRESS: (
         "reserved for a node's own progress (no core node type sends it yet)",

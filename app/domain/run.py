@@ -36,7 +36,8 @@ CheckpointPolicy = Literal["every_node", "every_level", "never"] | EveryNLevels 
 
 
 class RunLimits(BaseModel):
-    """Hard caps on what one run may consume; exceeding one fails the run with a clear error."""
+    """Hard caps on what one run may consume; crossing one fails the run with the error
+    ``run_limit_exceeded``, naming the limit and the counts."""
 
     model_config = _STRICT
 
@@ -46,8 +47,15 @@ class RunLimits(BaseModel):
         le=MAX_COUNT,
         description="Node executions, nested ones and retries included.",
     )
-    max_tokens: int | None = Field(default=None, ge=1, le=MAX_COUNT)
-    max_api_calls: int | None = Field(default=None, ge=1, le=MAX_COUNT)
+    max_tokens: int | None = Field(
+        default=None, ge=1, le=MAX_COUNT, description="LLM tokens, input and output."
+    )
+    max_api_calls: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_COUNT,
+        description="Outbound calls (http, graphql, mcp, llm, embeddings), retries included.",
+    )
 
 
 DependencyStrategy = Literal["skip", "defaults", "fail"]
