@@ -161,6 +161,12 @@ EVENTS: dict[EventType, tuple[str, str]] = {
         "reserved for a node's own progress (no core node type sends it yet)",
         "node-specific",
     ),
+    EventType.NODE_STEP: (
+        "a durable sub-step of a node finished (its result is saved with a checkpoint and "
+        "not run again); listed under the node's `steps` in `GET /v1/executions/{id}`",
+        '`{"node_id", "name", "ok", "error"?}`; `error` (`{"code", "message", "node_id", '
+        '"details"?}`) when `ok` is false: the step raised and runs again when the node does',
+    ),
     EventType.CHECKPOINT_CREATED: (
         "node results were saved (per the run's `checkpoint` policy)",
         '`{"checkpoint": number, "nodes": [node keys saved]}`',
