@@ -159,15 +159,15 @@ EVENTS: dict[EventType, tuple[str, str]] = {
         '`{"node_id", "attempt", "index", "text"}`; `index` counts the attempt\'s token events '
         "from 0, and their texts in index order concatenate to everything it streamed",
     ),
-    EventType.NODE_STEP: (
-        "a durable sub-step of a node finished (a model turn, a tool call); a finished step "
-        "never runs again, even after a crash, a takeover or a retry",
-        '`{"node_id", "name", "ok", "error"?}` (`error` when `ok` is false: the step runs again '
-        "with the node's next attempt)",
-    ),
     EventType.NODE_PROGRESS: (
         "reserved for a node's own progress (no core node type sends it yet)",
         "node-specific",
+    ),
+    EventType.NODE_STEP: (
+        "a durable sub-step of a node finished (its result is saved with a checkpoint and "
+        "not run again); listed under the node's `steps` in `GET /v1/executions/{id}`",
+        '`{"node_id", "name", "ok", "error"?}`; `error` (`{"code", "message", "node_id", '
+        '"details"?}`) when `ok` is false: the step raised and runs again when the node does',
     ),
     EventType.CHECKPOINT_CREATED: (
         "node results were saved (per the run's `checkpoint` policy)",

@@ -42,6 +42,18 @@ class Progress(BaseModel):
     percent: float = 0.0
 
 
+class StepState(BaseModel):
+    """A durable sub-step of a node (`ctx.step`) that finished, in this attempt or an
+    earlier one; its result is not shown (it may be large)."""
+
+    name: str
+    ok: bool = Field(description="False: the step raised (it runs again when the node does).")
+    finished_at: datetime
+    error: dict[str, Any] | None = Field(
+        default=None, description="Why the step failed; null when `ok`."
+    )
+
+
 class NodeState(BaseModel):
     node_key: str = Field(description="Node id, qualified inside loops: loop[2].double.")
     node_id: str
@@ -52,6 +64,10 @@ class NodeState(BaseModel):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     duration_ms: float | None = None
+    steps: list[StepState] = Field(
+        default_factory=list,
+        description="Sub-steps that finished, every attempt's, in the order they finished.",
+    )
 
 
 class ExecutionSummary(BaseModel):

@@ -308,6 +308,7 @@ def _node_state(row: Row[Any]) -> models.NodeState:
         started_at=row.started_at,
         finished_at=row.finished_at,
         duration_ms=row.duration_ms,
+        steps=row.steps or [],
     )
 
 

@@ -49,6 +49,12 @@ class NodeRunRow:
     started_at: datetime | None = None
     finished_at: datetime | None = None
     duration_ms: float | None = None
+    # Sub-steps that finished in this batch, appended to the row's (never replacing them: a
+    # node's steps of every attempt stay listed). None: none finished.
+    steps: list[dict[str, Any]] | None = None
+    # The batch holds only finished steps of this node: the writer appends them and leaves the
+    # row's other columns as they are (a node.retry's error, for one).
+    steps_only: bool = False
 
 
 @dataclass(slots=True)
@@ -179,6 +185,8 @@ def derive(
         node_status = _NODE_STATUS_OF_EVENT.get(event.type)
         if node_status is not None and event.node_id is not None:
             _apply_node(rows, event, node_status)
+        elif event.type is EventType.NODE_STEP and event.node_id is not None:
+            _apply_step(rows, event)
     return rows
 
 
@@ -221,12 +229,11 @@ def _apply_node(rows: BatchRows, event: Event, status: NodeStatus) -> None:
     row = rows.node_runs.get(key)
     data = event.data
     if row is None or event.type is EventType.NODE_STARTED:
-        row = rows.node_runs[key] = NodeRunRow(
-            execution_id=event.execution_id,
-            node_key=event.node_id,
-            node_id=event.node_id.rsplit(".", 1)[-1],
-            status=status.value,
-        )
+        # A new attempt resets the row, but not the steps finished before it.
+        steps = None if row is None else row.steps
+        row = rows.node_runs[key] = _node_row(event, status)
+        row.steps = steps
+    row.steps_only = False
     row.status = status.value
     if event.type is EventType.NODE_STARTED:
         row.started_at = event.ts
@@ -242,3 +249,36 @@ def _apply_node(rows: BatchRows, event: Event, status: NodeStatus) -> None:
         row.duration_ms = data.get("duration_ms")
     elif event.type in (EventType.NODE_SKIPPED, EventType.NODE_CANCELLED):
         row.finished_at = event.ts
+
+
+def _apply_step(rows: BatchRows, event: Event) -> None:
+    """A finished sub-step: its name, outcome and time, never its result (which may be large,
+    and lives in the checkpoints)."""
+    assert event.node_id is not None
+    key = (event.execution_id, event.node_id)
+    row = rows.node_runs.get(key)
+    if row is None:
+        # The node's row exists already (its node.started came first); should it not, the
+        # row the writer inserts says the node runs, which it does while its steps finish.
+        row = rows.node_runs[key] = _node_row(event, NodeStatus.RUNNING)
+        row.steps_only = True
+    step: dict[str, Any] = {
+        "name": event.data.get("name"),
+        "ok": bool(event.data.get("ok")),
+        "finished_at": event.ts.isoformat(),
+    }
+    if not step["ok"]:
+        step["error"] = event.data.get("error")
+    if row.steps is None:
+        row.steps = []
+    row.steps.append(step)
+
+
+def _node_row(event: Event, status: NodeStatus) -> NodeRunRow:
+    assert event.node_id is not None
+    return NodeRunRow(
+        execution_id=event.execution_id,
+        node_key=event.node_id,
+        node_id=event.node_id.rsplit(".", 1)[-1],
+        status=status.value,
+    )

@@ -39,6 +39,10 @@ _X_STATUS: ColumnElement[Any] = literal_column("x.status")
 _MOVE: ColumnElement[Any] = literal_column("u.move")
 _ANSWERED: ColumnElement[bool] = literal_column("x.pending_answers > 0")
 _DRIVEN_SQL = ", ".join(f"'{s.value}'" for s in sorted(DRIVEN))
+# A node's steps: the stored ones, then the batch's (a new attempt keeps the earlier ones).
+_APPENDED_STEPS = """CASE WHEN EXCLUDED.steps IS NULL THEN node_runs.steps
+             ELSE (COALESCE(node_runs.steps::jsonb, '[]'::jsonb)
+                   || EXCLUDED.steps::jsonb)::json END"""
 
 _PG_BATCH = f"""
 WITH u AS (
@@ -83,16 +87,19 @@ WITH u AS (
     FROM unnest($8::text[], $9::int[], $10::int[], $11::timestamptz[], $12::text[])
          AS c(execution_id, number, seq, created_at, records)
     WHERE c.execution_id IN (SELECT id FROM ok)
+), n AS (
+    SELECT * FROM unnest($13::text[], $14::text[], $15::text[], $16::text[], $17::int[],
+                         $18::text[], $19::text[], $20::timestamptz[], $21::timestamptz[],
+                         $22::float8[], $36::text[], $37::bool[])
+         AS n(execution_id, node_key, node_id, status, attempt, output, error, started_at,
+              finished_at, duration_ms, steps, steps_only)
+    WHERE n.execution_id IN (SELECT id FROM ok)
 ), nr AS (
     INSERT INTO node_runs (execution_id, node_key, node_id, status, attempt, output, error,
-                           started_at, finished_at, duration_ms)
+                           started_at, finished_at, duration_ms, steps)
     SELECT n.execution_id, n.node_key, n.node_id, n.status, n.attempt, n.output::json,
-           n.error::json, n.started_at, n.finished_at, n.duration_ms
-    FROM unnest($13::text[], $14::text[], $15::text[], $16::text[], $17::int[], $18::text[],
-                $19::text[], $20::timestamptz[], $21::timestamptz[], $22::float8[])
-         AS n(execution_id, node_key, node_id, status, attempt, output, error, started_at,
-              finished_at, duration_ms)
-    WHERE n.execution_id IN (SELECT id FROM ok)
+           n.error::json, n.started_at, n.finished_at, n.duration_ms, n.steps::json
+    FROM n WHERE NOT n.steps_only
     ON CONFLICT (execution_id, node_key) DO UPDATE SET
         node_id = EXCLUDED.node_id,
         status = EXCLUDED.status,
@@ -101,7 +108,15 @@ WITH u AS (
         error = EXCLUDED.error,
         started_at = COALESCE(EXCLUDED.started_at, node_runs.started_at),
         finished_at = EXCLUDED.finished_at,
-        duration_ms = EXCLUDED.duration_ms
+        duration_ms = EXCLUDED.duration_ms,
+        steps = {_APPENDED_STEPS}
+), ns AS (
+    -- Nodes the batch only saw finish sub-steps: their steps are appended, the rest of the row
+    -- stays. (Each node is in one of nr and ns, never both: a row is written once.)
+    INSERT INTO node_runs (execution_id, node_key, node_id, status, attempt, steps)
+    SELECT n.execution_id, n.node_key, n.node_id, n.status, n.attempt, n.steps::json
+    FROM n WHERE n.steps_only
+    ON CONFLICT (execution_id, node_key) DO UPDATE SET steps = {_APPENDED_STEPS}
 ), nf AS (
     SELECT * FROM jsonb_to_recordset($35::jsonb)
          AS f(id text, execution_id text, node_key text, kind text, prompt text, fields jsonb,
@@ -336,6 +351,8 @@ def _pg_arguments(rows: BatchRows) -> list[Any]:
         [u.terminal for u in ex],
         [u.fence for u in ex],
         codec.dumps([form.as_json() for form in rows.forms]),
+        [_json_or_none(n.steps) for n in nr],
+        [n.steps_only for n in nr],
     ]
 
 

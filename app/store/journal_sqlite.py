@@ -7,13 +7,20 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, func, literal, select, update
+from sqlalchemy import and_, case, func, literal, literal_column, select, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.domain.status import DRIVEN, ExecutionStatus
 from app.store import codec, status_sql
-from app.store.journal_rows import Append, BatchRows, ExecutionUpdate, FormRequest, RowState
+from app.store.journal_rows import (
+    Append,
+    BatchRows,
+    ExecutionUpdate,
+    FormRequest,
+    NodeRunRow,
+    RowState,
+)
 from app.store.leases import LeaseState
 from app.store.tables import checkpoints, events, executions, forms, node_runs
 
@@ -204,7 +211,7 @@ async def _cancel_pending_forms(connection: AsyncConnection, ids: list[str]) -> 
     )
 
 
-def _sqlite_node_upsert(row: Any) -> Any:
+def _sqlite_node_upsert(row: NodeRunRow) -> Any:
     statement = sqlite_insert(node_runs).values(
         execution_id=row.execution_id,
         node_key=row.node_key,
@@ -216,11 +223,18 @@ def _sqlite_node_upsert(row: Any) -> Any:
         started_at=row.started_at,
         finished_at=row.finished_at,
         duration_ms=row.duration_ms,
+        steps=row.steps,
     )
+    steps: dict[str, Any] = {} if row.steps is None else {"steps": _appended_steps(row.steps)}
     excluded = statement.excluded
+    if row.steps_only:
+        return statement.on_conflict_do_update(
+            index_elements=[node_runs.c.execution_id, node_runs.c.node_key], set_=steps
+        )
     return statement.on_conflict_do_update(
         index_elements=[node_runs.c.execution_id, node_runs.c.node_key],
         set_={
+            **steps,
             "node_id": excluded.node_id,
             "status": excluded.status,
             "attempt": case((excluded.attempt == 0, node_runs.c.attempt), else_=excluded.attempt),
@@ -231,6 +245,14 @@ def _sqlite_node_upsert(row: Any) -> Any:
             "duration_ms": excluded.duration_ms,
         },
     )
+
+
+def _appended_steps(steps: list[dict[str, Any]]) -> Any:
+    """The row's steps with ``steps`` appended (json1's ``$[#]``: past the array's end)."""
+    appended: list[Any] = []
+    for step in steps:
+        appended += ["$[#]", func.json(codec.dumps(step))]
+    return func.json_insert(func.coalesce(node_runs.c.steps, literal_column("'[]'")), *appended)
 
 
 def _execution_update(change: ExecutionUpdate) -> Any:

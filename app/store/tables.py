@@ -177,6 +177,9 @@ node_runs = Table(
     Column("started_at", Timestamp()),
     Column("finished_at", Timestamp()),
     Column("duration_ms", Float),
+    # The node's finished sub-steps, every attempt's, in the order they finished:
+    # [{"name", "ok", "finished_at", "error"?}] (their results live in checkpoints only).
+    Column("steps", JSON),
 )
 
 checkpoints = Table(

@@ -551,3 +551,77 @@ async def test_resume_from_stored_checkpoints_skips_completed_nodes(backend: Bac
         "flaky": (NodeStatus.COMPLETED, 2),
         "end": (NodeStatus.COMPLETED, 1),
     }
+
+
+# -- node runs -------------------------------------------------------------------------------
+
+
+async def test_node_steps_are_listed_across_batches_and_attempts(backend: Backend) -> None:
+    run = await backend.new_execution()
+    failure = {"code": "node_error", "message": "parse failed", "node_id": "a"}
+    retry_error = {"code": "node_error", "message": "attempt 1 failed", "node_id": "a"}
+
+    def step(seq: int, name: str, error: dict[str, Any] | None = None) -> Event:
+        data: dict[str, Any] = {"node_id": "a", "name": name, "ok": error is None}
+        if error is not None:
+            data["error"] = error
+        return ev(run, seq, E.NODE_STEP, node_id="a", level=0, data=data)
+
+    await backend.journal.emit(
+        [
+            ev(run, 1, E.WORKFLOW_STARTED),
+            ev(run, 2, E.NODE_STARTED, node_id="a", level=0, data={"attempt": 1}),
+            step(3, "fetch"),
+        ]
+    )
+    retry = {"attempt": 1, "next_attempt": 2, "retry": 1, "delay_ms": 1.0, "error": retry_error}
+    await backend.journal.emit(
+        [step(4, "parse", failure), ev(run, 5, E.NODE_RETRY, node_id="a", level=0, data=retry)]
+    )
+    # A batch of a step only (ctx.step forces its own write): the rest of the row stays.
+    await backend.journal.emit([step(6, "parse")])
+    if backend.sql:
+        a = next(n for n in (await backend.row(run)).nodes if n.node_key == "a")
+        assert (a.status, a.attempt, a.error) == (NodeStatus.RUNNING, 2, retry_error)
+        assert [s.name for s in a.steps] == ["fetch", "parse", "parse"]
+    # A new attempt (a takeover's) resets the row but keeps the steps finished before it.
+    await backend.journal.emit(
+        [
+            ev(run, 7, E.NODE_STARTED, node_id="a", level=0, data={"attempt": 3}),
+            step(8, "store"),
+            ev(run, 9, E.NODE_COMPLETED, node_id="a", level=0, data={"output": 1, "attempt": 3}),
+        ]
+    )
+
+    logged = await backend.journal.read_events(run, 0, 100)
+    assert [e.data["name"] for e in logged if e.type is E.NODE_STEP] == [
+        "fetch",
+        "parse",
+        "parse",
+        "store",
+    ]
+    if not backend.sql:
+        return  # the in-memory store keeps the log only: no node-run rows to read
+    a = next(n for n in (await backend.row(run)).nodes if n.node_key == "a")
+    assert (a.status, a.attempt, a.output, a.error) == (NodeStatus.COMPLETED, 3, 1, None)
+    assert [(s.name, s.ok, s.error) for s in a.steps] == [
+        ("fetch", True, None),
+        ("parse", False, failure),
+        ("parse", True, None),
+        ("store", True, None),
+    ]
+    finished = [T0 + timedelta(milliseconds=seq) for seq in (3, 4, 6, 8)]
+    assert [s.finished_at for s in a.steps] == finished
+
+
+async def test_a_step_of_a_node_without_a_row_is_kept(backend: Backend) -> None:
+    if not backend.sql:
+        pytest.skip("node-run rows are the SQL stores'")
+    run = await backend.new_execution()
+    data = {"node_id": "lone", "name": "only", "ok": True}
+
+    await backend.journal.emit([ev(run, 1, E.NODE_STEP, node_id="lone", level=0, data=data)])
+
+    (lone,) = (await backend.row(run)).nodes
+    assert (lone.node_key, lone.status) == ("lone", NodeStatus.RUNNING)
+    assert [s.name for s in lone.steps] == ["only"]

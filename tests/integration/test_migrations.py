@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, select, text
 from sqlalchemy.engine import Connection
 
 from app.store import tables
@@ -84,3 +84,31 @@ async def test_autogenerate_notices_a_difference(database_url: str) -> None:
     diff = await schema_diff(database_url)
     added = {d[1].name for d in diff if d[0] == "add_table"}
     assert added == set(tables.metadata.tables)
+
+
+async def test_node_steps_column_comes_and_goes_keeping_the_rows(database_url: str) -> None:
+    row = {"execution_id": "x-1", "node_key": "a", "node_id": "a", "status": "completed"}
+    await downgrade(database_url, "0004")
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "INSERT INTO node_runs (execution_id, node_key, node_id, status, attempt) "
+                    "VALUES (:execution_id, :node_key, :node_id, :status, 1)"
+                ),
+                row,
+            )
+        await migrate(database_url)
+        async with engine.connect() as conn:
+            stored = (await conn.execute(select(tables.node_runs))).one()
+        assert (stored.node_key, stored.steps) == ("a", None)  # read as no steps
+
+        await downgrade(database_url, "0004")
+        async with engine.connect() as conn:
+            columns = await conn.run_sync(lambda sync: inspect(sync).get_columns("node_runs"))
+            kept = (await conn.execute(text("SELECT node_key FROM node_runs"))).scalars().all()
+        assert "steps" not in {column["name"] for column in columns}
+        assert kept == ["a"]
+    finally:
+        await engine.dispose()
