@@ -321,7 +321,7 @@ def test_waiting_run_exits_3(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     registry, _ = probe_registry()
-    monkeypatch.setattr(cli, "load_registry", lambda **_: registry)
+    monkeypatch.setattr(cli, "load_registry", lambda _resources: registry)
     document = workflow([node("ask", "probe", suspend=True)], [])
     code, out, err = run(capsys, "run", write(tmp_path, document))
     assert code == 3
