@@ -141,7 +141,7 @@ def with_plugin(
     try:
         factory = entry.load()
     except Exception as exc:
-        log.error("%s could not be imported; skipped: %s", where, _why(exc), exc_info=True)
+        log.error("%s: could not be imported; skipped: %s", where, _why(exc), exc_info=True)
         return registry
     try:
         definitions = build(factory, resources.scoped(entry.name))
