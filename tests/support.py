@@ -17,8 +17,7 @@ from app.engine.run.context import NodeContext, NodeExecutor
 from app.engine.run.control import RunControl
 from app.engine.run.outcomes import NodeOutput, Suspend
 from app.engine.run.scheduler import RunRequest, Scheduler
-from app.nodes.plugin import NodeDefinition
-from app.nodes.registry import NodeOrigin, Registry, core_registry
+from app.nodes.registry import Registry, core_registry
 from app.nodes.resources import NodeResources
 from app.store.memory import MemoryStore
 
@@ -97,17 +96,9 @@ class ProbeExecutor:
         return NodeOutput(await ctx.render("value"))
 
 
-TESTS = NodeOrigin("tests", "0")  # where the node types tests add come from
-
-
-def with_type(registry: Registry, node_type: NodeType, executor: NodeExecutor) -> Registry:
-    """``registry`` with one more node type, as a test adds it."""
-    return registry.with_definitions([NodeDefinition(node_type, executor)], TESTS)
-
-
 def probe_registry(probe: ProbeExecutor | None = None) -> tuple[Registry, ProbeExecutor]:
     probe = probe or ProbeExecutor()
-    return with_type(core_registry(NodeResources()), NodeType("probe", ProbeConfig), probe), probe
+    return core_registry(NodeResources()).with_type(NodeType("probe", ProbeConfig), probe), probe
 
 
 @dataclass

@@ -51,6 +51,9 @@ class NodeOrigin:
     version: str
 
 
+IN_PROCESS = NodeOrigin("in-process", NOT_INSTALLED)
+
+
 @dataclass(frozen=True, slots=True)
 class Registry:
     """The node types a deployment accepts, the executor of each, and where each comes from."""
@@ -76,6 +79,13 @@ class Registry:
             {**self.executors, **{d.node_type.name: d.executor for d in definitions}},
             {**self.origins, **dict.fromkeys((d.node_type.name for d in definitions), origin)},
         )
+
+    def with_type(
+        self, node_type: NodeType, executor: NodeExecutor, origin: NodeOrigin | None = None
+    ) -> Registry:
+        """A registry that also knows one type, registered by code in this process (tests, an
+        embedding application) unless ``origin`` says otherwise."""
+        return self.with_definitions([NodeDefinition(node_type, executor)], origin or IN_PROCESS)
 
     def catalog(self) -> NodeTypeList:
         """Every type with its origin and config schema, sorted by name (``GET /v1/node-types``)."""

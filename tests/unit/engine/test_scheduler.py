@@ -11,7 +11,7 @@ import pytest
 from app.domain.events import EventType
 from app.domain.status import ExecutionStatus, NodeStatus
 from app.engine.run.control import RunControl
-from tests.support import Harness, edge, node, with_type, workflow
+from tests.support import Harness, edge, node, workflow
 
 E = EventType
 
@@ -428,7 +428,7 @@ async def test_executors_can_emit_their_own_events_with_a_stable_idempotency_key
             return NodeOutput("hello")
 
     h = Harness()
-    h.registry = with_type(h.registry, NodeType("streamer", NodeConfig), Streamer())
+    h.registry = h.registry.with_type(NodeType("streamer", NodeConfig), Streamer())
     loop = node("loop", "foreach", items=[1, 2], body={"nodes": [node("s", "streamer")]})
     outcome = await h.run(workflow([loop], []))
     assert outcome.outputs == ["hello", "hello"]
