@@ -1,4 +1,4 @@
-"""`oxify`: run, validate and draw workflow documents from the command line.
+"""`oxify`: run, validate and draw workflow documents, and list node types, from the command line.
 
 One small function per subcommand (``cmd_*``), each registered by an ``add_*`` function;
 ``serve`` and ``migrate`` join them the same way. ``main`` returns the exit code:
@@ -15,19 +15,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import json
 import signal
 import sys
 import uuid
-from collections.abc import Callable, Sequence
-from importlib import metadata
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeAlias
 
 from pydantic import ValidationError
 
-from app import cli_display
+from app import cli_database, cli_display
 from app.cli_errors import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -46,9 +46,9 @@ from app.engine.run import bounded
 from app.engine.run.control import RunControl
 from app.engine.run.scheduler import RunRequest, Scheduler
 from app.errors import ErrorDetail, InputsInvalid, InputsTooLarge, OxifyError, WorkflowInvalid
-from app.nodes import http
+from app.nodes import registry as node_registry
 from app.nodes.registry import Registry, load_registry
-from app.settings import get_settings
+from app.nodes.resources import NodeResources
 from app.store.memory import MemoryStore
 
 # What each add_<command> registers its parser on.
@@ -254,13 +254,33 @@ def report(outcome: RunOutcome, interrupted: bool) -> int:
     return EXIT_FAILED
 
 
+@contextlib.contextmanager
+def loaded_registry() -> Iterator[Registry]:
+    """The node types (plug-ins too) for a command that runs nothing; what the node factories
+    opened is closed after."""
+    resources = NodeResources(settings=cli_database.load_settings())
+    try:
+        yield load_registry(resources)
+    finally:
+        asyncio.run(resources.aclose())
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    # One client for every http node of the run, opened and closed on the run's event loop; on
-    # the early exits below it was never opened and holds nothing.
-    http_client = http.make_client()
-    registry = load_registry(http_client=http_client)
+    # The resources the run's nodes share (one HTTP client for every http node, ...) are used
+    # and closed on the run's event loop; on an early exit they are closed on a loop of their
+    # own (clients opened by plug-in factories, if any).
+    resources = NodeResources(settings=cli_database.load_settings())
+    try:
+        return run_document(args, resources)
+    finally:
+        if not resources.closed:
+            asyncio.run(resources.aclose())
+
+
+def run_document(args: argparse.Namespace, resources: NodeResources) -> int:
+    registry = load_registry(resources)
     store = MemoryStore()
-    settings = get_settings()
+    settings = resources.settings
     scheduler = Scheduler(
         executors=registry.executors,
         events=store,
@@ -290,7 +310,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     display = cli_display.make_display(name, quiet=args.quiet, stream=sys.stderr)
 
     async def run() -> tuple[RunOutcome, bool]:
-        async with http_client:
+        async with resources:
             return await execute(scheduler, request, store, display)
 
     try:
@@ -331,8 +351,12 @@ def add_run(commands: Commands) -> None:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    registry = load_registry()
     document = load_json(args.file)
+    with loaded_registry() as registry:
+        return validate_document(document, registry)
+
+
+def validate_document(document: Any, registry: Registry) -> int:
     errors = graph.validate_workflow(document, node_types=registry.node_types)
     if errors:
         print(f"invalid: {problems(errors)}", file=sys.stderr)
@@ -354,7 +378,8 @@ def add_validate(commands: Commands) -> None:
 
 
 def cmd_graph(args: argparse.Namespace) -> int:
-    plan = plan_document(args.file, load_registry(), EXIT_FAILED)
+    with loaded_registry() as registry:
+        plan = plan_document(args.file, registry, EXIT_FAILED)
     text = render.render(plan, args.format)
     print(text, end="" if text.endswith("\n") else "\n")
     return EXIT_OK
@@ -367,22 +392,48 @@ def add_graph(commands: Commands) -> None:
     p.set_defaults(handler=cmd_graph)
 
 
+# -- nodes -------------------------------------------------------------------------------------
+
+NODES_COLUMNS = ("type", "source", "version", "description")
+
+
+def cmd_nodes(args: argparse.Namespace) -> int:
+    with loaded_registry() as registry:
+        catalog = registry.catalog()
+    if args.json:  # the answer of GET /v1/node-types
+        print(json.dumps(catalog.model_dump(mode="json"), indent=2, ensure_ascii=False))
+        return EXIT_OK
+    rows = [NODES_COLUMNS] + [
+        (item.type, item.source, item.version, item.description) for item in catalog.items
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(NODES_COLUMNS) - 1)]
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+        print("  ".join([*cells, row[-1]]).rstrip())
+    return EXIT_OK
+
+
+def add_nodes(commands: Commands) -> None:
+    p = commands.add_parser(
+        "nodes", help="list the node types (built-in and plug-ins) with source and version"
+    )
+    p.add_argument("--json", action="store_true", help="print GET /v1/node-types' JSON")
+    p.set_defaults(handler=cmd_nodes)
+
+
 # -- entry point -------------------------------------------------------------------------------
 
 
 def installed_version() -> str:
     """The version of the installed ``oxify`` distribution (what pip and bug reports see)."""
-    try:
-        return metadata.version("oxify")
-    except metadata.PackageNotFoundError:  # a source tree run without installing it
-        return "(not installed)"
+    return node_registry.installed_version(node_registry.OXIFY_DISTRIBUTION)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="oxify", description="Oxify: durable workflow execution.")
     parser.add_argument("--version", action="version", version=f"oxify {installed_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (add_run, add_validate, add_graph, add_server_commands):
+    for add in (add_run, add_validate, add_graph, add_nodes, add_server_commands):
         add(commands)
     return parser
 

@@ -1,4 +1,5 @@
-"""``oxify docs``: write ``docs/api.md``, the HTTP API reference a newcomer reads, from the app.
+"""``oxify docs``: write ``docs/api.md``, the HTTP API reference a newcomer reads, from the app
+(and ``oxify openapi``: write the app's OpenAPI document to ``openapi/openapi.json``).
 
 Routes, parameters, bodies and answers come from the app's OpenAPI document; the workflow
 document and every core node type's config from its component schemas; events from
@@ -15,6 +16,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from fastapi import FastAPI
 from starlette.routing import BaseRoute, WebSocketRoute
 
 from app import cli_docs_text as text
@@ -28,6 +30,7 @@ from app.errors import NodeError, OxifyError
 from app.settings import Settings
 
 DEFAULT_PATH = Path("docs") / "api.md"
+OPENAPI_PATH = Path("openapi") / "openapi.json"
 METHODS = ("get", "put", "post", "delete", "patch")
 DOCUMENT_SCHEMAS = ("WorkflowDocument", "NodeSpec", "EdgeSpec", "GraphSpec", "RetryPolicy")
 # Codes a route answers beyond what its documented statuses imply for every route (422:
@@ -61,10 +64,26 @@ ROUTE_CODES: dict[tuple[str, str], tuple[str, ...]] = {
 _BY_STATUS = {413: "body_too_large", 429: "queue_full", 500: "internal_error", 503: "not_ready"}
 
 
+def reference_app() -> FastAPI:
+    """The app as built from its code, for the documents made from it (its lifespan not run)."""
+    return main.create_app(Settings(database_url="sqlite+aiosqlite:///:memory:"))
+
+
 def generate() -> str:
-    """The reference of the app as built from its code (its lifespan is not run)."""
-    app = main.create_app(Settings(database_url="sqlite+aiosqlite:///:memory:"))
+    """The reference of the app as built from its code."""
+    app = reference_app()
     return render(openapi.openapi_document(app), websocket_paths(app.routes))
+
+
+def openapi_text() -> str:
+    """The app's OpenAPI document as committed in ``openapi/openapi.json``."""
+    return openapi.dump(openapi.openapi_document(reference_app()))
+
+
+def write_openapi(path: str | Path = OPENAPI_PATH) -> None:
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(openapi_text(), encoding="utf-8")
 
 
 def websocket_paths(routes: Iterable[BaseRoute]) -> list[str]:

@@ -50,7 +50,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_openapi(args: argparse.Namespace) -> int:
-    from app.api.openapi import write_openapi
+    from app.cli_docs import write_openapi
 
     write_openapi(args.path)
     print(f"wrote {args.path}", file=sys.stderr)

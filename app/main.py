@@ -19,8 +19,8 @@ from app.engine.compile.graph import PlanCache
 from app.engine.run.scheduler import Scheduler
 from app.events.bus import EventBus
 from app.events.notify import Channel, LocalNotifier, Notifier, PgNotifier
-from app.nodes import http as http_node
 from app.nodes.registry import load_registry
+from app.nodes.resources import NodeResources
 from app.services.container import Services
 from app.services.executions import ExecutionService
 from app.services.forms import FormService
@@ -33,7 +33,6 @@ from app.store.journal import SqlJournal
 
 log = logging.getLogger("oxify")
 
-HTTP_CLIENT_TIMEOUT_S = 30.0  # seconds; nodes set their own per request
 MAINTENANCE_TIMEOUT_S = 300.0  # seconds a retention statement may take (bulk deletes)
 
 
@@ -61,8 +60,8 @@ async def running_services(settings: Settings) -> AsyncIterator[Services]:
     journal.set_publisher(published)
     notifier.listen(Channel.EVENTS, bus.refresh)
     notifier.on_resync(bus.refresh_all)
-    http_client = http_node.make_client(timeout=HTTP_CLIENT_TIMEOUT_S)
-    registry = load_registry(http_client=http_client)
+    resources = NodeResources(settings=settings, database=engine)
+    registry = load_registry(resources)
     if settings.faults:
         executors = {name: faults.FaultyExecutor(e) for name, e in registry.executors.items()}
         registry = dataclasses.replace(registry, executors=executors)
@@ -131,7 +130,9 @@ async def running_services(settings: Settings) -> AsyncIterator[Services]:
         retention_days=settings.retention_days,
         retention_interval_s=settings.retention_interval_s,
     )
-    services = Services(settings, engine, workflows, executions, runner, bus, forms)
+    services = Services(
+        settings, engine, workflows, executions, runner, bus, forms, registry.catalog()
+    )
     await notifier.start()
     await runner.start()
     await housekeeping.start()
@@ -143,7 +144,7 @@ async def running_services(settings: Settings) -> AsyncIterator[Services]:
         await journal.close()
         await bus.close()
         await notifier.close()
-        await http_client.aclose()
+        await resources.aclose()
         await engine.dispose()
         if maintenance is not engine:
             await maintenance.dispose()

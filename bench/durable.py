@@ -38,6 +38,7 @@ from app.domain.status import ExecutionStatus
 from app.engine.compile.graph import content_hash
 from app.engine.run.scheduler import RunRequest, Scheduler
 from app.nodes.registry import core_registry
+from app.nodes.resources import NodeResources
 from app.store import db
 from app.store import executions as executions_store
 from app.store import workflows as workflows_store
@@ -64,7 +65,7 @@ def fan(width: int) -> dict[str, Any]:
 
 class Bench:
     def __init__(self, engine: AsyncEngine) -> None:
-        registry = core_registry()
+        registry = core_registry(NodeResources())
         self.engine = engine
         self.journal = SqlJournal(engine)
         self.scheduler = Scheduler(

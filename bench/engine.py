@@ -27,6 +27,7 @@ from app.domain.status import ExecutionStatus
 from app.engine.compile.graph import Limits
 from app.engine.run.scheduler import RunRequest, Scheduler
 from app.nodes.registry import core_registry
+from app.nodes.resources import NodeResources
 from app.store.memory import MemoryStore
 from bench.graph_planning import bench_planning
 
@@ -69,7 +70,7 @@ def skewed(steps: int = 20, long_s: float = 0.2) -> tuple[dict[str, Any], float]
 
 
 async def run_once(document: dict[str, Any], config: RunConfig) -> float:
-    registry = core_registry()
+    registry = core_registry(NodeResources())
     store = MemoryStore()
     scheduler = Scheduler(
         executors=registry.executors,

@@ -18,6 +18,7 @@ from app.engine.run.control import RunControl
 from app.engine.run.outcomes import NodeOutput, Suspend
 from app.engine.run.scheduler import RunRequest, Scheduler
 from app.nodes.registry import Registry, core_registry
+from app.nodes.resources import NodeResources
 from app.store.memory import MemoryStore
 
 T = TypeVar("T")
@@ -97,7 +98,7 @@ class ProbeExecutor:
 
 def probe_registry(probe: ProbeExecutor | None = None) -> tuple[Registry, ProbeExecutor]:
     probe = probe or ProbeExecutor()
-    return core_registry().with_type(NodeType("probe", ProbeConfig), probe), probe
+    return core_registry(NodeResources()).with_type(NodeType("probe", ProbeConfig), probe), probe
 
 
 @dataclass

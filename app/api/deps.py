@@ -10,6 +10,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from app.api.errors import ApiProblem
+from app.domain.views import NodeTypeList
 from app.services.container import Services
 from app.services.executions import ExecutionService
 from app.services.forms import FormService
@@ -35,7 +36,12 @@ async def get_forms(services: Annotated[Services, Depends(get_services)]) -> For
     return services.forms
 
 
+async def get_node_types(services: Annotated[Services, Depends(get_services)]) -> NodeTypeList:
+    return services.node_types
+
+
 ServicesDep = Annotated[Services, Depends(get_services)]
 FormsDep = Annotated[FormService, Depends(get_forms)]
 WorkflowsDep = Annotated[WorkflowService, Depends(get_workflows)]
 ExecutionsDep = Annotated[ExecutionService, Depends(get_executions)]
+NodeTypesDep = Annotated[NodeTypeList, Depends(get_node_types)]

@@ -6,19 +6,15 @@ the service reports document pointers) is typed by the full workflow JSON Schema
 optional parameter is absent, never ``null`` (a query string or a header cannot say null).
 Links between operations come from :mod:`app.api.links`.
 
-Run ``python -m app.api.openapi [PATH]`` to regenerate ``openapi/openapi.json``.
+``oxify openapi`` (``app.cli_docs``) writes it for the composition root's app to
+``openapi/openapi.json``.
 """
 
 from __future__ import annotations
 
 import functools
-import importlib
 import json
-import os
 import re
-import sys
-from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
@@ -28,12 +24,9 @@ from starlette import routing
 from app.api import links
 from app.api.schemas import PROBLEM_MEDIA_TYPE, ProblemDetails, WorkflowDocument
 from app.domain.schema import workflow_json_schema
-from app.settings import Settings
 
-DEFAULT_PATH = Path("openapi") / "openapi.json"
 SCHEMAS_REF = "#/components/schemas/"
 _DEFS_REF = "#/$defs/"
-_USAGE = "usage: python -m app.api.openapi [PATH]"
 
 
 def openapi_document(app: FastAPI) -> dict[str, Any]:
@@ -147,35 +140,3 @@ def install(app: FastAPI) -> None:
 def dump(document: dict[str, Any]) -> str:
     """The document as committed: indent 2, sorted keys, UTF-8 text, trailing newline."""
     return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-
-
-def generate() -> str:
-    """The committed form of the app's document (the app is built, its lifespan not run)."""
-    # The composition root sits above the API layer: looked up at run time, as a script would.
-    main_module = importlib.import_module("app.main")
-    app: FastAPI = main_module.create_app(Settings(database_url="sqlite+aiosqlite:///:memory:"))
-    return dump(openapi_document(app))
-
-
-def write_openapi(path: str | os.PathLike[str] = DEFAULT_PATH) -> None:
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(generate(), encoding="utf-8")
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    if any(arg in ("-h", "--help") for arg in args):
-        print(_USAGE)
-        return 0
-    if len(args) > 1:
-        print(_USAGE, file=sys.stderr)
-        return 2
-    path = Path(args[0]) if args else DEFAULT_PATH
-    write_openapi(path)
-    print(f"wrote {path}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

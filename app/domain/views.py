@@ -159,3 +159,22 @@ class Form(BaseModel):
     answers: list[FormAnswer] = Field(
         default_factory=list, description="Every answer given, oldest first (audit trail)."
     )
+
+
+class NodeTypeInfo(BaseModel):
+    """A node type this deployment knows, where it comes from, and its config's schema."""
+
+    type: str = Field(description="The name a node gives as its `type`.", examples=["http"])
+    source: str = Field(
+        description="`builtin`, or the name of the distribution whose plug-in added it.",
+        examples=["builtin"],
+    )
+    version: str = Field(description="The version of Oxify, or of the plug-in's distribution.")
+    description: str = Field(description="What a node of this type does, in one line.")
+    config_schema: dict[str, Any] = Field(description="JSON Schema of the node's `config`.")
+
+
+class NodeTypeList(BaseModel):
+    """Every node type, sorted by name."""
+
+    items: list[NodeTypeInfo]

@@ -4,10 +4,25 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, cast
 
-from app.domain.node_types import EndConfig, SetVarConfig
-from app.engine.run.context import NodeContext
+from app.domain.node_types import CORE_NODE_TYPES, EndConfig, SetVarConfig
+from app.engine.run.context import NodeContext, NodeExecutor
 from app.engine.run.outcomes import NodeOutput
 from app.errors import FailNodeError
+from app.nodes.plugin import NodeDefinition
+from app.nodes.resources import NodeResources
+
+
+def definitions(_resources: NodeResources) -> list[NodeDefinition]:
+    """The data node types; they need nothing from outside."""
+    executors: list[tuple[str, NodeExecutor]] = [
+        ("start", StartExecutor()),
+        ("end", EndExecutor()),
+        ("transform", TransformExecutor()),
+        ("set_var", SetVarExecutor()),
+        ("delay", DelayExecutor()),
+        ("fail", FailExecutor()),
+    ]
+    return [NodeDefinition(CORE_NODE_TYPES[name], executor) for name, executor in executors]
 
 
 class StartExecutor:

@@ -4,9 +4,19 @@ from __future__ import annotations
 
 from typing import ClassVar, cast
 
-from app.domain.node_types import SwitchConfig
+from app.domain.node_types import CORE_NODE_TYPES, SwitchConfig
 from app.engine.run.context import NodeContext
 from app.engine.run.outcomes import NodeOutput
+from app.nodes.plugin import NodeDefinition
+from app.nodes.resources import NodeResources
+
+
+def definitions(_resources: NodeResources) -> list[NodeDefinition]:
+    """The branching node types; they need nothing from outside."""
+    return [
+        NodeDefinition(CORE_NODE_TYPES["if"], IfExecutor()),
+        NodeDefinition(CORE_NODE_TYPES["switch"], SwitchExecutor()),
+    ]
 
 
 class IfExecutor:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from app.domain.node_types import SubworkflowConfig, TryConfig
+from app.domain.node_types import CORE_NODE_TYPES, SubworkflowConfig, TryConfig
 from app.domain.status import ExecutionStatus
 from app.engine.compile.inputs import apply_defaults, validate_inputs
 from app.engine.compile.plan import Plan
@@ -12,8 +12,18 @@ from app.engine.run.context import NodeContext
 from app.engine.run.outcomes import NodeOutput
 from app.engine.run.scope import Scope
 from app.errors import NodeConfigError, NodeError
+from app.nodes.plugin import NodeDefinition
+from app.nodes.resources import NodeResources
 
 MAX_NESTING_DEPTH = 32  # graphs inside graphs; deeper is almost surely a recursive sub-workflow
+
+
+def definitions(_resources: NodeResources) -> list[NodeDefinition]:
+    """The composition node types; stored workflows come through the context, not resources."""
+    return [
+        NodeDefinition(CORE_NODE_TYPES["try"], TryExecutor()),
+        NodeDefinition(CORE_NODE_TYPES["subworkflow"], SubworkflowExecutor()),
+    ]
 
 
 class TryExecutor:

@@ -1,4 +1,4 @@
-"""The ``http`` node: one request through an injected ``httpx.AsyncClient``.
+"""The ``http`` node: one request through the process's shared ``httpx.AsyncClient``.
 
 Secrets stay out of results and errors: request headers are never echoed, and URLs in messages
 lose their query string and userinfo. Requests are built here (not by the client), so a shared
@@ -12,15 +12,16 @@ import email.utils
 import json
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any, cast
 
 import httpx
 
-from app.domain.node_types import HttpConfig, check_http_url
+from app.domain.node_types import CORE_NODE_TYPES, HttpConfig, check_http_url
 from app.engine.run.context import NodeContext
 from app.engine.run.outcomes import NodeOutput
 from app.errors import NodeConfigError, NodeError
+from app.nodes.plugin import NodeDefinition
+from app.nodes.resources import NodeResources
 
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 EXCERPT_CHARS = 500  # characters of an unexpected answer's body kept in the error
@@ -47,21 +48,19 @@ class HttpResponseInvalid(NodeError):
     retryable = False
 
 
-def make_client(**options: Any) -> httpx.AsyncClient:
-    """The client to share between runs: it keeps no cookies (runs must not see each other's)."""
-    jar = CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
-    return httpx.AsyncClient(cookies=jar, **options)
+def definitions(resources: NodeResources) -> list[NodeDefinition]:
+    """The ``http`` node type, sending through ``resources.http``."""
+    return [NodeDefinition(CORE_NODE_TYPES["http"], HttpExecutor(resources))]
 
 
 class HttpExecutor:
     """Sends the node's request; outputs ``{"status", "headers", "json" | "text"}``.
 
-    The service injects one shared client. Without one, each execution opens and closes its own:
-    the fallback for tests and one-off command-line use.
+    Every request goes through the one client the resources hold (made on the first request).
     """
 
-    def __init__(self, client: httpx.AsyncClient | None = None) -> None:
-        self._client = client
+    def __init__(self, resources: NodeResources) -> None:
+        self._resources = resources
 
     async def execute(self, ctx: NodeContext) -> NodeOutput:
         config = cast(HttpConfig, ctx.config)
@@ -70,10 +69,7 @@ class HttpExecutor:
         request.extensions["timeout"] = httpx.Timeout(timeout_s).as_dict()
         now = ctx.clock.now  # for Retry-After dates, on the run's clock
         ctx.spend(api_calls=1)
-        if self._client is not None:
-            return await _send(self._client, request, config, timeout_s, now)
-        async with make_client() as client:
-            return await _send(client, request, config, timeout_s, now)
+        return await _send(self._resources.http, request, config, timeout_s, now)
 
 
 async def build_request(ctx: NodeContext, config: HttpConfig) -> httpx.Request:

@@ -16,14 +16,26 @@ from typing import Any, ClassVar, cast
 
 from app.domain import human
 from app.domain.events import EventType
+from app.domain.node_types import CORE_NODE_TYPES
 from app.domain.status import NodeStatus
 from app.engine.run.context import NodeContext
 from app.engine.run.outcomes import NodeOutput, Suspend
 from app.errors import FormTimedOut
+from app.nodes.plugin import NodeDefinition
+from app.nodes.resources import NodeResources
 
 # Form ids are derived from the run, the node key and the attempt: a request replayed after a
 # crash gets the same id (and the same row), a new attempt a new one.
 FORM_NAMESPACE = uuid.UUID("5f0c7a52-7d1e-4d61-9a54-0b1f3c2e9d11")
+
+
+def definitions(_resources: NodeResources) -> list[NodeDefinition]:
+    """``approval`` and ``form``: one executor (answers arrive through the run, not resources)."""
+    executor = HumanExecutor()
+    return [
+        NodeDefinition(CORE_NODE_TYPES["approval"], executor),
+        NodeDefinition(CORE_NODE_TYPES["form"], executor),
+    ]
 
 
 class HumanExecutor:

@@ -11,13 +11,24 @@ import asyncio
 from collections.abc import Callable, Sequence
 from typing import Any, cast
 
-from app.domain.node_types import ForeachConfig, RepeatConfig, WhileConfig
+from app.domain.node_types import CORE_NODE_TYPES, ForeachConfig, RepeatConfig, WhileConfig
 from app.domain.status import ExecutionStatus
 from app.engine.compile.plan import Plan
 from app.engine.run.context import NodeContext
 from app.engine.run.outcomes import GraphInterrupted, NodeOutput
 from app.engine.run.scope import Scope
 from app.errors import LoopLimitExceeded, NodeConfigError, NodeError
+from app.nodes.plugin import NodeDefinition
+from app.nodes.resources import NodeResources
+
+
+def definitions(_resources: NodeResources) -> list[NodeDefinition]:
+    """The loop node types; they need nothing from outside."""
+    return [
+        NodeDefinition(CORE_NODE_TYPES["foreach"], ForeachExecutor()),
+        NodeDefinition(CORE_NODE_TYPES["while"], WhileExecutor()),
+        NodeDefinition(CORE_NODE_TYPES["repeat"], RepeatExecutor()),
+    ]
 
 
 async def run_iteration(ctx: NodeContext, plan: Plan, scope: Scope, index: int) -> Any:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.domain.views import NodeTypeList
 from app.events.bus import EventBus
 from app.services.executions import ExecutionService
 from app.services.forms import FormService
@@ -24,6 +25,7 @@ class Services:
     runner: Runner
     bus: EventBus
     forms: FormService
+    node_types: NodeTypeList  # what GET /v1/node-types answers; fixed once the process started
 
     async def ready(self) -> tuple[bool, str]:
         """Database reachable and migrated to head: (ready, reason)."""

@@ -44,8 +44,8 @@ def stepper(monkeypatch: pytest.MonkeyPatch) -> Stepper:
     """A ``stepper`` node type in the registry the app builds."""
     stepper = Stepper()
 
-    def with_stepper(**kwargs: Any) -> Registry:
-        return load_registry(**kwargs).with_type(NodeType("stepper", NodeConfig), stepper)
+    def with_stepper(*args: Any, **kwargs: Any) -> Registry:
+        return load_registry(*args, **kwargs).with_type(NodeType("stepper", NodeConfig), stepper)
 
     monkeypatch.setattr(main, "load_registry", with_stepper)
     return stepper

@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 
 from app import cli, cli_docs, cli_docs_schema, cli_docs_text
-from app.api import openapi
 from app.domain.events import EventType
 from app.domain.node_types import CORE_NODE_TYPES
 
@@ -28,7 +27,7 @@ def reference() -> str:
 
 @pytest.fixture(scope="module")
 def document() -> dict[str, Any]:
-    loaded: dict[str, Any] = json.loads(openapi.generate())
+    loaded: dict[str, Any] = json.loads(cli_docs.openapi_text())
     return loaded
 
 

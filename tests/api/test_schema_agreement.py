@@ -12,7 +12,7 @@ import httpx
 import jsonschema
 import pytest
 
-from app.api import openapi
+from app import cli_docs
 from tests.api.helpers import assert_problem, create_workflow, linear, start_run, wait_run
 
 SCHEMAS = "#/components/schemas/"
@@ -20,7 +20,7 @@ SCHEMAS = "#/components/schemas/"
 
 @pytest.fixture(scope="module")
 def document() -> dict[str, Any]:
-    generated: dict[str, Any] = json.loads(openapi.generate())
+    generated: dict[str, Any] = json.loads(cli_docs.openapi_text())
     return generated
 
 

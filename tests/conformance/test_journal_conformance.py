@@ -26,6 +26,7 @@ from app.domain.status import ExecutionStatus, Move, NodeStatus
 from app.engine.run.scheduler import RunRequest, Scheduler
 from app.errors import JournalRejected, LeaseLost
 from app.nodes.registry import Registry, core_registry
+from app.nodes.resources import NodeResources
 from app.store import executions, workflows
 from app.store.db import create_engine, migrate
 from app.store.journal import SqlJournal
@@ -419,7 +420,7 @@ async def test_concurrent_submitters_share_commits(backend: Backend) -> None:
 
 
 def scheduler(backend: Backend, registry: Registry | None = None) -> Scheduler:
-    registry = registry or core_registry()
+    registry = registry or core_registry(NodeResources())
     return Scheduler(
         executors=registry.executors,
         events=backend.journal,

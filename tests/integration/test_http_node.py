@@ -22,6 +22,7 @@ from app.domain.status import ExecutionStatus
 from app.engine.run.control import RunControl
 from app.nodes import http
 from app.nodes.registry import core_registry
+from app.nodes.resources import NodeResources, make_client
 from tests.support import Harness, node, workflow
 
 
@@ -154,14 +155,14 @@ async def server() -> AsyncIterator[LocalServer]:
 
 
 @pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with http.make_client() as shared:
+async def resources() -> AsyncIterator[NodeResources]:
+    async with NodeResources() as shared:
         yield shared
 
 
 @pytest.fixture
-def harness(client: httpx.AsyncClient) -> Harness:
-    return Harness(registry=core_registry(http_client=client))
+def harness(resources: NodeResources) -> Harness:
+    return Harness(registry=core_registry(resources))
 
 
 def call(retry: dict[str, Any] | None = None, **config: Any) -> dict[str, Any]:
@@ -436,9 +437,21 @@ async def test_bad_header_value_is_reported_without_values(harness: Harness) -> 
     assert "s3cr3t" not in json.dumps(error)
 
 
-async def test_without_an_injected_client_each_call_opens_its_own(server: LocalServer) -> None:
-    harness = Harness(registry=core_registry())
-    doc = workflow([call(url=f"{server.url}/text")], [])
-    outcome = await harness.run(doc)
-    assert outcome.status is ExecutionStatus.COMPLETED, outcome.error
-    assert outcome.outputs["text"] == "hello, world"
+async def test_every_call_goes_through_the_one_client_the_resources_hold(
+    server: LocalServer,
+) -> None:
+    sent: list[httpx.Request] = []
+
+    async def count(request: httpx.Request) -> None:
+        sent.append(request)
+
+    shared = make_client(event_hooks={"request": [count]})
+    async with NodeResources(http=shared) as resources:
+        harness = Harness(registry=core_registry(resources))
+        doc = workflow([call(url=f"{server.url}/text")], [])
+        for execution_id in ("run-1", "run-2"):
+            outcome = await harness.run(doc, execution_id=execution_id)
+            assert outcome.status is ExecutionStatus.COMPLETED, outcome.error
+            assert outcome.outputs["text"] == "hello, world"
+        assert len(sent) == 2
+    assert shared.is_closed

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from app import cli, cli_display
+from app.domain.node_types import CORE_NODE_TYPES
 from app.settings import get_settings
 from tests.support import edge, node, probe_registry, workflow
 
@@ -321,7 +322,7 @@ def test_waiting_run_exits_3(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     registry, _ = probe_registry()
-    monkeypatch.setattr(cli, "load_registry", lambda **_: registry)
+    monkeypatch.setattr(cli, "load_registry", lambda _resources: registry)
     document = workflow([node("ask", "probe", suspend=True)], [])
     code, out, err = run(capsys, "run", write(tmp_path, document))
     assert code == 3
@@ -418,3 +419,17 @@ def test_ctrl_c_cancels_the_run_and_exits_130(tmp_path: Path) -> None:
     assert "interrupted: cancelling the run" in err
     assert "⊘ nap cancelled" in err
     assert "cancelled (interrupted)" in err
+
+
+def test_nodes_lists_every_type_with_source_and_version(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, _ = run(capsys, "nodes")
+    assert code == 0
+    header, *rows = out.splitlines()
+    assert header.split() == ["type", "source", "version", "description"]
+    listed = {row.split()[0]: row for row in rows}
+    assert set(CORE_NODE_TYPES) <= set(listed)
+    version = cli.installed_version()
+    assert listed["http"].split()[1:3] == ["builtin", version]
+    assert listed["http"].endswith(CORE_NODE_TYPES["http"].description)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.routing import APIRoute
 
-from app.api.routes import executions, forms, health, stream, workflows
+from app.api.routes import executions, forms, health, node_types, stream, workflows
 
 
 def operation_id(route: APIRoute) -> str:
@@ -19,3 +19,4 @@ router.include_router(workflows.router)
 router.include_router(executions.router)
 router.include_router(stream.router)
 router.include_router(forms.router)
+router.include_router(node_types.router)

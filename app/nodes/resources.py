@@ -1,0 +1,139 @@
+"""What executors may use beyond their ``NodeContext``: one object, owned by the composition root.
+
+``NodeResources`` holds the shared HTTP client, the settings, the database engine, named provider
+clients, the clock and a logger. The composition root (``app.main``, or ``oxify run``) builds one,
+hands it to every node factory (built-in or plug-in) and closes it on shutdown; executors never
+read settings or open clients of their own, so a process has one connection pool per outside
+service and nothing outlives it.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import logging
+from collections.abc import Awaitable, Callable
+from http.cookiejar import CookieJar, DefaultCookiePolicy
+from types import TracebackType
+from typing import Any, TypeVar, cast
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.engine.ports import Clock
+from app.engine.run.clock import SystemClock
+from app.settings import Settings, get_settings
+
+T = TypeVar("T")
+Close = Callable[[T], Awaitable[object] | object]
+
+LOGGER_NAME = "oxify.nodes"
+HTTP_CLIENT = "http"  # the name the shared HTTP client is kept under among the named clients
+HTTP_CLIENT_TIMEOUT_S = 30.0  # seconds; nodes set their own per request
+
+
+def make_client(**options: Any) -> httpx.AsyncClient:
+    """The client to share between runs: it keeps no cookies (runs must not see each other's)."""
+    jar = CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
+    return httpx.AsyncClient(cookies=jar, **options)
+
+
+class ResourcesClosed(RuntimeError):
+    """A client was asked for after the resources were closed (shutdown has begun)."""
+
+
+class _Clients:
+    """Named clients, each made on first use, closed in reverse order of making."""
+
+    def __init__(self) -> None:
+        self.made: dict[str, Any] = {}
+        self.closers: list[tuple[str, Callable[[], Awaitable[object] | object]]] = []
+        self.closed = False
+
+
+class NodeResources:
+    """The outside world as node executors see it; see the module docstring.
+
+    Plug-in factories receive a view (:meth:`scoped`) with a logger of their own; every view
+    shares the one set of clients, which only the owner closes (:meth:`aclose`, or ``async
+    with``).
+    """
+
+    def __init__(
+        self,
+        *,
+        settings: Settings | None = None,
+        database: AsyncEngine | None = None,
+        http: httpx.AsyncClient | None = None,
+        clock: Clock | None = None,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self.settings = settings if settings is not None else get_settings()
+        self.database = database
+        self.clock: Clock = clock if clock is not None else SystemClock()
+        self.logger = logger if logger is not None else logging.getLogger(LOGGER_NAME)
+        self._clients = _Clients()
+        if http is not None:
+            self.client(HTTP_CLIENT, lambda: http, close=httpx.AsyncClient.aclose)
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        """The shared HTTP client (cookie-less); made on first use unless one was given."""
+        return self.client(
+            HTTP_CLIENT,
+            lambda: make_client(timeout=HTTP_CLIENT_TIMEOUT_S),
+            close=httpx.AsyncClient.aclose,
+        )
+
+    @property
+    def closed(self) -> bool:
+        return self._clients.closed
+
+    def client(self, name: str, create: Callable[[], T], *, close: Close[T] | None = None) -> T:
+        """The client called ``name``: made by ``create`` on first use, the same one after.
+
+        ``close`` (sync or async) is called with it by :meth:`aclose`, clients made later closed
+        first. The name alone identifies the client: use one per provider and configuration
+        (``"openai"``, ``"qdrant:http://…"``).
+        """
+        clients = self._clients
+        if name in clients.made:
+            return cast(T, clients.made[name])
+        if clients.closed:
+            raise ResourcesClosed(f"client {name!r} asked for after the node resources closed")
+        made = create()
+        clients.made[name] = made
+        if close is not None:
+            clients.closers.append((name, lambda: close(made)))
+        return made
+
+    def scoped(self, name: str) -> NodeResources:
+        """A view with the logger ``oxify.nodes.<name>``, sharing everything else."""
+        view = copy.copy(self)
+        view.logger = self.logger.getChild(name)
+        return view
+
+    async def aclose(self) -> None:
+        """Close every client made, newest first; one failing to close does not stop the rest."""
+        clients = self._clients
+        clients.closed = True
+        while clients.closers:
+            name, close = clients.closers.pop()
+            try:
+                result = close()
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                self.logger.exception("closing the %r client failed", name)
+        clients.made.clear()
+
+    async def __aenter__(self) -> NodeResources:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
