@@ -63,7 +63,5 @@ def install(directory: Path) -> Path:
     info = directory / f"{DISTRIBUTION.replace('-', '_')}-0.1.dist-info"
     info.mkdir(parents=True, exist_ok=True)
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {DISTRIBUTION}\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text(
-        f"[oxify.nodes]\nsteps = {__name__}:definitions\n"
-    )
+    (info / "entry_points.txt").write_text(f"[oxify.nodes]\nsteps = {__name__}:definitions\n")
     return directory
