@@ -1,8 +1,8 @@
 """Durable execution on Postgres, in-process (engine + SQL journal, no HTTP).
 
-``python -m bench.durable`` (``OXIFY_BENCH_DATABASE_URL`` or ``OXIFY_TEST_DATABASE_URL``, default
-the local test database; a scratch database is created and dropped). Each scenario runs 5 times;
-the median is printed with min and max.
+``python -m bench.durable [S1 S2 S3 S4]`` (all four by default; ``OXIFY_BENCH_DATABASE_URL`` or
+``OXIFY_TEST_DATABASE_URL``, default the local test database; a scratch database is created
+and dropped). Each scenario runs 5 times; the median is printed with min and max.
 
 S1  a 100-node chain of no-op transform nodes, ``every_node`` checkpoints: each node's result
     (and its events) committed before its successor starts — ms per node, beside this machine's
@@ -10,6 +10,9 @@ S1  a 100-node chain of no-op transform nodes, ``every_node`` checkpoints: each 
 S2  start → 50 parallel no-op nodes → join: total ms.
 S3  200 runs of 10-node chains, 20 at a time: durable node results per second (group commit
     lets concurrent runs share transactions).
+S4  one node streams 10,000 items (``ctx.stream()``), in a tight loop and paced over ~0.6 s:
+    ``node.token`` rows written, and the CPU the run costs beyond the same node only building
+    the items (both measured in this process, the journal's writer included).
 """
 
 from __future__ import annotations
@@ -30,12 +33,16 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import asyncpg
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.domain.node_types import NodeConfig, NodeType
 from app.domain.run import RunConfig
 from app.domain.status import ExecutionStatus
 from app.engine.compile.graph import content_hash
+from app.engine.run.context import NodeContext
+from app.engine.run.outcomes import NodeOutput
 from app.engine.run.scheduler import RunRequest, Scheduler
 from app.nodes.registry import core_registry
 from app.nodes.resources import NodeResources
@@ -63,9 +70,43 @@ def fan(width: int) -> dict[str, Any]:
     return {"name": f"fan-{width}", "nodes": nodes, "edges": edges}
 
 
+ITEMS = 10_000
+
+
+class ItemsConfig(NodeConfig):
+    items: int
+    stream: bool = True
+    paced: bool = False
+
+
+class Items:
+    """Builds ``items`` short texts and streams them, or only keeps them (the baseline)."""
+
+    async def execute(self, ctx: NodeContext) -> NodeOutput:
+        config: Any = ctx.config
+        tokens = ctx.stream() if config.stream else None
+        kept: list[str] = []
+        for i in range(config.items):
+            text = f"tok{i} "
+            if tokens is not None:
+                tokens.write(text)
+            else:
+                kept.append(text)
+            if config.paced and i % 100 == 99:
+                await asyncio.sleep(0.005)
+        return NodeOutput(config.items)
+
+
+def items(*, stream: bool, paced: bool) -> dict[str, Any]:
+    config = {"items": ITEMS, "stream": stream, "paced": paced}
+    return {"name": "items", "nodes": [{"id": "items", "type": "bench.items", "config": config}]}
+
+
 class Bench:
     def __init__(self, engine: AsyncEngine) -> None:
-        registry = core_registry(NodeResources())
+        registry = core_registry(NodeResources()).with_type(
+            NodeType("bench.items", ItemsConfig), Items()
+        )
         self.engine = engine
         self.journal = SqlJournal(engine)
         self.scheduler = Scheduler(
@@ -104,6 +145,14 @@ class Bench:
                 )
         return ids
 
+    async def token_rows(self, execution_id: str) -> int:
+        async with self.engine.connect() as conn:
+            count = await conn.scalar(
+                text("SELECT count(*) FROM events WHERE execution_id = :id AND type = :type"),
+                {"id": execution_id, "type": "node.token"},
+            )
+        return int(count or 0)
+
     async def run(self, document: dict[str, Any], execution_id: str) -> None:
         request = RunRequest(
             execution_id, self.scheduler.plan(document), {}, RunConfig(checkpoint="every_node")
@@ -137,7 +186,93 @@ async def commit_latency_ms(dsn: str) -> list[float]:
         await connection.close()
 
 
-async def main(url: str) -> None:
+async def s1(bench: Bench) -> None:
+    """A 100-node chain: ms per node."""
+    s1 = chain(100)
+    s1_id = await bench.workflow(s1)
+
+    async def s1_once() -> float:
+        (execution_id,) = await bench.executions(s1_id, 1)
+        start = time.perf_counter()
+        await bench.run(s1, execution_id)
+        return (time.perf_counter() - start) * 1000 / len(s1["nodes"])
+
+    await s1_once()  # warm-up: plan cache, connections
+    s1_ms = await timed(RUNS, s1_once)
+    print(f"S1 100-node chain, every_node, commit per step: {summary(s1_ms, 'ms/node')}")
+
+
+async def s2(bench: Bench) -> None:
+    """start → 50 parallel → join: total ms."""
+    s2 = fan(50)
+    s2_id = await bench.workflow(s2)
+
+    async def s2_once() -> float:
+        (execution_id,) = await bench.executions(s2_id, 1)
+        start = time.perf_counter()
+        await bench.run(s2, execution_id)
+        return (time.perf_counter() - start) * 1000
+
+    await s2_once()
+    print(f"S2 start → 50 parallel → join: {summary(await timed(RUNS, s2_once), 'ms', 1)}")
+
+
+async def s3(bench: Bench) -> None:
+    """200 runs of 10-node chains, 20 at a time: node results per second."""
+    s3 = chain(10)
+    s3_id = await bench.workflow(s3)
+
+    async def s3_once() -> float:
+        ids = await bench.executions(s3_id, 200)
+        gate = asyncio.Semaphore(20)
+        commits_before = bench.journal.commits
+
+        async def one(execution_id: str) -> None:
+            async with gate:
+                await bench.run(s3, execution_id)
+
+        start = time.perf_counter()
+        await asyncio.gather(*(one(i) for i in ids))
+        elapsed = time.perf_counter() - start
+        s3_once.commits = bench.journal.commits - commits_before  # type: ignore[attr-defined]
+        return 200 * len(s3["nodes"]) / elapsed
+
+    rates = await timed(RUNS, s3_once)
+    print(
+        f"S3 200 runs x 10-node chains, 20 at a time: {summary(rates, 'node results/s', 0)}; "
+        f"{s3_once.commits} commits in the last round"  # type: ignore[attr-defined]
+    )
+
+
+async def s4(bench: Bench) -> None:
+    """One node streaming 10,000 items: token rows, and CPU beyond building the items."""
+    for paced in (False, True):
+        streamed = await bench.workflow(items(stream=True, paced=paced))
+        built = await bench.workflow(items(stream=False, paced=paced))
+        cpu: dict[bool, list[float]] = {True: [], False: []}
+        rows: list[int] = []
+        for _ in range(RUNS + 1):  # the first round warms up
+            for stream, workflow_id in ((True, streamed), (False, built)):
+                (execution_id,) = await bench.executions(workflow_id, 1)
+                document = items(stream=stream, paced=paced)
+                start = time.process_time()
+                await bench.run(document, execution_id)
+                cpu[stream].append((time.process_time() - start) * 1000)
+                if stream:
+                    rows.append(await bench.token_rows(execution_id))
+        beyond = [s - b for s, b in zip(cpu[True][1:], cpu[False][1:], strict=True)]
+        how = "paced over ~0.6 s" if paced else "tight loop"
+        print(
+            f"S4 one node streams {ITEMS:,} items, {how}: {max(rows[1:])} node.token rows "
+            f"(max of {RUNS}); CPU beyond building the items {summary(beyond, 'ms', 2)} "
+            f"(building them alone: {summary(cpu[False][1:], 'ms', 2)})"
+        )
+
+
+SCENARIOS = {"S1": s1, "S2": s2, "S3": s3, "S4": s4}
+
+
+async def main(url: str, scenarios: list[str]) -> None:
     admin_dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
     name = f"oxify_bench_{uuid.uuid4().hex[:8]}"
     admin = await asyncpg.connect(admin_dsn)
@@ -151,54 +286,8 @@ async def main(url: str) -> None:
         commits = await commit_latency_ms(bench_dsn.render_as_string(hide_password=False))
         print(f"single-row commit (asyncpg, autocommit insert): {summary(commits, 'ms')}")
 
-        s1 = chain(100)
-        s1_id = await bench.workflow(s1)
-
-        async def s1_once() -> float:
-            (execution_id,) = await bench.executions(s1_id, 1)
-            start = time.perf_counter()
-            await bench.run(s1, execution_id)
-            return (time.perf_counter() - start) * 1000 / len(s1["nodes"])
-
-        await s1_once()  # warm-up: plan cache, connections
-        s1_ms = await timed(RUNS, s1_once)
-        print(f"S1 100-node chain, every_node, commit per step: {summary(s1_ms, 'ms/node')}")
-
-        s2 = fan(50)
-        s2_id = await bench.workflow(s2)
-
-        async def s2_once() -> float:
-            (execution_id,) = await bench.executions(s2_id, 1)
-            start = time.perf_counter()
-            await bench.run(s2, execution_id)
-            return (time.perf_counter() - start) * 1000
-
-        await s2_once()
-        print(f"S2 start → 50 parallel → join: {summary(await timed(RUNS, s2_once), 'ms', 1)}")
-
-        s3 = chain(10)
-        s3_id = await bench.workflow(s3)
-
-        async def s3_once() -> float:
-            ids = await bench.executions(s3_id, 200)
-            gate = asyncio.Semaphore(20)
-            commits_before = bench.journal.commits
-
-            async def one(execution_id: str) -> None:
-                async with gate:
-                    await bench.run(s3, execution_id)
-
-            start = time.perf_counter()
-            await asyncio.gather(*(one(i) for i in ids))
-            elapsed = time.perf_counter() - start
-            s3_once.commits = bench.journal.commits - commits_before  # type: ignore[attr-defined]
-            return 200 * len(s3["nodes"]) / elapsed
-
-        rates = await timed(RUNS, s3_once)
-        print(
-            f"S3 200 runs x 10-node chains, 20 at a time: {summary(rates, 'node results/s', 0)}; "
-            f"{s3_once.commits} commits in the last round"  # type: ignore[attr-defined]
-        )
+        for scenario in scenarios:
+            await SCENARIOS[scenario](bench)
     finally:
         await bench.journal.close() if "bench" in locals() else None
         await engine.dispose()
@@ -213,6 +302,7 @@ if __name__ == "__main__":
         main(
             os.environ.get("OXIFY_BENCH_DATABASE_URL")
             or os.environ.get("OXIFY_TEST_DATABASE_URL")
-            or DEFAULT_URL
+            or DEFAULT_URL,
+            [s.upper() for s in sys.argv[1:]] or list(SCENARIOS),
         )
     )
