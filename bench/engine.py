@@ -69,8 +69,13 @@ def skewed(steps: int = 20, long_s: float = 0.2) -> tuple[dict[str, Any], float]
     return {"name": "skewed", "nodes": nodes, "edges": edges}, long_s + short
 
 
+# Built once, as a server builds it once: plans are cached per registry, and a registry per run
+# would leave a 10,000-node plan in the cache after every run for the collector to walk.
+REGISTRY = core_registry(NodeResources())
+
+
 async def run_once(document: dict[str, Any], config: RunConfig) -> float:
-    registry = core_registry(NodeResources())
+    registry = REGISTRY
     store = MemoryStore()
     scheduler = Scheduler(
         executors=registry.executors,

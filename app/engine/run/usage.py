@@ -4,10 +4,14 @@ Three counters: ``nodes`` (node attempts, nested ones and retries included), ``a
 (outbound calls: http, graphql, mcp, llm, embeddings; every retry is a call) and ``tokens`` (LLM
 input + output). Executors report through ``NodeContext.spend``; the attempt runner counts nodes.
 
-The counters are kept per node key as well as in total, because that is how they survive a
-takeover: each node record carries what its node spent over all its attempts so far, and a run
-that continues elsewhere starts from the sum over its checkpointed records. Work that was never
-recorded (a node cut off by a crash) is spent again when it runs again, and counted again.
+The counters survive a takeover through the node records: a record's ``attempt`` is how many
+times its node has run (so ``nodes`` needs nothing more), and its ``usage`` holds what the node
+spent on calls and tokens over all its attempts so far. A run that continues elsewhere starts
+from the sums over its checkpointed records. Calls and tokens that were never recorded (a node
+cut off by a crash) are spent again when the node runs again, and counted again.
+
+Only nodes that call out get a per-node entry: a plain node costs a counter increment, not a
+dict that the run's records would keep alive (thousands of them weigh on the collector).
 """
 
 from __future__ import annotations
@@ -34,9 +38,10 @@ class RunUsage:
             for counter in COUNTERS
             if (cap := getattr(limits, _LIMIT_OF[counter])) is not None
         }
-        self._by_key: dict[str, dict[str, int]] = {}
+        self._by_key: dict[str, dict[str, int]] = {}  # calls and tokens of nodes that spent any
         self.totals = dict.fromkeys(COUNTERS, 0)
         for record in restored:
+            self.totals["nodes"] += record.attempt
             if record.usage:
                 self._by_key[record.key] = spent = dict(record.usage)
                 for counter, amount in spent.items():
@@ -47,20 +52,23 @@ class RunUsage:
     def spend(self, key: str, *, nodes: int = 0, api_calls: int = 0, tokens: int = 0) -> None:
         """Count what node ``key`` spent; raise RunLimitExceeded when a limit is now crossed
         (or was crossed before: nothing more may be spent once one is)."""
-        spent = self._by_key.get(key)
-        if spent is None:
-            spent = self._by_key[key] = {}
-        for counter, amount in (("nodes", nodes), ("api_calls", api_calls), ("tokens", tokens)):
-            if amount:
-                spent[counter] = spent.get(counter, 0) + amount
-                self.totals[counter] += amount
-        if self.exceeded is None:
+        self.totals["nodes"] += nodes
+        if api_calls or tokens:
+            spent = self._by_key.get(key)
+            if spent is None:
+                spent = self._by_key[key] = {}
+            for counter, amount in (("api_calls", api_calls), ("tokens", tokens)):
+                if amount:
+                    spent[counter] = spent.get(counter, 0) + amount
+                    self.totals[counter] += amount
+        if self.exceeded is None and self._caps:
             self._check(key)
         if self.exceeded is not None:
             raise RunLimitExceeded(self.exceeded["message"], details=self.exceeded["details"])
 
     def of(self, key: str) -> dict[str, int] | None:
-        """What node ``key`` spent over all its attempts (None when nothing)."""
+        """What node ``key`` spent on calls and tokens over all its attempts (None when
+        nothing; its node executions are its record's ``attempt``)."""
         spent = self._by_key.get(key)
         return dict(spent) if spent else None
 

@@ -349,3 +349,20 @@ async def test_counters_survive_a_resume_because_records_carry_them() -> None:
     # 3 before the wait + 3 after: the resumed stretch starts from the recorded 3.
     assert outcome.status is ExecutionStatus.FAILED
     assert outcome.error is not None and outcome.error["details"]["used"]["api_calls"] == 6
+    # Node executions come back from the records' attempts: first, ask twice (asked, answered),
+    # second.
+    assert outcome.error["details"]["used"]["nodes"] == 4
+
+
+async def test_max_nodes_counts_the_executions_of_earlier_stretches() -> None:
+    h, _ = harness()
+    doc = workflow(
+        [node("first", "probe"), node("ask", "probe", suspend=True), node("second", "probe")],
+        [edge("first", "ask"), edge("ask", "second")],
+    )
+    config = {"limits": {"max_nodes": 3}}
+    assert (await h.run(doc, config=config)).status is ExecutionStatus.WAITING
+    outcome = await h.run(doc, config=config, resume=True, resume_values={"ask": "yes"})
+    assert outcome.status is ExecutionStatus.FAILED
+    assert outcome.error is not None and outcome.error["details"]["limit"] == "max_nodes"
+    assert outcome.error["details"]["used"]["nodes"] == 4
