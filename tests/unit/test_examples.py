@@ -12,6 +12,7 @@ import pytest
 from app import cli
 from app.domain.node_types import CORE_NODE_TYPES
 from app.engine.compile.render import FORMATS
+from tests.providers import Text, openai_server
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -73,6 +74,14 @@ EXPECTED: dict[str, Any] = {
     "retry_timeout": {"source": "cache", "reason": "node_timeout"},
 }
 
+# Model calls: run against a local OpenAI-compatible server (tests/providers) answering this.
+MODEL_SERVED: dict[str, tuple[Any, Any]] = {
+    "classifier": (
+        {"category": "billing", "urgency": "high"},
+        {"queue": "finance", "urgency": "high"},
+    ),
+}
+
 # Human steps: `oxify run` stops at them (the server answers them; tests/api/test_forms.py).
 WAITING = {"approval": "finance", "form": "details"}
 
@@ -115,7 +124,7 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 
 
 def test_every_example_has_expected_outputs() -> None:
-    assert {p.stem for p in documents()} == set(EXPECTED) | set(WAITING)
+    assert {p.stem for p in documents()} == set(EXPECTED) | set(WAITING) | set(MODEL_SERVED)
     for name in EXPECTED_WITH_INPUTS:
         assert (EXAMPLES / f"{name}.inputs.json").is_file()
 
@@ -137,6 +146,19 @@ def test_example_runs(name: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 0, err
     assert json.loads(out) == EXPECTED[name]
     assert err == ""
+
+
+@pytest.mark.parametrize("name", sorted(MODEL_SERVED))
+def test_model_example_runs_against_a_local_server(
+    name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    answer, expected = MODEL_SERVED[name]
+    with openai_server() as server:  # its own thread: `oxify run` runs its own event loop
+        server.script(Text.of_json(answer))
+        path = str(EXAMPLES / f"{name}.json")
+        code, out, err = run(capsys, "run", path, "--quiet", "--input", f"base_url={server.url}")
+    assert code == 0, err
+    assert json.loads(out) == expected
 
 
 @pytest.mark.parametrize("name", sorted(WAITING))
