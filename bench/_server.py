@@ -147,6 +147,7 @@ class Frame:
     type: str
     ts: float  # the event's ts (Unix seconds)
     received: float  # time.time() when the client parsed it
+    data: dict[str, Any]  # the event's own data
 
 
 class SseTail(asyncio.Protocol):
@@ -249,7 +250,7 @@ def _frame(message: bytes, now: float) -> Frame | None:
     for line in message.split(b"\n"):
         if line.startswith(b"data:"):
             data: dict[str, Any] = orjson.loads(line[5:])
-            return Frame(data["seq"], data["type"], parse_ts(data["ts"]), now)
+            return Frame(data["seq"], data["type"], parse_ts(data["ts"]), now, data["data"])
     return None
 
 

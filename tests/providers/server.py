@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import threading
+import time
 import uuid
 from collections import Counter, deque
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
@@ -149,6 +150,7 @@ class ProviderServer:
         self.counts: Counter[str] = Counter()  # path → requests
         self.received = Tally()
         self.disconnects = Tally()  # streams or requests the client left before their end
+        self.sent: list[float] = []  # time.time() as each streamed chunk went out (benchmarks)
 
     async def record(self, request: Request) -> dict[str, Any]:
         """Record ``request`` and return its JSON body ({} when it is not an object)."""
@@ -198,6 +200,7 @@ class ProviderServer:
         for i, chunk in enumerate(answer.chunks):
             if i:
                 await self.pause(answer.token_delay_s)
+            self.sent.append(time.time())
             yield chunk
         if answer.hang:
             await self._closing_event().wait()
