@@ -210,6 +210,9 @@ NODE_OUTPUTS: dict[str, str] = {
     "`rejected`, and `timed_out` with `on_timeout: branch`.",
     "form": "The submitted values (defaults filled in). With `on_timeout: branch`, branches "
     "`submitted` and `timed_out`.",
+    "llm": '`{"text", "json"?, "model", "usage": {"input_tokens", "output_tokens"}, "cost_usd", '
+    '"finish_reason", "cached"}`; `json` when `response_format` asks for JSON; tokens stream as '
+    "`node.token` events.",
 }
 
 # Codes the API layer answers with itself (the rest are the services' errors): code -> meaning

@@ -16,6 +16,7 @@ from sqlalchemy.exc import ArgumentError
 
 from app.engine.compile.graph import Limits
 from app.faults import FaultRule
+from app.settings_ai import AiSettings
 
 DEFAULT_SQLITE_FILE = "oxify.db"
 # How to write OXIFY_DATABASE_URL, for messages that say it was written wrong.
@@ -54,8 +55,10 @@ def async_database_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="OXIFY_", env_file=".env", extra="ignore")
+class Settings(BaseSettings, AiSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="OXIFY_", env_file=".env", extra="ignore", populate_by_name=True
+    )
 
     database_url: str | None = Field(
         default=None,

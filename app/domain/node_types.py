@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 from pydantic import ConfigDict, Field, StringConstraints, model_validator
 from pydantic.config import JsonDict
 
+from app.domain.ai_nodes import LlmConfig
 from app.domain.human import ApprovalConfig, FormConfig
 from app.domain.node_config import ExpressionStr, NodeConfig, NodeType, NodeTypes, TemplateStr
 from app.domain.workflow import MAX_VERSION, NODE_ID_PATTERN, GraphSpec
@@ -309,6 +310,7 @@ CORE_NODE_TYPES = NodeTypes(
             NodeType("http", HttpConfig, "Sends an HTTP request; outputs status, headers, body."),
             NodeType("approval", ApprovalConfig, "Waits for people to approve or reject."),
             NodeType("form", FormConfig, "Waits for a person to fill in `fields`."),
+            NodeType("llm", LlmConfig, "Calls a language model; outputs its answer and usage."),
         )
     }
 )

@@ -104,10 +104,10 @@ class NodeRecord:
     # The results of the node's durable sub-steps that finished (``ctx.step``), by name: a
     # node that runs again (resume, takeover, retry) gets them back instead of repeating them.
     steps: dict[str, Any] | None = None
-    # What the node spent on outbound calls and LLM tokens over all its attempts so far
-    # (``api_calls``, ``tokens``); with ``attempt`` (its node executions), the run's counters
-    # against ``config.limits`` are the sums over its records.
-    usage: dict[str, int] | None = None
+    # What the node spent on outbound calls, LLM tokens and priced calls over all its attempts
+    # so far (``api_calls``, ``tokens``, ``cost_usd``); with ``attempt`` (its node executions),
+    # the run's counters are the sums over its records.
+    usage: dict[str, float] | None = None
 
 
 @dataclass(slots=True)

@@ -1,8 +1,10 @@
 """What a run has consumed against its limits (``config.limits``), and the check that stops it.
 
-Three counters: ``nodes`` (node attempts, nested ones and retries included), ``api_calls``
-(outbound calls: http, graphql, mcp, llm, embeddings; every retry is a call) and ``tokens`` (LLM
-input + output). Executors report through ``NodeContext.spend``; the attempt runner counts nodes.
+Three counters with limits: ``nodes`` (node attempts, nested ones and retries included),
+``api_calls`` (outbound calls: http, graphql, mcp, llm, embeddings; every retry is a call) and
+``tokens`` (LLM input + output). Executors report through ``NodeContext.spend``; the attempt
+runner counts nodes. A fourth, ``cost_usd`` (what priced model calls cost), is only added up:
+a run's cost is shown, not capped.
 
 The counters survive a takeover through the node records: a record's ``attempt`` is how many
 times its node has run (so ``nodes`` needs nothing more), and its ``usage`` holds what the node
@@ -23,6 +25,7 @@ from app.domain.run import NodeRecord, RunLimits
 from app.errors import RunLimitExceeded
 
 COUNTERS: Final = ("nodes", "api_calls", "tokens")
+SPENT: Final = ("api_calls", "tokens", "cost_usd")  # what a node's record carries
 _LIMIT_OF: Final = {"nodes": "max_nodes", "api_calls": "max_api_calls", "tokens": "max_tokens"}
 _UNIT: Final = {"nodes": "node executions", "api_calls": "API calls", "tokens": "tokens"}
 
@@ -38,8 +41,10 @@ class RunUsage:
             for counter in COUNTERS
             if (cap := getattr(limits, _LIMIT_OF[counter])) is not None
         }
-        self._by_key: dict[str, dict[str, int]] = {}  # calls and tokens of nodes that spent any
-        self.totals = dict.fromkeys(COUNTERS, 0)
+        # Calls, tokens and cost of the nodes that spent any.
+        self._by_key: dict[str, dict[str, float]] = {}
+        self.totals: dict[str, float] = dict.fromkeys(COUNTERS, 0)
+        self.totals["cost_usd"] = 0.0
         for record in restored:
             self.totals["nodes"] += record.attempt
             if record.usage:
@@ -49,15 +54,23 @@ class RunUsage:
         # The error payload of the first limit crossed; once set, the run only winds down.
         self.exceeded: dict[str, Any] | None = None
 
-    def spend(self, key: str, *, nodes: int = 0, api_calls: int = 0, tokens: int = 0) -> None:
+    def spend(
+        self,
+        key: str,
+        *,
+        nodes: int = 0,
+        api_calls: int = 0,
+        tokens: int = 0,
+        cost_usd: float = 0.0,
+    ) -> None:
         """Count what node ``key`` spent; raise RunLimitExceeded when a limit is now crossed
         (or was crossed before: nothing more may be spent once one is)."""
         self.totals["nodes"] += nodes
-        if api_calls or tokens:
+        if api_calls or tokens or cost_usd:
             spent = self._by_key.get(key)
             if spent is None:
                 spent = self._by_key[key] = {}
-            for counter, amount in (("api_calls", api_calls), ("tokens", tokens)):
+            for counter, amount in zip(SPENT, (api_calls, tokens, cost_usd), strict=True):
                 if amount:
                     spent[counter] = spent.get(counter, 0) + amount
                     self.totals[counter] += amount
@@ -66,8 +79,8 @@ class RunUsage:
         if self.exceeded is not None:
             raise RunLimitExceeded(self.exceeded["message"], details=self.exceeded["details"])
 
-    def of(self, key: str) -> dict[str, int] | None:
-        """What node ``key`` spent on calls and tokens over all its attempts (None when
+    def of(self, key: str) -> dict[str, float] | None:
+        """What node ``key`` spent on calls, tokens and cost over all its attempts (None when
         nothing; its node executions are its record's ``attempt``)."""
         spent = self._by_key.get(key)
         return dict(spent) if spent else None

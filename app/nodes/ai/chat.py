@@ -1,0 +1,97 @@
+"""A model call as the providers' adapters see it: the request the ``llm`` node rendered, the
+answer they bring back, and the JSON checks of ``response_format``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import jsonschema
+import orjson
+
+from app.domain.ai_nodes import Provider
+from app.nodes.ai.failures import LlmAnswerInvalid
+
+OnText = Callable[[str], None]
+JSON_INSTRUCTION = "Answer with one JSON value and nothing else: no prose, no code fences."
+# Anthropic has no JSON mode; a JSON Schema answer is asked for in the system prompt and checked.
+SCHEMA_INSTRUCTION = "Answer with one JSON value, and nothing else, that matches this JSON Schema:"
+DEFAULT_MAX_TOKENS = 4096  # Anthropic requires a bound; the others default to the model's own
+ERROR_EXCERPT_CHARS = 200
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRequest:
+    """One rendered model call. Everything here shapes the answer, so all of it (and only it)
+    keys the cache."""
+
+    provider: Provider
+    root: str  # the API root the call goes to
+    model: str
+    system: str | None
+    messages: tuple[tuple[str, str], ...]  # (role, content)
+    temperature: float | None
+    max_tokens: int | None
+    stop: tuple[str, ...] | None
+    response_format: str | dict[str, Any]
+
+    def identity(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def chat_messages(self, *, with_system: bool) -> list[dict[str, str]]:
+        """The messages as the OpenAI and Ollama APIs take them (system first when asked)."""
+        system = self.system_text() if with_system else None
+        head = [{"role": "system", "content": system}] if system else []
+        return head + [{"role": role, "content": content} for role, content in self.messages]
+
+    def system_text(self, *, instruct_json: bool = False) -> str | None:
+        """The system prompt; with ``instruct_json``, what the answer must look like added."""
+        parts = [self.system] if self.system else []
+        if instruct_json and isinstance(self.response_format, dict):
+            schema = orjson.dumps(self.response_format).decode()
+            parts.append(f"{SCHEMA_INSTRUCTION} {schema}")
+        elif instruct_json and self.response_format == "json":
+            parts.append(JSON_INSTRUCTION)
+        return "\n\n".join(parts) or None
+
+
+@dataclass(frozen=True, slots=True)
+class ChatAnswer:
+    text: str
+    model: str
+    input_tokens: int
+    output_tokens: int
+    finish_reason: str | None
+
+
+def parse_answer(text: str, response_format: str | dict[str, Any]) -> Any:
+    """The answer's JSON when the node asked for JSON; raises LlmAnswerInvalid (retryable:
+    another attempt may answer better) when it does not parse or match the schema."""
+    try:
+        value = orjson.loads(_unfenced(text))
+    except orjson.JSONDecodeError:
+        excerpt = text[:ERROR_EXCERPT_CHARS]
+        raise LlmAnswerInvalid(
+            f"the model's answer is not JSON: {excerpt!r}", details={"reason": "not_json"}
+        ) from None
+    if isinstance(response_format, dict):
+        validator = jsonschema.validators.validator_for(response_format)(response_format)
+        error = jsonschema.exceptions.best_match(validator.iter_errors(value))
+        if error is not None:
+            where = "/" + "/".join(str(p) for p in error.absolute_path)
+            raise LlmAnswerInvalid(
+                f"the model's answer does not match the schema at {where}: {error.message}",
+                details={"reason": "schema_mismatch", "pointer": where},
+            )
+    return value
+
+
+def _unfenced(text: str) -> str:
+    """Models asked for bare JSON still wrap it in a Markdown fence at times."""
+    stripped = text.strip()
+    if stripped.startswith("```") and stripped.endswith("```"):
+        inner = stripped[3:-3]
+        newline = inner.find("\n")
+        return inner[newline + 1 :] if newline >= 0 else inner
+    return stripped

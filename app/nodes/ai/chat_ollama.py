@@ -1,0 +1,86 @@
+"""Ollama's native chat API (``POST /api/chat``; streamed as NDJSON) through the process's
+shared httpx client."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import httpx
+import orjson
+
+from app.nodes.ai.chat import ChatAnswer, ChatRequest, OnText
+
+ERROR_BODY_BYTES = 8 * 1024
+
+# An error status read off the wire: (status, message, headers) -> the node error to raise.
+StatusError = Callable[[int, str, Mapping[str, str]], Exception]
+
+
+async def chat(
+    http: httpx.AsyncClient,
+    request: ChatRequest,
+    on_text: OnText | None,
+    *,
+    timeout_s: float,
+    status_error: StatusError,
+) -> ChatAnswer:
+    body = _body(request, stream=on_text is not None)
+    parts: list[str] = []
+    last: dict[str, Any] = {}
+    async with http.stream(
+        "POST", f"{request.root}/api/chat", json=body, timeout=timeout_s
+    ) as response:  # leaving it (a cancelled run included) closes the connection
+        if response.status_code != 200:
+            raise status_error(response.status_code, await _error_text(response), response.headers)
+        async for line in response.aiter_lines():
+            if not line.strip():
+                continue
+            last = orjson.loads(line)
+            if "error" in last:
+                raise status_error(502, str(last["error"]), {})
+            piece = (last.get("message") or {}).get("content") or ""
+            if piece:
+                parts.append(piece)
+                if on_text is not None:
+                    on_text(piece)
+    return ChatAnswer(
+        text="".join(parts),
+        model=str(last.get("model") or request.model),
+        input_tokens=int(last.get("prompt_eval_count") or 0),
+        output_tokens=int(last.get("eval_count") or 0),
+        finish_reason=last.get("done_reason"),
+    )
+
+
+def _body(request: ChatRequest, *, stream: bool) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    if request.temperature is not None:
+        options["temperature"] = request.temperature
+    if request.max_tokens is not None:
+        options["num_predict"] = request.max_tokens
+    if request.stop:
+        options["stop"] = list(request.stop)
+    body: dict[str, Any] = {
+        "model": request.model,
+        "messages": request.chat_messages(with_system=True),
+        "stream": stream,
+    }
+    if options:
+        body["options"] = options
+    if isinstance(request.response_format, dict) or request.response_format == "json":
+        body["format"] = request.response_format  # "json", or the schema itself
+    return body
+
+
+async def _error_text(response: httpx.Response) -> str:
+    raw = b""
+    async for chunk in response.aiter_bytes():
+        raw += chunk
+        if len(raw) >= ERROR_BODY_BYTES:
+            break
+    try:
+        parsed = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return raw.decode(errors="replace")
+    return str(parsed.get("error", parsed)) if isinstance(parsed, dict) else str(parsed)

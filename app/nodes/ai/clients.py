@@ -1,0 +1,75 @@
+"""One provider client per provider and API root, made on first use and closed with the
+process's node resources.
+
+The SDKs' own retries are off (``max_retries=0``): a node's retry policy decides, so every
+attempt shows up as a ``node.retry`` event and counts against ``limits.max_api_calls``.
+"""
+
+from __future__ import annotations
+
+import anthropic
+import openai
+from pydantic import SecretStr
+
+from app.domain.ai_nodes import Provider
+from app.errors import NodeConfigError
+from app.nodes.resources import NodeResources
+
+OPENAI_DEFAULT_URL = "https://api.openai.com/v1"
+ANTHROPIC_DEFAULT_URL = "https://api.anthropic.com"
+# An OpenAI-compatible server of one's own (vLLM, llama.cpp, LM Studio) often wants no key; the
+# SDK insists on one, so it sends this instead.
+NO_KEY = "no-key"
+
+
+def api_root(resources: NodeResources, provider: Provider, base_url: str | None) -> str:
+    """Where calls to ``provider`` go: the node's ``base_url``, else the deployment's setting,
+    else the provider's public API."""
+    settings = resources.settings
+    configured = {
+        "openai": settings.openai_base_url or OPENAI_DEFAULT_URL,
+        "anthropic": settings.anthropic_base_url or ANTHROPIC_DEFAULT_URL,
+        "ollama": settings.ollama_url,
+    }[provider]
+    return (base_url or configured).rstrip("/")
+
+
+def openai_client(resources: NodeResources, root: str) -> openai.AsyncOpenAI:
+    """The client for the OpenAI(-compatible) API at ``root``."""
+    settings = resources.settings
+    key = _key(settings.openai_api_key, root, OPENAI_DEFAULT_URL, "OPENAI_API_KEY")
+    return resources.client(
+        f"openai:{root}",
+        lambda: openai.AsyncOpenAI(
+            api_key=key, base_url=root, max_retries=0, timeout=settings.llm_timeout_s
+        ),
+        close=openai.AsyncOpenAI.close,
+    )
+
+
+def anthropic_client(resources: NodeResources, root: str) -> anthropic.AsyncAnthropic:
+    """The client for the Anthropic API at ``root``."""
+    settings = resources.settings
+    key = _key(settings.anthropic_api_key, root, ANTHROPIC_DEFAULT_URL, "ANTHROPIC_API_KEY")
+    return resources.client(
+        f"anthropic:{root}",
+        lambda: anthropic.AsyncAnthropic(
+            api_key=key, base_url=root, max_retries=0, timeout=settings.llm_timeout_s
+        ),
+        close=anthropic.AsyncAnthropic.close,
+    )
+
+
+def secrets_of(resources: NodeResources) -> list[str]:
+    """The provider keys this process holds: text that must never leave it but to a provider."""
+    settings = resources.settings
+    keys = (settings.openai_api_key, settings.anthropic_api_key)
+    return [k.get_secret_value() for k in keys if k is not None and k.get_secret_value()]
+
+
+def _key(secret: SecretStr | None, root: str, official: str, variable: str) -> str:
+    if secret is not None and secret.get_secret_value():
+        return secret.get_secret_value()
+    if root == official:
+        raise NodeConfigError(f"{variable} is not set: the provider's API needs a key")
+    return NO_KEY

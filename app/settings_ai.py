@@ -1,0 +1,77 @@
+"""The settings of the AI nodes (model providers, embedders, limits, cache, prices).
+
+A mixin of :class:`app.settings.Settings`. The providers' keys are read under the names the
+providers' own tools use (``OPENAI_API_KEY``, ``ANTHROPIC_API_KEY``; the ``OXIFY_`` spellings work
+too) and held as secrets: they print as ``**********`` and go nowhere but the provider.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr
+
+from app.domain.ai_nodes import EmbedderSpec, Provider
+
+DEFAULT_OLLAMA_URL = "http://127.0.0.1:11434"
+DEFAULT_PROVIDER_CONCURRENCY = 16
+
+
+class ProviderLimits(BaseModel):
+    """How hard one process may drive one provider, shared by all its runs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    concurrency: int = Field(
+        default=DEFAULT_PROVIDER_CONCURRENCY, ge=1, le=10_000, description="Calls at once."
+    )
+    rpm: float | None = Field(
+        default=None, gt=0, le=1_000_000, description="Requests per minute; unset: no cap."
+    )
+
+
+class AiSettings(BaseModel):
+    """Fields mixed into Settings (env prefix ``OXIFY_`` unless an alias says otherwise)."""
+
+    openai_api_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("OPENAI_API_KEY", "OXIFY_OPENAI_API_KEY"),
+        description="Key for OpenAI and OpenAI-compatible servers (OPENAI_API_KEY).",
+    )
+    anthropic_api_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("ANTHROPIC_API_KEY", "OXIFY_ANTHROPIC_API_KEY"),
+        description="Key for Anthropic (ANTHROPIC_API_KEY).",
+    )
+    openai_base_url: str | None = Field(
+        default=None, description="OpenAI API root; unset: https://api.openai.com/v1."
+    )
+    anthropic_base_url: str | None = Field(
+        default=None, description="Anthropic API root; unset: https://api.anthropic.com."
+    )
+    ollama_url: str = Field(default=DEFAULT_OLLAMA_URL, description="Ollama server root.")
+    llm_timeout_s: float = Field(
+        default=300.0, gt=0, le=3600, description="Seconds one model call may take."
+    )
+    llm_limits: dict[Provider, ProviderLimits] = Field(
+        default_factory=dict,
+        description='Per provider, JSON: {"openai": {"concurrency": 16, "rpm": 500}}; a provider '
+        f"left out gets {DEFAULT_PROVIDER_CONCURRENCY} calls at once and no rate cap.",
+    )
+    llm_cache_ttl_s: float = Field(
+        default=3600.0, ge=0, description="Seconds a cached answer or embedding is reused."
+    )
+    llm_cache_size: int = Field(
+        default=1000, ge=0, description="Cached answers (and embeddings) kept; 0: no cache."
+    )
+    llm_pricing_file: Path | None = Field(
+        default=None,
+        description="A JSON price table merged over the packaged one (see the README).",
+    )
+    embedder: EmbedderSpec | None = Field(
+        default=None,
+        description='The default embedder, JSON: {"provider": "openai", "model": "…"}.',
+    )
+
+    def provider_limits(self, provider: Provider) -> ProviderLimits:
+        return self.llm_limits.get(provider) or ProviderLimits()
