@@ -80,7 +80,9 @@ class StoreConfig(NodeConfig):
         max_length=256,
         description="pgvector: the table of chunks (a `collection` column tells them apart).",
     )
-    collection: str = Field(min_length=1, max_length=1024)
+    collection: str = Field(
+        min_length=1, max_length=1024, description="Which set of chunks (letters, digits, _.-)."
+    )
     embedder: EmbedderSpec | None = Field(
         default=None, description="Embedding model; unset: the OXIFY_EMBEDDER setting."
     )
@@ -117,7 +119,10 @@ class RetrieverConfig(StoreConfig):
         description="The least score kept, in the mode's own score: cosine similarity "
         "(vector), BM25 (keyword), the RRF sum (hybrid).",
     )
-    mode: SearchMode = "vector"
+    mode: SearchMode = Field(
+        default="vector",
+        description="vector (embeddings), keyword (BM25), or hybrid (both, fused by RRF, k=60).",
+    )
 
 
 class DocumentIn(NodeConfig):
@@ -134,9 +139,11 @@ class IndexConfig(StoreConfig):
     documents: list[DocumentIn] | TemplateStr = Field(
         description="[{id, text, metadata}], or a template giving that list."
     )
-    chunk_size: Annotated[int, Field(ge=1, le=MAX_CHUNK_SIZE)] | TemplateStr = DEFAULT_CHUNK_SIZE
-    chunk_overlap: Annotated[int, Field(ge=0, le=MAX_CHUNK_SIZE)] | TemplateStr = (
-        DEFAULT_CHUNK_OVERLAP
+    chunk_size: Annotated[int, Field(ge=1, le=MAX_CHUNK_SIZE)] | TemplateStr = Field(
+        default=DEFAULT_CHUNK_SIZE, description="Characters per chunk."
+    )
+    chunk_overlap: Annotated[int, Field(ge=0, le=MAX_CHUNK_SIZE)] | TemplateStr = Field(
+        default=DEFAULT_CHUNK_OVERLAP, description="Characters a chunk repeats of the one before."
     )
 
     @model_validator(mode="after")
