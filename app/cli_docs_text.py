@@ -213,6 +213,10 @@ NODE_OUTPUTS: dict[str, str] = {
     "llm": '`{"text", "json"?, "model", "usage": {"input_tokens", "output_tokens"}, "cost_usd", '
     '"finish_reason", "cached"}`; `json` when `response_format` asks for JSON; tokens stream as '
     "`node.token` events.",
+    "index": '`{"indexed": documents, "chunks": n}`; a document\'s chunks replace those indexed '
+    "before under its id.",
+    "retriever": '`[{"id", "text", "score", "metadata"}]`, best first; `id` is '
+    '`"<document id>#<chunk number>"`; `score` in the `mode`\'s own scale.',
 }
 
 # Codes the API layer answers with itself (the rest are the services' errors): code -> meaning

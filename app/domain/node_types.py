@@ -13,6 +13,7 @@ from pydantic.config import JsonDict
 from app.domain.ai_nodes import LlmConfig
 from app.domain.human import ApprovalConfig, FormConfig
 from app.domain.node_config import ExpressionStr, NodeConfig, NodeType, NodeTypes, TemplateStr
+from app.domain.retrieval_nodes import IndexConfig, RetrieverConfig
 from app.domain.workflow import MAX_VERSION, NODE_ID_PATTERN, GraphSpec
 
 __all__ = [
@@ -311,6 +312,8 @@ CORE_NODE_TYPES = NodeTypes(
             NodeType("approval", ApprovalConfig, "Waits for people to approve or reject."),
             NodeType("form", FormConfig, "Waits for a person to fill in `fields`."),
             NodeType("llm", LlmConfig, "Calls a language model; outputs its answer and usage."),
+            NodeType("index", IndexConfig, "Chunks, embeds and upserts documents into a store."),
+            NodeType("retriever", RetrieverConfig, "Finds the chunks best matching `query`."),
         )
     }
 )

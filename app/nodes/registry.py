@@ -21,6 +21,7 @@ from app.engine.run.context import NodeExecutor
 from app.nodes import basic, branching, composition, http, human, llm, loops
 from app.nodes.plugin import ENTRY_POINT_GROUP, NodeDefinition, NodeFactory
 from app.nodes.resources import LOGGER_NAME, NodeResources
+from app.nodes.retrieval import nodes as retrieval
 
 log = logging.getLogger(LOGGER_NAME)
 
@@ -37,6 +38,7 @@ BUILTIN_FACTORIES: tuple[NodeFactory, ...] = (
     http.definitions,
     human.definitions,
     llm.definitions,
+    retrieval.definitions,
 )
 
 

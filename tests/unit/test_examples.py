@@ -74,11 +74,19 @@ EXPECTED: dict[str, Any] = {
     "retry_timeout": {"source": "cache", "reason": "node_timeout"},
 }
 
-# Model calls: run against a local OpenAI-compatible server (tests/providers) answering this.
-MODEL_SERVED: dict[str, tuple[Any, Any]] = {
+# Model calls: run against a local OpenAI-compatible server (tests/providers) that answers the
+# chat call with this reply (embeddings are the server's own, words shared -> vectors close).
+MODEL_SERVED: dict[str, tuple[Text, Any]] = {
     "classifier": (
-        {"category": "billing", "urgency": "high"},
+        Text.of_json({"category": "billing", "urgency": "high"}),
         {"queue": "finance", "urgency": "high"},
+    ),
+    "rag": (
+        Text("Another replica takes the run over and continues it [durability]."),
+        {
+            "answer": "Another replica takes the run over and continues it [durability].",
+            "sources": ["durability", "forms"],
+        },
     ),
 }
 
@@ -152,9 +160,9 @@ def test_example_runs(name: str, capsys: pytest.CaptureFixture[str]) -> None:
 def test_model_example_runs_against_a_local_server(
     name: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    answer, expected = MODEL_SERVED[name]
+    reply, expected = MODEL_SERVED[name]
     with openai_server() as server:  # its own thread: `oxify run` runs its own event loop
-        server.script(Text.of_json(answer))
+        server.script(reply)
         path = str(EXAMPLES / f"{name}.json")
         code, out, err = run(capsys, "run", path, "--quiet", "--input", f"base_url={server.url}")
     assert code == 0, err
