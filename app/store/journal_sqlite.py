@@ -248,11 +248,14 @@ def _sqlite_node_upsert(row: NodeRunRow) -> Any:
 
 
 def _appended_steps(steps: list[dict[str, Any]]) -> Any:
-    """The row's steps with ``steps`` appended (json1's ``$[#]``: past the array's end)."""
+    """The row's steps with ``steps`` appended (json1's ``$[#]``: past the array's end). A row
+    written without steps holds JSON ``null`` (SQLAlchemy's JSON stores None so), which
+    json_insert would keep as it is: it counts as no steps."""
     appended: list[Any] = []
     for step in steps:
         appended += ["$[#]", func.json(codec.dumps(step))]
-    return func.json_insert(func.coalesce(node_runs.c.steps, literal_column("'[]'")), *appended)
+    stored = func.nullif(node_runs.c.steps, literal_column("'null'"))
+    return func.json_insert(func.coalesce(stored, literal_column("'[]'")), *appended)
 
 
 def _execution_update(change: ExecutionUpdate) -> Any:

@@ -626,3 +626,21 @@ async def test_a_step_of_a_node_without_a_row_is_kept(backend: Backend) -> None:
     (lone,) = (await backend.row(run)).nodes
     assert (lone.node_key, lone.status) == ("lone", NodeStatus.RUNNING)
     assert [s.name for s in lone.steps] == ["only"]
+
+
+async def test_steps_are_appended_to_a_row_an_earlier_batch_wrote(backend: Backend) -> None:
+    run = await backend.new_execution()
+    data = {"node_id": "a", "name": "fetch", "ok": True}
+    await backend.journal.emit(
+        [
+            ev(run, 1, E.WORKFLOW_STARTED),
+            ev(run, 2, E.NODE_STARTED, node_id="a", level=0, data={"attempt": 1}),
+        ]
+    )
+    # ctx.step forces a write of its own: the step comes in a batch after the node's start.
+    await backend.journal.emit([ev(run, 3, E.NODE_STEP, node_id="a", level=0, data=data)])
+
+    if not backend.sql:
+        return  # the in-memory store keeps the log only: no node-run rows to read
+    (a,) = (await backend.row(run)).nodes
+    assert (a.status, [s.name for s in a.steps]) == (NodeStatus.RUNNING, ["fetch"])
