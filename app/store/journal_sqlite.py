@@ -224,17 +224,21 @@ def _sqlite_node_upsert(row: NodeRunRow) -> Any:
         finished_at=row.finished_at,
         duration_ms=row.duration_ms,
         steps=row.steps,
+        usage=row.usage,
     )
-    steps: dict[str, Any] = {} if row.steps is None else {"steps": _appended_steps(row.steps)}
     excluded = statement.excluded
-    if row.steps_only:
+    # Steps are appended to the row's; usage (a sum over all attempts already) replaces it.
+    accrued: dict[str, Any] = {} if row.steps is None else {"steps": _appended_steps(row.steps)}
+    if row.usage is not None:
+        accrued["usage"] = excluded.usage
+    if row.partial:
         return statement.on_conflict_do_update(
-            index_elements=[node_runs.c.execution_id, node_runs.c.node_key], set_=steps
+            index_elements=[node_runs.c.execution_id, node_runs.c.node_key], set_=accrued
         )
     return statement.on_conflict_do_update(
         index_elements=[node_runs.c.execution_id, node_runs.c.node_key],
         set_={
-            **steps,
+            **accrued,
             "node_id": excluded.node_id,
             "status": excluded.status,
             "attempt": case((excluded.attempt == 0, node_runs.c.attempt), else_=excluded.attempt),
