@@ -131,7 +131,7 @@ async def running_services(settings: Settings) -> AsyncIterator[Services]:
         retention_interval_s=settings.retention_interval_s,
     )
     services = Services(
-        settings, engine, workflows, executions, runner, bus, forms, registry.catalog()
+        settings, engine, workflows, executions, runner, bus, forms, registry.catalog(), resources
     )
     await notifier.start()
     await runner.start()

@@ -2,7 +2,7 @@
 
 HTTP requests are counted and timed by route template (``/v1/executions/{execution_id}``, never
 the raw path) by a pure ASGI middleware; the number of runs this process drives is read from the
-runner when scraped.
+runner when scraped, and the LLM answer caches' hits and misses from the caches.
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ class Metrics:
             registry=self.registry,
         )
         self.registry.register(_RunningRuns(app))
+        self.registry.register(_AnswerCaches(app))
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         self.http_requests.labels(method, route, str(status)).inc()
@@ -83,6 +84,27 @@ class _RunningRuns(Collector):
         )
         for name, help_text in _RUNNER_COUNTERS.items():
             yield CounterMetricFamily(f"oxify_{name}", help_text, value=counts.get(name, 0))
+
+
+class _AnswerCaches(Collector):
+    """Requests to the process's answer caches (``llm``, ``embeddings``) that found an answer
+    and that did not, read from the caches made so far when scraped (none before first use)."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self._app = app
+
+    def collect(self) -> Iterator[Metric]:
+        services = getattr(self._app.state, "services", None)
+        counts = services.answer_cache_counts() if services is not None else {}
+        family = CounterMetricFamily(
+            "oxify_llm_cache_requests",
+            "Lookups in the LLM and embedding answer caches, by kind and result (hit, miss).",
+            labels=["kind", "result"],
+        )
+        for kind, (hits, misses) in sorted(counts.items()):
+            family.add_metric([kind, "hit"], hits)
+            family.add_metric([kind, "miss"], misses)
+        yield family
 
 
 _RUNNER_COUNTERS = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
@@ -54,6 +55,19 @@ class StepState(BaseModel):
     )
 
 
+class NodeUsage(BaseModel):
+    """What a node spent over all its attempts, as its last saved record says (a node's record
+    is saved with a checkpoint: under `every_node`, when it finishes)."""
+
+    api_calls: int = Field(default=0, description="Outbound calls, every retry of one included.")
+    tokens: int = Field(default=0, description="LLM input + output tokens.")
+    cost_usd: float = Field(
+        default=0.0,
+        description="What its priced model calls cost (US dollars); calls to a model the price "
+        "table does not know add nothing.",
+    )
+
+
 class NodeState(BaseModel):
     node_key: str = Field(description="Node id, qualified inside loops: loop[2].double.")
     node_id: str
@@ -68,6 +82,29 @@ class NodeState(BaseModel):
         default_factory=list,
         description="Sub-steps that finished, every attempt's, in the order they finished.",
     )
+    usage: NodeUsage | None = Field(
+        default=None, description="What the node spent on calls and tokens; null: nothing."
+    )
+
+
+class ExecutionUsage(NodeUsage):
+    """What the whole run spent: the sums over its nodes, nested ones (loop iterations,
+    sub-workflow nodes) included, each node as its last saved record says. Cost covers priced
+    model calls only."""
+
+    nodes: int = Field(default=0, description="Node executions, every attempt counted.")
+
+    @classmethod
+    def of(cls, nodes: list[NodeState]) -> ExecutionUsage:
+        """The sums over ``nodes``; the cost rounded to 10 decimals (a sum of many small
+        prices in floats would show noise in its last digits)."""
+        spent = [node.usage for node in nodes if node.usage is not None]
+        return cls(
+            nodes=sum(node.attempt for node in nodes),
+            api_calls=sum(usage.api_calls for usage in spent),
+            tokens=sum(usage.tokens for usage in spent),
+            cost_usd=round(math.fsum(usage.cost_usd for usage in spent), 10),
+        )
 
 
 class ExecutionSummary(BaseModel):
@@ -90,6 +127,11 @@ class Execution(ExecutionSummary):
     outputs: Any = None
     error: dict[str, Any] | None = None
     nodes: list[NodeState] = Field(default_factory=list)
+    usage: ExecutionUsage = Field(
+        default_factory=ExecutionUsage,
+        description="What the run spent so far: node executions, calls, tokens and cost, "
+        "summed over `nodes`.",
+    )
     owner: str | None = Field(
         default=None, description="The replica driving the run (or that last drove it)."
     )

@@ -107,6 +107,11 @@ class NodeResources:
             clients.closers.append((name, lambda: close(made)))
         return made
 
+    def made(self, kind: type[T]) -> dict[str, T]:
+        """The clients of type ``kind`` made so far, by name: what reads their state (the
+        metrics read the answer caches' counters) sees them without making any."""
+        return {name: made for name, made in self._clients.made.items() if isinstance(made, kind)}
+
     def scoped(self, name: str) -> NodeResources:
         """A view with the logger ``oxify.nodes.<name>``, sharing everything else."""
         view = copy.copy(self)

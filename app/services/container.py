@@ -8,6 +8,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.domain.views import NodeTypeList
 from app.events.bus import EventBus
+from app.nodes.ai import cache
+from app.nodes.resources import NodeResources
 from app.services.executions import ExecutionService
 from app.services.forms import FormService
 from app.services.runner import Runner
@@ -26,6 +28,13 @@ class Services:
     bus: EventBus
     forms: FormService
     node_types: NodeTypeList  # what GET /v1/node-types answers; fixed once the process started
+    resources: NodeResources  # the clients node executors share (and their counters)
+
+    def answer_cache_counts(self) -> dict[str, tuple[int, int]]:
+        """Hits and misses of the process's answer caches made so far, by kind (``llm``,
+        ``embeddings``)."""
+        caches = cache.answer_caches(self.resources)
+        return {kind: (made.hits, made.misses) for kind, made in caches.items()}
 
     async def ready(self) -> tuple[bool, str]:
         """Database reachable and migrated to head: (ready, reason)."""

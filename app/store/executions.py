@@ -118,6 +118,7 @@ async def get_execution(
         outputs=row.outputs,
         error=row.error,
         nodes=nodes,
+        usage=models.ExecutionUsage.of(nodes),
         owner=row.owner,
         purged_at=row.purged_at,
     )
@@ -309,6 +310,7 @@ def _node_state(row: Row[Any]) -> models.NodeState:
         finished_at=row.finished_at,
         duration_ms=row.duration_ms,
         steps=row.steps or [],
+        usage=row.usage,
     )
 
 

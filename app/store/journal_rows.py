@@ -3,6 +3,8 @@
 The event log is the source: node-run rows and the execution row's status, progress and
 outputs are derived from the events of the same batch and written in the same transaction, so
 a client never sees an event whose effect on the execution is not stored yet (or vice versa).
+A node's usage is the one thing read from the batch's checkpoints instead: its records carry
+what the node spent, which no event does.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from app.domain.events import Event, EventType
-from app.domain.run import Checkpoint
+from app.domain.run import Checkpoint, NodeRecord
 from app.domain.status import HAND_BACK_REASON, MOVES, Move, NodeStatus
 
 _MOVE_OF_EVENT: dict[EventType, Move] = {
@@ -52,9 +54,13 @@ class NodeRunRow:
     # Sub-steps that finished in this batch, appended to the row's (never replacing them: a
     # node's steps of every attempt stay listed). None: none finished.
     steps: list[dict[str, Any]] | None = None
-    # The batch holds only finished steps of this node: the writer appends them and leaves the
-    # row's other columns as they are (a node.retry's error, for one).
-    steps_only: bool = False
+    # What the node spent over all its attempts, from the batch's latest record of it (a sum
+    # already: it replaces the row's). None: no record says, the row's stays.
+    usage: dict[str, float] | None = None
+    # The batch holds no node event of this node, only its finished steps or a record of its
+    # usage: the writer sets those and leaves the row's other columns as they are (a
+    # node.retry's error, for one).
+    partial: bool = False
 
 
 @dataclass(slots=True)
@@ -187,6 +193,10 @@ def derive(
             _apply_node(rows, event, node_status)
         elif event.type is EventType.NODE_STEP and event.node_id is not None:
             _apply_step(rows, event)
+    for checkpoint in checkpoints:  # in number order: a later record's usage wins
+        for record in checkpoint.records:
+            if record.usage:
+                _apply_usage(rows, checkpoint.execution_id, record)
     return rows
 
 
@@ -233,7 +243,7 @@ def _apply_node(rows: BatchRows, event: Event, status: NodeStatus) -> None:
         steps = None if row is None else row.steps
         row = rows.node_runs[key] = _node_row(event, status)
         row.steps = steps
-    row.steps_only = False
+    row.partial = False
     row.status = status.value
     if event.type is EventType.NODE_STARTED:
         row.started_at = event.ts
@@ -261,7 +271,7 @@ def _apply_step(rows: BatchRows, event: Event) -> None:
         # The node's row exists already (its node.started came first); should it not, the
         # row the writer inserts says the node runs, which it does while its steps finish.
         row = rows.node_runs[key] = _node_row(event, NodeStatus.RUNNING)
-        row.steps_only = True
+        row.partial = True
     step: dict[str, Any] = {
         "name": event.data.get("name"),
         "ok": bool(event.data.get("ok")),
@@ -272,6 +282,25 @@ def _apply_step(rows: BatchRows, event: Event) -> None:
     if row.steps is None:
         row.steps = []
     row.steps.append(step)
+
+
+def _apply_usage(rows: BatchRows, execution_id: str, record: NodeRecord) -> None:
+    """What a node spent, as of its record. Applied after the batch's events, so a new attempt
+    they start does not reset it (a record's usage counts every attempt)."""
+    key = (execution_id, record.key)
+    row = rows.node_runs.get(key)
+    if row is None:
+        # Its events came in an earlier batch (a checkpoint policy other than every_node):
+        # only the usage changes; the record's status stands in should the row be missing.
+        row = rows.node_runs[key] = NodeRunRow(
+            execution_id=execution_id,
+            node_key=record.key,
+            node_id=record.node_id,
+            status=record.status.value,
+            attempt=record.attempt,
+            partial=True,
+        )
+    row.usage = record.usage
 
 
 def _node_row(event: Event, status: NodeStatus) -> NodeRunRow:

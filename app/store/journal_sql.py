@@ -43,6 +43,8 @@ _DRIVEN_SQL = ", ".join(f"'{s.value}'" for s in sorted(DRIVEN))
 _APPENDED_STEPS = """CASE WHEN EXCLUDED.steps IS NULL THEN node_runs.steps
              ELSE (COALESCE(node_runs.steps::jsonb, '[]'::jsonb)
                    || EXCLUDED.steps::jsonb)::json END"""
+# A node's usage: the batch's record says what it spent over all its attempts; none, the stored.
+_LATEST_USAGE = "COALESCE(EXCLUDED.usage, node_runs.usage)"
 
 _PG_BATCH = f"""
 WITH u AS (
@@ -90,16 +92,17 @@ WITH u AS (
 ), n AS (
     SELECT * FROM unnest($13::text[], $14::text[], $15::text[], $16::text[], $17::int[],
                          $18::text[], $19::text[], $20::timestamptz[], $21::timestamptz[],
-                         $22::float8[], $36::text[], $37::bool[])
+                         $22::float8[], $36::text[], $37::bool[], $38::text[])
          AS n(execution_id, node_key, node_id, status, attempt, output, error, started_at,
-              finished_at, duration_ms, steps, steps_only)
+              finished_at, duration_ms, steps, partial, usage)
     WHERE n.execution_id IN (SELECT id FROM ok)
 ), nr AS (
     INSERT INTO node_runs (execution_id, node_key, node_id, status, attempt, output, error,
-                           started_at, finished_at, duration_ms, steps)
+                           started_at, finished_at, duration_ms, steps, usage)
     SELECT n.execution_id, n.node_key, n.node_id, n.status, n.attempt, n.output::json,
-           n.error::json, n.started_at, n.finished_at, n.duration_ms, n.steps::json
-    FROM n WHERE NOT n.steps_only
+           n.error::json, n.started_at, n.finished_at, n.duration_ms, n.steps::json,
+           n.usage::json
+    FROM n WHERE NOT n.partial
     ON CONFLICT (execution_id, node_key) DO UPDATE SET
         node_id = EXCLUDED.node_id,
         status = EXCLUDED.status,
@@ -109,14 +112,19 @@ WITH u AS (
         started_at = COALESCE(EXCLUDED.started_at, node_runs.started_at),
         finished_at = EXCLUDED.finished_at,
         duration_ms = EXCLUDED.duration_ms,
-        steps = {_APPENDED_STEPS}
+        steps = {_APPENDED_STEPS},
+        usage = {_LATEST_USAGE}
 ), ns AS (
-    -- Nodes the batch only saw finish sub-steps: their steps are appended, the rest of the row
-    -- stays. (Each node is in one of nr and ns, never both: a row is written once.)
-    INSERT INTO node_runs (execution_id, node_key, node_id, status, attempt, steps)
-    SELECT n.execution_id, n.node_key, n.node_id, n.status, n.attempt, n.steps::json
-    FROM n WHERE n.steps_only
-    ON CONFLICT (execution_id, node_key) DO UPDATE SET steps = {_APPENDED_STEPS}
+    -- Nodes the batch only saw finish sub-steps or spend (a checkpoint's record): their steps
+    -- are appended and their usage set, the rest of the row stays. (Each node is in one of nr
+    -- and ns, never both: a row is written once.)
+    INSERT INTO node_runs (execution_id, node_key, node_id, status, attempt, steps, usage)
+    SELECT n.execution_id, n.node_key, n.node_id, n.status, n.attempt, n.steps::json,
+           n.usage::json
+    FROM n WHERE n.partial
+    ON CONFLICT (execution_id, node_key) DO UPDATE SET
+        steps = {_APPENDED_STEPS},
+        usage = {_LATEST_USAGE}
 ), nf AS (
     SELECT * FROM jsonb_to_recordset($35::jsonb)
          AS f(id text, execution_id text, node_key text, kind text, prompt text, fields jsonb,
@@ -352,7 +360,8 @@ def _pg_arguments(rows: BatchRows) -> list[Any]:
         [u.fence for u in ex],
         codec.dumps([form.as_json() for form in rows.forms]),
         [_json_or_none(n.steps) for n in nr],
-        [n.steps_only for n in nr],
+        [n.partial for n in nr],
+        [_json_or_none(n.usage) for n in nr],
     ]
 
 

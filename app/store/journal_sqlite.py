@@ -224,17 +224,21 @@ def _sqlite_node_upsert(row: NodeRunRow) -> Any:
         finished_at=row.finished_at,
         duration_ms=row.duration_ms,
         steps=row.steps,
+        usage=row.usage,
     )
-    steps: dict[str, Any] = {} if row.steps is None else {"steps": _appended_steps(row.steps)}
     excluded = statement.excluded
-    if row.steps_only:
+    # Steps are appended to the row's; usage (a sum over all attempts already) replaces it.
+    accrued: dict[str, Any] = {} if row.steps is None else {"steps": _appended_steps(row.steps)}
+    if row.usage is not None:
+        accrued["usage"] = excluded.usage
+    if row.partial:
         return statement.on_conflict_do_update(
-            index_elements=[node_runs.c.execution_id, node_runs.c.node_key], set_=steps
+            index_elements=[node_runs.c.execution_id, node_runs.c.node_key], set_=accrued
         )
     return statement.on_conflict_do_update(
         index_elements=[node_runs.c.execution_id, node_runs.c.node_key],
         set_={
-            **steps,
+            **accrued,
             "node_id": excluded.node_id,
             "status": excluded.status,
             "attempt": case((excluded.attempt == 0, node_runs.c.attempt), else_=excluded.attempt),
@@ -248,11 +252,14 @@ def _sqlite_node_upsert(row: NodeRunRow) -> Any:
 
 
 def _appended_steps(steps: list[dict[str, Any]]) -> Any:
-    """The row's steps with ``steps`` appended (json1's ``$[#]``: past the array's end)."""
+    """The row's steps with ``steps`` appended (json1's ``$[#]``: past the array's end). A row
+    written without steps holds JSON ``null`` (SQLAlchemy's JSON stores None so), which
+    json_insert would keep as it is: it counts as no steps."""
     appended: list[Any] = []
     for step in steps:
         appended += ["$[#]", func.json(codec.dumps(step))]
-    return func.json_insert(func.coalesce(node_runs.c.steps, literal_column("'[]'")), *appended)
+    stored = func.nullif(node_runs.c.steps, literal_column("'null'"))
+    return func.json_insert(func.coalesce(stored, literal_column("'[]'")), *appended)
 
 
 def _execution_update(change: ExecutionUpdate) -> Any:

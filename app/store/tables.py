@@ -180,6 +180,9 @@ node_runs = Table(
     # The node's finished sub-steps, every attempt's, in the order they finished:
     # [{"name", "ok", "finished_at", "error"?}] (their results live in checkpoints only).
     Column("steps", JSON),
+    # What the node spent over all its attempts, as its last checkpointed record says:
+    # {"api_calls", "tokens", "cost_usd"}, each key only when nonzero; null: nothing (yet).
+    Column("usage", JSON),
 )
 
 checkpoints = Table(

@@ -21,11 +21,13 @@ from tests.api.helpers import (
     client_of,
     create_workflow,
     doubler,
+    linear,
     services_of,
     serving,
     start_run,
     wait_run,
 )
+from tests.providers import openai_server
 
 
 async def test_healthz(client: httpx.AsyncClient) -> None:
@@ -152,6 +154,27 @@ async def test_metrics_count_requests_by_route_template_and_runs(
     assert 'oxify_http_request_duration_seconds_bucket{le="0.005",method="POST"' in text
     assert "oxify_runs_started_total 1.0" in text
     assert "oxify_runs_running 0.0" in text
+
+
+async def test_metrics_count_llm_cache_hits_and_misses(client: httpx.AsyncClient) -> None:
+    async with openai_server() as srv:
+        ask = {"provider": "openai", "base_url": srv.url, "model": "gpt-4o-mini", "prompt": "hi"}
+        document = linear(
+            {"id": "first", "type": "llm", "config": ask},
+            {"id": "again", "type": "llm", "config": ask},  # the same request: from the cache
+            name="asked twice",
+        )
+        before = (await client.get("/metrics")).text
+        run = await start_run(client, await create_workflow(client, document))
+        done = await wait_run(client, run["id"])
+
+        assert done["status"] == "completed", done
+        assert len(srv.requests) == 1
+    assert "oxify_llm_cache_requests_total{" not in before  # no cache made before first use
+    text = (await client.get("/metrics")).text
+    assert 'oxify_llm_cache_requests_total{kind="llm",result="hit"} 1.0' in text
+    assert 'oxify_llm_cache_requests_total{kind="llm",result="miss"} 1.0' in text
+    assert "# TYPE oxify_llm_cache_requests_total counter" in text
 
 
 async def test_each_app_has_its_own_metrics(pg_database_url: str) -> None:

@@ -626,3 +626,95 @@ async def test_a_step_of_a_node_without_a_row_is_kept(backend: Backend) -> None:
     (lone,) = (await backend.row(run)).nodes
     assert (lone.node_key, lone.status) == ("lone", NodeStatus.RUNNING)
     assert [s.name for s in lone.steps] == ["only"]
+
+
+async def test_steps_are_appended_to_a_row_an_earlier_batch_wrote(backend: Backend) -> None:
+    run = await backend.new_execution()
+    data = {"node_id": "a", "name": "fetch", "ok": True}
+    await backend.journal.emit(
+        [
+            ev(run, 1, E.WORKFLOW_STARTED),
+            ev(run, 2, E.NODE_STARTED, node_id="a", level=0, data={"attempt": 1}),
+        ]
+    )
+    # ctx.step forces a write of its own: the step comes in a batch after the node's start.
+    await backend.journal.emit([ev(run, 3, E.NODE_STEP, node_id="a", level=0, data=data)])
+
+    if not backend.sql:
+        return  # the in-memory store keeps the log only: no node-run rows to read
+    (a,) = (await backend.row(run)).nodes
+    assert (a.status, [s.name for s in a.steps]) == (NodeStatus.RUNNING, ["fetch"])
+
+
+async def test_node_usage_is_its_latest_records_and_the_run_sums_it(backend: Backend) -> None:
+    run = await backend.new_execution()
+    first_call = {"api_calls": 1, "tokens": 10, "cost_usd": 0.001}
+    both_calls = {"api_calls": 2, "tokens": 25, "cost_usd": 0.0025}
+
+    def started(seq: int, key: str, attempt: int = 1) -> Event:
+        return ev(run, seq, E.NODE_STARTED, node_id=key, level=0, data={"attempt": attempt})
+
+    def completed(seq: int, key: str, attempt: int = 1) -> Event:
+        data = {"output": key, "attempt": attempt}
+        return ev(run, seq, E.NODE_COMPLETED, node_id=key, level=0, data=data)
+
+    def checkpoint(number: int, seq: int, *records: NodeRecord) -> Checkpoint:
+        return Checkpoint(run, number=number, seq=seq, created_at=T0, records=list(records))
+
+    def created(seq: int, number: int) -> Event:
+        return ev(run, seq, E.CHECKPOINT_CREATED, data={"checkpoint": number})
+
+    await backend.journal.emit([ev(run, 1, E.WORKFLOW_STARTED), started(2, "a"), started(3, "b")])
+    # A durable step of a saves a running record with what a spent so far (ctx.step).
+    step = ev(run, 4, E.NODE_STEP, node_id="a", level=0, data={"name": "ask", "ok": True})
+    running = record("a", status=NodeStatus.RUNNING, output=None, usage=first_call)
+    await backend.journal.save_checkpoint(checkpoint(1, 5, running), [step, created(5, 1)])
+    retry = {"attempt": 1, "next_attempt": 2, "retry": 1, "delay_ms": 1.0, "error": None}
+    # A new attempt, with no record: the usage stays what the last record said.
+    await backend.journal.emit(
+        [ev(run, 6, E.NODE_RETRY, node_id="a", level=0, data=retry), started(7, "a", 2)]
+    )
+    if backend.sql:
+        a = next(n for n in (await backend.row(run)).nodes if n.node_key == "a")
+        assert (a.status, a.attempt, a.usage) == (
+            NodeStatus.RUNNING,
+            2,
+            models.NodeUsage(**first_call),
+        )
+    # a's attempt 2 completes (its record sums both attempts), b spends nothing.
+    await backend.journal.save_checkpoint(
+        checkpoint(2, 10, record("a", attempt=2, usage=both_calls), record("b")),
+        [completed(8, "a", 2), completed(9, "b"), created(10, 2)],
+    )
+    # A checkpoint after its nodes' events (every_level): c's row keeps its other columns; d,
+    # whose events the store never saw, gets a row from its record.
+    await backend.journal.emit([started(11, "c"), completed(12, "c")])
+    await backend.journal.save_checkpoint(
+        checkpoint(
+            3,
+            13,
+            record("c", output="c", usage={"api_calls": 1}),
+            record("loop[0].d", status=NodeStatus.FAILED, usage={"tokens": 5}),
+        ),
+        [created(13, 3)],
+    )
+
+    saved = {c.number: c for c in await backend.journal.load_checkpoints(run)}
+    assert saved[2].records[0].usage == both_calls
+    assert saved[3].records[1].usage == {"tokens": 5}
+    if not backend.sql:
+        return  # the in-memory store keeps the checkpoints only: no node-run rows to read
+    execution = await backend.row(run)
+    nodes = {n.node_key: n for n in execution.nodes}
+    assert {key: (n.status, n.attempt, n.usage) for key, n in nodes.items()} == {
+        "a": (NodeStatus.COMPLETED, 2, models.NodeUsage(**both_calls)),
+        "b": (NodeStatus.COMPLETED, 1, None),
+        "c": (NodeStatus.COMPLETED, 1, models.NodeUsage(api_calls=1)),
+        "loop[0].d": (NodeStatus.FAILED, 1, models.NodeUsage(tokens=5)),
+    }
+    assert (nodes["c"].output, nodes["c"].finished_at) == ("c", T0 + timedelta(milliseconds=12))
+    assert [s.name for s in nodes["a"].steps] == ["ask"]
+    assert nodes["loop[0].d"].node_id == "d"
+    assert execution.usage == models.ExecutionUsage(
+        nodes=5, api_calls=3, tokens=30, cost_usd=0.0025
+    )

@@ -86,9 +86,15 @@ async def test_autogenerate_notices_a_difference(database_url: str) -> None:
     assert added == set(tables.metadata.tables)
 
 
-async def test_node_steps_column_comes_and_goes_keeping_the_rows(database_url: str) -> None:
+@pytest.mark.parametrize(
+    ("before", "column"),
+    [("0004", "steps"), ("0005", "usage")],
+)
+async def test_a_node_runs_column_comes_and_goes_keeping_the_rows(
+    database_url: str, before: str, column: str
+) -> None:
     row = {"execution_id": "x-1", "node_key": "a", "node_id": "a", "status": "completed"}
-    await downgrade(database_url, "0004")
+    await downgrade(database_url, before)
     engine = create_engine(database_url)
     try:
         async with engine.begin() as conn:
@@ -102,13 +108,13 @@ async def test_node_steps_column_comes_and_goes_keeping_the_rows(database_url: s
         await migrate(database_url)
         async with engine.connect() as conn:
             stored = (await conn.execute(select(tables.node_runs))).one()
-        assert (stored.node_key, stored.steps) == ("a", None)  # read as no steps
+        assert (stored.node_key, getattr(stored, column)) == ("a", None)  # read as none
 
-        await downgrade(database_url, "0004")
+        await downgrade(database_url, before)
         async with engine.connect() as conn:
             columns = await conn.run_sync(lambda sync: inspect(sync).get_columns("node_runs"))
             kept = (await conn.execute(text("SELECT node_key FROM node_runs"))).scalars().all()
-        assert "steps" not in {column["name"] for column in columns}
+        assert column not in {c["name"] for c in columns}
         assert kept == ["a"]
     finally:
         await engine.dispose()

@@ -139,7 +139,7 @@ def _statuses(values: list[str] | None) -> set[ExecutionStatus] | None:
 
 @router.get(
     "/v1/executions/{execution_id}",
-    summary="Read an execution: status, progress, node states, outputs, error",
+    summary="Read an execution: status, progress, node states, usage, outputs, error",
     response_model=models.Execution,
     responses=problems(404, 422),
 )

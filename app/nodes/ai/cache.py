@@ -18,6 +18,8 @@ from cachetools import TTLCache
 
 from app.nodes.resources import NodeResources
 
+_PREFIX = "cache:"  # the caches' names among the resources' clients: cache:<kind>
+
 
 class AnswerCache:
     """A TTL + LRU map from request digests to answers, counting hits and misses."""
@@ -55,5 +57,14 @@ def answer_cache(resources: NodeResources, kind: str) -> AnswerCache:
     """The process's cache of ``kind`` (``"llm"``, ``"embeddings"``), sized by the settings."""
     settings = resources.settings
     return resources.client(
-        f"cache:{kind}", lambda: AnswerCache(settings.llm_cache_size, settings.llm_cache_ttl_s)
+        _PREFIX + kind, lambda: AnswerCache(settings.llm_cache_size, settings.llm_cache_ttl_s)
     )
+
+
+def answer_caches(resources: NodeResources) -> dict[str, AnswerCache]:
+    """The caches the process has made so far, by kind (none is made by asking)."""
+    return {
+        name.removeprefix(_PREFIX): cache
+        for name, cache in resources.made(AnswerCache).items()
+        if name.startswith(_PREFIX)
+    }

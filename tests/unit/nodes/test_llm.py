@@ -15,6 +15,7 @@ import pytest
 from app.domain.events import EventType
 from app.domain.status import ExecutionStatus
 from app.engine.run.control import RunControl
+from app.nodes.ai.cache import answer_caches
 from app.nodes.registry import core_registry
 from app.nodes.resources import NodeResources
 from app.settings import Settings
@@ -216,8 +217,9 @@ async def test_without_a_key_the_public_api_is_not_called(harness: Harness) -> N
 
 
 async def test_identical_requests_are_answered_from_the_cache(
-    harness: Harness, openai_srv: ProviderServer
+    harness: Harness, openai_srv: ProviderServer, resources: NodeResources
 ) -> None:
+    assert answer_caches(resources) == {}  # made on first use
     spec = llm(provider="openai", base_url=openai_srv.url, model="gpt-4o", prompt="same")
     first = await harness.run(one(spec), execution_id="first")
     second = await harness.run(one(spec), execution_id="second")
@@ -235,6 +237,8 @@ async def test_identical_requests_are_answered_from_the_cache(
     uncached["config"]["cache"] = False
     await harness.run(one(uncached), execution_id="third")
     assert openai_srv.counts["/v1/chat/completions"] == 2
+    (cache,) = answer_caches(resources).values()
+    assert (cache.hits, cache.misses) == (1, 1)  # a node that skips the cache asks it nothing
 
 
 async def test_the_token_budget_fails_the_run(harness: Harness, openai_srv: ProviderServer) -> None:

@@ -106,6 +106,20 @@ async def test_the_shared_client_keeps_no_cookies() -> None:
         assert len(client.cookies.jar) == 0
 
 
+async def test_made_lists_the_clients_of_a_type_without_making_any() -> None:
+    closed: list[str] = []
+    async with resources() as shared:
+        assert shared.made(Client) == {}
+        a = shared.client("a", lambda: Client("a", closed))
+        shared.client("other", lambda: "not a Client")
+        b = shared.client("b", lambda: Client("b", closed))
+        listed = shared.made(Client)
+        assert listed == {"a": a, "b": b}
+        listed.clear()  # a copy: the resources keep their clients
+        assert shared.made(Client) == {"a": a, "b": b}
+        assert shared.made(httpx.AsyncClient) == {}  # the HTTP client is not made by asking
+
+
 async def test_a_scoped_view_has_its_own_logger_and_shares_the_clients() -> None:
     closed: list[str] = []
     shared = resources()
