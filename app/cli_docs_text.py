@@ -54,11 +54,10 @@ CONVENTIONS = """\
 - **What a run spent**: an execution's `usage` is `{"nodes", "api_calls", "tokens",
   "cost_usd"}` (node executions with every attempt, outbound calls with every retry, LLM
   input and output tokens, US dollars), the sums over its `nodes`, each of which carries its
-  own `usage` (null when it spent nothing). A node's usage is what its last checkpointed
-  record says (with `every_node`, saved when the node finishes or finishes a durable step);
-  a completed run under `checkpoint: "never"` may have saved none, and then shows 0 calls,
-  tokens and cost. `cost_usd` covers priced model calls only: a model the price table does
-  not know adds 0.
+  own `usage` (null when it spent nothing): what the node spent over all its attempts, as
+  its `node.completed` or `node.failed` event says (those events carry `usage` too), or as
+  far as its finished durable steps go while it still runs. `cost_usd` covers priced model
+  calls only: a model the price table does not know adds 0.
 - **Body size**: bodies over `OXIFY_MAX_BODY_BYTES` (10 MiB) get `413 body_too_large` before
   they are read.
 """

@@ -3,8 +3,9 @@
 The event log is the source: node-run rows and the execution row's status, progress and
 outputs are derived from the events of the same batch and written in the same transaction, so
 a client never sees an event whose effect on the execution is not stored yet (or vice versa).
-A node's usage is the one thing read from the batch's checkpoints instead: its records carry
-what the node spent, which no event does.
+A node's usage comes with its ending (``node.completed`` / ``node.failed`` carry it) and with
+its records in the batch's checkpoints (a node that finished a durable step has spent, and has
+not ended yet).
 """
 
 from __future__ import annotations
@@ -257,6 +258,8 @@ def _apply_node(rows: BatchRows, event: Event, status: NodeStatus) -> None:
         row.error = data.get("error")
         row.finished_at = event.ts
         row.duration_ms = data.get("duration_ms")
+        if "usage" in data:  # over every attempt: it replaces what the row had
+            row.usage = data["usage"]
     elif event.type in (EventType.NODE_SKIPPED, EventType.NODE_CANCELLED):
         row.finished_at = event.ts
 

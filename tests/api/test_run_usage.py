@@ -48,8 +48,10 @@ async def flaky_url() -> AsyncIterator[str]:
         sock.close()
 
 
+# Whatever the checkpoint policy: the nodes' endings carry what they spent.
+@pytest.mark.parametrize("checkpoint", ["every_node", "every_level", "never"])
 async def test_the_run_shows_its_calls_tokens_and_cost_per_node_and_in_total(
-    client: httpx.AsyncClient, openai_srv: ProviderServer, flaky_url: str
+    client: httpx.AsyncClient, openai_srv: ProviderServer, flaky_url: str, checkpoint: str
 ) -> None:
     llm = {"provider": "openai", "base_url": openai_srv.url, "stream": False}
     retry = {"max_retries": 2, "initial_delay_ms": 1, "max_delay_ms": 1}
@@ -64,7 +66,8 @@ async def test_the_run_shows_its_calls_tokens_and_cost_per_node_and_in_total(
     )
     workflow_id = await create_workflow(client, document)
 
-    done = await wait_run(client, (await start_run(client, workflow_id))["id"])
+    body = {"config": {"checkpoint": checkpoint}}
+    done = await wait_run(client, (await start_run(client, workflow_id, body))["id"])
 
     assert done["status"] == "completed", done
     nodes = {n["node_id"]: n for n in done["nodes"]}

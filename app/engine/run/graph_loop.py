@@ -196,6 +196,9 @@ class GraphLoop:
             payload.update(out.data)
         attempt = self._attempt_of(key)
         payload["attempt"] = attempt
+        usage = rt.usage.of(key)
+        if usage is not None:  # calls, tokens, cost: what stores and dashboards add up
+            payload["usage"] = usage
         rt.log.event(EventType.NODE_COMPLETED, node_id=key, level=node.level, data=payload, at=now)
         rt.log.record(
             NodeRecord(
@@ -208,7 +211,7 @@ class GraphLoop:
                 set_vars=out.set_vars,
                 finished_at=now,
                 data=out.data or None,
-                usage=rt.usage.of(key),
+                usage=usage,
             )
         )
         self._resolve(node.id, NodeStatus.COMPLETED, out.branch, at=now)
@@ -223,6 +226,9 @@ class GraphLoop:
         data: dict[str, Any] = {"error": error, "attempt": attempt, "tolerated": tolerated}
         if started is not None:
             data["duration_ms"] = round((time.monotonic() - started) * 1000, 3)
+        usage = rt.usage.of(key)
+        if usage is not None:
+            data["usage"] = usage
         now = rt.clock.now()
         rt.log.event(EventType.NODE_FAILED, node_id=key, level=node.level, data=data, at=now)
         rt.log.record(
@@ -234,7 +240,7 @@ class GraphLoop:
                 attempt=attempt,
                 finished_at=now,
                 steps=rt.steps.get(key),
-                usage=rt.usage.of(key),
+                usage=usage,
             )
         )
         if tolerated:
