@@ -118,12 +118,23 @@ async def test_a_lost_database_connection_answers_503_then_the_pool_reconnects(
         admin = await asyncpg.connect(dsn)
         try:
             killed = await admin.fetch(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity "
                 "WHERE datname = current_database() AND pid <> pg_backend_pid()"
             )
+            assert killed
+            # pg_terminate_backend only signals: until the backends have exited, a pooled
+            # connection still answers. Nothing tells when they are gone but the server itself.
+            pids = [row["pid"] for row in killed]
+            for _ in range(1000):
+                if not await admin.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY($1)", pids
+                ):
+                    break
+                await asyncio.sleep(0.01)
+            else:
+                raise AssertionError(f"backends {pids} still there after 10 s")
         finally:
             await admin.close()
-        assert killed
 
         response = await client.get("/v1/workflows")
         assert_problem(response, 503, "database_unavailable")

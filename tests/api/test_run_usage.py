@@ -5,6 +5,7 @@ that fails its first call."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
@@ -48,6 +49,15 @@ async def flaky_url() -> AsyncIterator[str]:
         sock.close()
 
 
+def spent(api_calls: int, tokens: int, cost_usd: float, unpriced_calls: int = 0) -> dict[str, Any]:
+    return {
+        "api_calls": api_calls,
+        "tokens": tokens,
+        "cost_usd": cost_usd,
+        "unpriced_calls": unpriced_calls,
+    }
+
+
 # Whatever the checkpoint policy: the nodes' endings carry what they spent.
 @pytest.mark.parametrize("checkpoint", ["every_node", "every_level", "never"])
 async def test_the_run_shows_its_calls_tokens_and_cost_per_node_and_in_total(
@@ -78,9 +88,9 @@ async def test_the_run_shows_its_calls_tokens_and_cost_per_node_and_in_total(
     assert priced_tokens > 0 and local_tokens > 0
     assert {key: (n["attempt"], n["usage"]) for key, n in nodes.items()} == {
         "start": (1, None),
-        "priced": (1, {"api_calls": 1, "tokens": priced_tokens, "cost_usd": priced["cost_usd"]}),
-        "local": (1, {"api_calls": 1, "tokens": local_tokens, "cost_usd": 0.0}),
-        "fetch": (2, {"api_calls": 2, "tokens": 0, "cost_usd": 0.0}),  # its retry is a call
+        "priced": (1, spent(1, priced_tokens, priced["cost_usd"])),
+        "local": (1, spent(1, local_tokens, 0.0, unpriced_calls=1)),
+        "fetch": (2, spent(2, 0, 0.0)),  # its retry is a call
         "end": (1, None),
     }
     assert done["usage"] == {
@@ -88,6 +98,7 @@ async def test_the_run_shows_its_calls_tokens_and_cost_per_node_and_in_total(
         "api_calls": 4,
         "tokens": priced_tokens + local_tokens,
         "cost_usd": round(priced["cost_usd"], 10),
+        "unpriced_calls": 1,
     }
     assert len(openai_srv.requests) == 2
     assert (await client.get(f"/v1/executions/{done['id']}")).json() == done
