@@ -16,7 +16,8 @@ import httpx
 import openai
 
 from app.errors import NodeError
-from app.nodes.http import retry_after_s
+from app.nodes.net import egress
+from app.nodes.net.exchange import retry_after_s
 
 RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
 MESSAGE_CHARS = 500  # of a provider's error message kept in the node's error
@@ -47,7 +48,10 @@ def provider_error(
     secrets: Iterable[str],
     now: Callable[[], datetime],
 ) -> NodeError | None:
-    """``exc`` as a node error, or None when it is not a provider or transport failure."""
+    """``exc`` as a node error, or None when it is not a provider or transport failure (an
+    egress refusal the SDK wrapped is handed back as it was raised: not retried)."""
+    if (refused := egress.refusal(exc)) is not None:
+        return refused
     if isinstance(exc, openai.APIStatusError | anthropic.APIStatusError):
         status = exc.status_code
         return LlmProviderError(
