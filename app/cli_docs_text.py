@@ -213,6 +213,8 @@ NODE_OUTPUTS: dict[str, str] = {
     "subworkflow": "The mapped `outputs` (the child's result in scope as `outputs`), else the "
     "child's outputs.",
     "http": '`{"status", "headers", "json"}` or `{"status", "headers", "text"}`.',
+    "graphql": "The answer's `data`; an answer with `errors` fails the node, carrying them "
+    "(`graphql_errors`).",
     "approval": '`{"decision", "comment", "by", "at", "approvals"}`. Branches `approved`, '
     "`rejected`, and `timed_out` with `on_timeout: branch`.",
     "form": "The submitted values (defaults filled in). With `on_timeout: branch`, branches "

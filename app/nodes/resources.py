@@ -1,10 +1,10 @@
 """What executors may use beyond their ``NodeContext``: one object, owned by the composition root.
 
-``NodeResources`` holds the shared HTTP client, the settings, the database engine, named provider
-clients, the clock and a logger. The composition root (``app.main``, or ``oxify run``) builds one,
-hands it to every node factory (built-in or plug-in) and closes it on shutdown; executors never
-read settings or open clients of their own, so a process has one connection pool per outside
-service and nothing outlives it.
+``NodeResources`` holds the shared HTTP client (every connection through the egress policy),
+the settings, the database engine, named provider clients, the clock and a logger. The
+composition root (``app.main``, or ``oxify run``) builds one, hands it to every node factory
+(built-in or plug-in) and closes it on shutdown; executors never read settings or open clients
+of their own, so a process has one connection pool per outside service and nothing outlives it.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.engine.ports import Clock
 from app.engine.run.clock import SystemClock
+from app.nodes.net import egress
 from app.settings import Settings, get_settings
 
 T = TypeVar("T")
@@ -30,12 +31,18 @@ Close = Callable[[T], Awaitable[object] | object]
 LOGGER_NAME = "oxify.nodes"
 HTTP_CLIENT = "http"  # the name the shared HTTP client is kept under among the named clients
 HTTP_CLIENT_TIMEOUT_S = 30.0  # seconds; nodes set their own per request
+HTTP_CLIENT_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20)
 
 
-def make_client(**options: Any) -> httpx.AsyncClient:
-    """The client to share between runs: it keeps no cookies (runs must not see each other's)."""
+def make_client(policy: egress.EgressPolicy | None = None, **options: Any) -> httpx.AsyncClient:
+    """The client to share between runs: it keeps no cookies (runs must not see each other's),
+    reads no proxy or netrc settings from the environment (a proxy would resolve names out of
+    the policy's sight), and connects only where the egress ``policy`` allows (by default only
+    its fixed refusals) unless a test gives a ``transport`` of its own."""
     jar = CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
-    return httpx.AsyncClient(cookies=jar, **options)
+    if "transport" not in options:
+        options["transport"] = egress.transport(policy or egress.EgressPolicy(), HTTP_CLIENT_LIMITS)
+    return httpx.AsyncClient(cookies=jar, trust_env=False, **options)
 
 
 class ResourcesClosed(RuntimeError):
@@ -81,8 +88,17 @@ class NodeResources:
         """The shared HTTP client (cookie-less); made on first use unless one was given."""
         return self.client(
             HTTP_CLIENT,
-            lambda: make_client(timeout=HTTP_CLIENT_TIMEOUT_S),
+            lambda: make_client(self.egress, timeout=HTTP_CLIENT_TIMEOUT_S),
             close=httpx.AsyncClient.aclose,
+        )
+
+    @property
+    def egress(self) -> egress.EgressPolicy:
+        """The process's egress policy (``OXIFY_EGRESS_DENY`` / ``OXIFY_EGRESS_ALLOW``): every
+        client that leaves the process connects through it."""
+        settings = self.settings
+        return self.client(
+            "egress", lambda: egress.EgressPolicy(settings.egress_deny, settings.egress_allow)
         )
 
     @property

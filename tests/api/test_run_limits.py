@@ -119,5 +119,5 @@ async def test_loop_iterations_count_against_max_nodes(client: httpx.AsyncClient
     assert error["details"] == {
         "limit": "max_nodes",
         "max": 4,
-        "used": {"nodes": 5, "api_calls": 0, "tokens": 0, "cost_usd": 0.0},
+        "used": {"nodes": 5, "api_calls": 0, "tokens": 0, "cost_usd": 0.0, "unpriced_calls": 0},
     }

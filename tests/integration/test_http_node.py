@@ -20,7 +20,7 @@ from starlette.routing import Route
 from app.domain.events import EventType
 from app.domain.status import ExecutionStatus
 from app.engine.run.control import RunControl
-from app.nodes import http
+from app.nodes.net import exchange
 from app.nodes.registry import core_registry
 from app.nodes.resources import NodeResources, make_client
 from tests.support import Harness, node, workflow
@@ -295,7 +295,7 @@ async def test_unexpected_status_fails_with_status_and_excerpt(
     assert error["details"]["status"] == 418
     excerpt = error["details"]["body_excerpt"]
     assert excerpt.startswith("error 418: xxx")
-    assert len(excerpt) == http.EXCERPT_CHARS
+    assert len(excerpt) == exchange.EXCERPT_CHARS
     assert server.state.requests[0]["query"] == [["api_key", "s3cr3t"]]
     everything = json.dumps([e.data for e in harness.events()]) + json.dumps(outcome.error)
     assert "s3cr3t" not in everything

@@ -26,6 +26,7 @@ EXPECTED: dict[str, Any] = {
     },
     "set_var": {"discount_percent": 20, "final_price": 160},
     "http": {"source": "offline", "status": None, "body": None},
+    "graphql": {"source": "offline", "country": {"name": None, "capital": None}},
     "if": {"route": "manual review", "amount": 1500, "notify": "finance"},
     "switch": {"queue": "team", "sla_hours": 8, "title": "Login page is down"},
     "delay": {"requests": [1, 2], "paused_s": 0.1},

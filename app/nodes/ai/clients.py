@@ -2,17 +2,20 @@
 process's node resources.
 
 The SDKs' own retries are off (``max_retries=0``): a node's retry policy decides, so every
-attempt shows up as a ``node.retry`` event and counts against ``limits.max_api_calls``.
+attempt shows up as a ``node.retry`` event and counts against ``limits.max_api_calls``. Their
+HTTP clients (httpx2) connect through the egress policy, redirects included.
 """
 
 from __future__ import annotations
 
 import anthropic
+import httpx2
 import openai
 from pydantic import SecretStr
 
 from app.domain.ai_nodes import Provider
 from app.errors import NodeConfigError
+from app.nodes.net import egress
 from app.nodes.resources import NodeResources
 
 OPENAI_DEFAULT_URL = "https://api.openai.com/v1"
@@ -21,6 +24,7 @@ ANTHROPIC_DEFAULT_URL = "https://api.anthropic.com"
 # one) or need not (an OpenAI-compatible server of one's own: vLLM, llama.cpp, LM Studio): the
 # SDKs insist on one.
 NO_KEY = "no-key"
+SDK_LIMITS = httpx2.Limits(max_connections=1000, max_keepalive_connections=100)  # the SDKs' own
 
 
 def configured_root(resources: NodeResources, provider: Provider) -> str:
@@ -46,7 +50,13 @@ def openai_client(resources: NodeResources, root: str) -> openai.AsyncOpenAI:
     return resources.client(
         f"openai:{root}",
         lambda: openai.AsyncOpenAI(
-            api_key=key, base_url=root, max_retries=0, timeout=settings.llm_timeout_s
+            api_key=key,
+            base_url=root,
+            max_retries=0,
+            timeout=settings.llm_timeout_s,
+            http_client=openai.DefaultAsyncHttpxClient(
+                transport=_transport(resources), trust_env=False
+            ),
         ),
         close=openai.AsyncOpenAI.close,
     )
@@ -59,7 +69,13 @@ def anthropic_client(resources: NodeResources, root: str) -> anthropic.AsyncAnth
     return resources.client(
         f"anthropic:{root}",
         lambda: anthropic.AsyncAnthropic(
-            api_key=key, base_url=root, max_retries=0, timeout=settings.llm_timeout_s
+            api_key=key,
+            base_url=root,
+            max_retries=0,
+            timeout=settings.llm_timeout_s,
+            http_client=anthropic.DefaultAsyncHttpxClient(
+                transport=_transport(resources), trust_env=False
+            ),
         ),
         close=anthropic.AsyncAnthropic.close,
     )
@@ -70,6 +86,12 @@ def secrets_of(resources: NodeResources) -> list[str]:
     settings = resources.settings
     keys = (settings.openai_api_key, settings.anthropic_api_key)
     return [k.get_secret_value() for k in keys if k is not None and k.get_secret_value()]
+
+
+def _transport(resources: NodeResources) -> httpx2.AsyncHTTPTransport:
+    """For the SDK's default client: connections through the egress policy (and, like the
+    shared client, no proxy from the environment: ``trust_env=False``)."""
+    return egress.sdk_transport(resources.egress, SDK_LIMITS)
 
 
 def _key(

@@ -18,7 +18,8 @@ import openai
 import orjson
 
 from app.errors import NodeError
-from app.nodes.http import retry_after_s
+from app.nodes.net import egress
+from app.nodes.net.exchange import retry_after_s
 
 RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
 # Error types a provider may send inside a started stream that another attempt will not fix.
@@ -54,7 +55,10 @@ def provider_error(
     secrets: Iterable[str],
     now: Callable[[], datetime],
 ) -> NodeError | None:
-    """``exc`` as a node error, or None when it is not a provider or transport failure."""
+    """``exc`` as a node error, or None when it is not a provider or transport failure (an
+    egress refusal the SDK wrapped is handed back as it was raised: not retried)."""
+    if (refused := egress.refusal(exc)) is not None:
+        return refused
     if isinstance(exc, openai.APITimeoutError | anthropic.APITimeoutError | httpx.TimeoutException):
         return LlmTransportError(
             f"{provider} did not answer in time", details={"provider": provider}

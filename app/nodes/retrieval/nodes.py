@@ -110,8 +110,11 @@ async def _store(resources: NodeResources, ctx: NodeContext) -> tuple[stores.Vec
     config = cast(StoreConfig, ctx.config)
     collection = _checked(check_collection, await _text(ctx, "collection") or "")
     if config.backend == "qdrant":
+        url = await _text(ctx, "url")
+        if url is not None:  # qdrant-client connects by itself: its URL is checked up front
+            await resources.egress.check_url(url)
         store: stores.VectorStore = qdrant_store.open_store(
-            resources, url=await _text(ctx, "url"), path=await _text(ctx, "path")
+            resources, url=url, path=await _text(ctx, "path")
         )
     else:
         table = _checked(check_table, await _text(ctx, "table") or "")
