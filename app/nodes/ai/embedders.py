@@ -150,8 +150,16 @@ async def _ollama(
         embeddings = orjson.loads(response.content).get("embeddings")
     except (orjson.JSONDecodeError, AttributeError):
         embeddings = None
-    if not isinstance(embeddings, list):
+    if not isinstance(embeddings, list) or not all(map(_numbers, embeddings)):
         raise failures.LlmProviderError(
-            "ollama answered without 'embeddings'", retryable=False, details={"provider": "ollama"}
+            "ollama answered without 'embeddings' (lists of numbers)",
+            retryable=False,
+            details={"provider": "ollama"},
         )
     return [[float(x) for x in vector] for vector in embeddings]
+
+
+def _numbers(vector: Any) -> bool:
+    return isinstance(vector, list) and all(
+        isinstance(x, int | float) and not isinstance(x, bool) for x in vector
+    )
