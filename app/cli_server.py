@@ -21,6 +21,9 @@ def cmd_migrate(_args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+QUIET_LOGGERS = ("httpx", "httpx2", "httpcore", "httpcore2")
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -30,6 +33,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
+    # The HTTP clients log every request's full URL at INFO: a query string or userinfo may hold
+    # a secret (an http node's API key in the query, credentials in OXIFY_OLLAMA_URL).
+    for chatty in QUIET_LOGGERS:
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.root.level))
     url = settings.resolved_database_url
     # A database that cannot be reached is said here in two lines, not as a traceback from
     # the app's startup.

@@ -56,15 +56,18 @@ class StepState(BaseModel):
 
 
 class NodeUsage(BaseModel):
-    """What a node spent over all its attempts, as its last saved record says (a node's record
-    is saved with a checkpoint: under `every_node`, when it finishes)."""
+    """What a node spent over all its attempts: as its ending event says, or as far as its
+    finished durable steps go while it runs."""
 
     api_calls: int = Field(default=0, description="Outbound calls, every retry of one included.")
     tokens: int = Field(default=0, description="LLM input + output tokens.")
     cost_usd: float = Field(
         default=0.0,
         description="What its priced model calls cost (US dollars); calls to a model the price "
-        "table does not know add nothing.",
+        "table does not know add nothing and are counted in `unpriced_calls`.",
+    )
+    unpriced_calls: int = Field(
+        default=0, description="Model calls the price table has no price for (not in the cost)."
     )
 
 
@@ -89,8 +92,7 @@ class NodeState(BaseModel):
 
 class ExecutionUsage(NodeUsage):
     """What the whole run spent: the sums over its nodes, nested ones (loop iterations,
-    sub-workflow nodes) included, each node as its last saved record says. Cost covers priced
-    model calls only."""
+    sub-workflow nodes) included. Cost covers priced model calls only (see `unpriced_calls`)."""
 
     nodes: int = Field(default=0, description="Node executions, every attempt counted.")
 
@@ -104,6 +106,7 @@ class ExecutionUsage(NodeUsage):
             api_calls=sum(usage.api_calls for usage in spent),
             tokens=sum(usage.tokens for usage in spent),
             cost_usd=round(math.fsum(usage.cost_usd for usage in spent), 10),
+            unpriced_calls=sum(usage.unpriced_calls for usage in spent),
         )
 
 

@@ -249,11 +249,12 @@ class NodeContext:
         await run.log.checkpoint(force=True)
         return result
 
-    def spend(self, *, api_calls: int = 0, tokens: int = 0, cost_usd: float = 0.0) -> None:
+    def spend(self, *, api_calls: int = 0, tokens: int = 0, cost_usd: float | None = 0.0) -> None:
         """Count outbound calls (each attempt of one is a call) and LLM tokens (input +
         output) against the run's limits; raises ``RunLimitExceeded`` once one is crossed,
         which fails the run. Count a call before making it, tokens once they are known.
-        ``cost_usd`` (what a priced call cost) is added to the run's total, not capped."""
+        ``cost_usd`` (what a priced call cost) is added to the run's total, not capped; None
+        says a model call had no price (counted as ``unpriced_calls``)."""
         self._run.usage.spend(self.key, api_calls=api_calls, tokens=tokens, cost_usd=cost_usd)
 
     # -- nested graphs (containers) -------------------------------------------------------

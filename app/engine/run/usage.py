@@ -25,7 +25,9 @@ from app.domain.run import NodeRecord, RunLimits
 from app.errors import RunLimitExceeded
 
 COUNTERS: Final = ("nodes", "api_calls", "tokens")
-SPENT: Final = ("api_calls", "tokens", "cost_usd")  # what a node's record carries
+# What a node's record carries; ``unpriced_calls`` counts priced-by-nobody model calls, whose
+# cost is unknown (not zero).
+SPENT: Final = ("api_calls", "tokens", "cost_usd", "unpriced_calls")
 _LIMIT_OF: Final = {"nodes": "max_nodes", "api_calls": "max_api_calls", "tokens": "max_tokens"}
 _UNIT: Final = {"nodes": "node executions", "api_calls": "API calls", "tokens": "tokens"}
 
@@ -45,6 +47,7 @@ class RunUsage:
         self._by_key: dict[str, dict[str, float]] = {}
         self.totals: dict[str, float] = dict.fromkeys(COUNTERS, 0)
         self.totals["cost_usd"] = 0.0
+        self.totals["unpriced_calls"] = 0
         for record in restored:
             self.totals["nodes"] += record.attempt
             if record.usage:
@@ -61,16 +64,19 @@ class RunUsage:
         nodes: int = 0,
         api_calls: int = 0,
         tokens: int = 0,
-        cost_usd: float = 0.0,
+        cost_usd: float | None = 0.0,
     ) -> None:
         """Count what node ``key`` spent; raise RunLimitExceeded when a limit is now crossed
-        (or was crossed before: nothing more may be spent once one is)."""
+        (or was crossed before: nothing more may be spent once one is). ``cost_usd`` None: a
+        model call without a price."""
         self.totals["nodes"] += nodes
-        if api_calls or tokens or cost_usd:
+        unpriced = 1 if cost_usd is None else 0
+        if api_calls or tokens or cost_usd or unpriced:
             spent = self._by_key.get(key)
             if spent is None:
                 spent = self._by_key[key] = {}
-            for counter, amount in zip(SPENT, (api_calls, tokens, cost_usd), strict=True):
+            amounts = (api_calls, tokens, cost_usd or 0.0, unpriced)
+            for counter, amount in zip(SPENT, amounts, strict=True):
                 if amount:
                     spent[counter] = spent.get(counter, 0) + amount
                     self.totals[counter] += amount

@@ -39,19 +39,21 @@ class ChatRequest:
     def identity(self) -> dict[str, Any]:
         return asdict(self)
 
-    def chat_messages(self, *, with_system: bool) -> list[dict[str, str]]:
-        """The messages as the OpenAI and Ollama APIs take them (system first when asked)."""
-        system = self.system_text() if with_system else None
+    def chat_messages(self) -> list[dict[str, str]]:
+        """The messages as the OpenAI and Ollama APIs take them, the system prompt first."""
+        system = self.system_text(with_schema=False)
         head = [{"role": "system", "content": system}] if system else []
         return head + [{"role": role, "content": content} for role, content in self.messages]
 
-    def system_text(self, *, instruct_json: bool = False) -> str | None:
-        """The system prompt; with ``instruct_json``, what the answer must look like added."""
+    def system_text(self, *, with_schema: bool) -> str | None:
+        """The system prompt, with what the answer must look like: "JSON only" when the node
+        asks for JSON (OpenAI's JSON mode refuses a request that never says "JSON"), and with
+        ``with_schema`` the schema itself (for a provider that cannot be given one)."""
         parts = [self.system] if self.system else []
-        if instruct_json and isinstance(self.response_format, dict):
+        if with_schema and isinstance(self.response_format, dict):
             schema = orjson.dumps(self.response_format).decode()
             parts.append(f"{SCHEMA_INSTRUCTION} {schema}")
-        elif instruct_json and self.response_format == "json":
+        elif self.response_format == "json":
             parts.append(JSON_INSTRUCTION)
         return "\n\n".join(parts) or None
 

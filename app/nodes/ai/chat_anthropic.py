@@ -6,7 +6,6 @@ from typing import Any
 
 import anthropic
 
-from app.errors import NodeConfigError
 from app.nodes.ai.chat import DEFAULT_MAX_TOKENS, ChatAnswer, ChatRequest, OnText
 
 # Anthropic's stop reasons in the words the other providers use.
@@ -43,7 +42,7 @@ async def chat(
 def _arguments(request: ChatRequest) -> dict[str, Any]:
     # System messages go into the system prompt: the Messages API takes only user and assistant.
     system_parts = [content for role, content in request.messages if role == "system"]
-    base = request.system_text(instruct_json=True)
+    base = request.system_text(with_schema=True)
     system = "\n\n".join([base, *system_parts] if base else system_parts)
     kwargs: dict[str, Any] = {
         "model": request.model,
@@ -57,8 +56,6 @@ def _arguments(request: ChatRequest) -> dict[str, Any]:
     if system:
         kwargs["system"] = system
     if request.temperature is not None:
-        if request.temperature > 1:
-            raise NodeConfigError("anthropic takes a temperature between 0 and 1")
         kwargs["temperature"] = request.temperature
     if request.stop:
         kwargs["stop_sequences"] = list(request.stop)

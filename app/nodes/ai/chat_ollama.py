@@ -10,8 +10,7 @@ import httpx
 import orjson
 
 from app.nodes.ai.chat import ChatAnswer, ChatRequest, OnText
-
-ERROR_BODY_BYTES = 8 * 1024
+from app.nodes.ai.failures import read_error_text
 
 # An error status read off the wire: (status, message, headers) -> the node error to raise.
 StatusError = Callable[[int, str, Mapping[str, str]], Exception]
@@ -32,7 +31,9 @@ async def chat(
         "POST", f"{request.root}/api/chat", json=body, timeout=timeout_s
     ) as response:  # leaving it (a cancelled run included) closes the connection
         if response.status_code != 200:
-            raise status_error(response.status_code, await _error_text(response), response.headers)
+            raise status_error(
+                response.status_code, await read_error_text(response), response.headers
+            )
         async for line in response.aiter_lines():
             if not line.strip():
                 continue
@@ -63,7 +64,7 @@ def _body(request: ChatRequest, *, stream: bool) -> dict[str, Any]:
         options["stop"] = list(request.stop)
     body: dict[str, Any] = {
         "model": request.model,
-        "messages": request.chat_messages(with_system=True),
+        "messages": request.chat_messages(),
         "stream": stream,
     }
     if options:
@@ -71,16 +72,3 @@ def _body(request: ChatRequest, *, stream: bool) -> dict[str, Any]:
     if isinstance(request.response_format, dict) or request.response_format == "json":
         body["format"] = request.response_format  # "json", or the schema itself
     return body
-
-
-async def _error_text(response: httpx.Response) -> str:
-    raw = b""
-    async for chunk in response.aiter_bytes():
-        raw += chunk
-        if len(raw) >= ERROR_BODY_BYTES:
-            break
-    try:
-        parsed = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return raw.decode(errors="replace")
-    return str(parsed.get("error", parsed)) if isinstance(parsed, dict) else str(parsed)

@@ -7,6 +7,7 @@ from typing import Any
 import openai
 
 from app.nodes.ai.chat import ChatAnswer, ChatRequest, OnText
+from app.nodes.ai.clients import OPENAI_DEFAULT_URL
 
 
 async def chat(
@@ -47,12 +48,15 @@ async def chat(
 def _arguments(request: ChatRequest) -> dict[str, Any]:
     kwargs: dict[str, Any] = {
         "model": request.model,
-        "messages": request.chat_messages(with_system=True),
+        "messages": request.chat_messages(),
     }
     if request.temperature is not None:
         kwargs["temperature"] = request.temperature
     if request.max_tokens is not None:
-        kwargs["max_tokens"] = request.max_tokens
+        # OpenAI's own API takes max_completion_tokens (its reasoning models refuse max_tokens);
+        # OpenAI-compatible servers know max_tokens.
+        official = request.root == OPENAI_DEFAULT_URL
+        kwargs["max_completion_tokens" if official else "max_tokens"] = request.max_tokens
     if request.stop:
         kwargs["stop"] = list(request.stop)
     if isinstance(request.response_format, dict):

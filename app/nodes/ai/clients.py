@@ -17,27 +17,32 @@ from app.nodes.resources import NodeResources
 
 OPENAI_DEFAULT_URL = "https://api.openai.com/v1"
 ANTHROPIC_DEFAULT_URL = "https://api.anthropic.com"
-# An OpenAI-compatible server of one's own (vLLM, llama.cpp, LM Studio) often wants no key; the
-# SDK insists on one, so it sends this instead.
+# What goes as the key where the deployment's key must not (a root other than the configured
+# one) or need not (an OpenAI-compatible server of one's own: vLLM, llama.cpp, LM Studio): the
+# SDKs insist on one.
 NO_KEY = "no-key"
 
 
-def api_root(resources: NodeResources, provider: Provider, base_url: str | None) -> str:
-    """Where calls to ``provider`` go: the node's ``base_url``, else the deployment's setting,
-    else the provider's public API."""
+def configured_root(resources: NodeResources, provider: Provider) -> str:
+    """The deployment's API root for ``provider`` (its setting, else the public API)."""
     settings = resources.settings
-    configured = {
+    root = {
         "openai": settings.openai_base_url or OPENAI_DEFAULT_URL,
         "anthropic": settings.anthropic_base_url or ANTHROPIC_DEFAULT_URL,
         "ollama": settings.ollama_url,
     }[provider]
-    return (base_url or configured).rstrip("/")
+    return root.rstrip("/")
+
+
+def api_root(resources: NodeResources, provider: Provider, base_url: str | None) -> str:
+    """Where calls to ``provider`` go: the node's ``base_url``, else the deployment's root."""
+    return (base_url or configured_root(resources, provider)).rstrip("/")
 
 
 def openai_client(resources: NodeResources, root: str) -> openai.AsyncOpenAI:
     """The client for the OpenAI(-compatible) API at ``root``."""
     settings = resources.settings
-    key = _key(settings.openai_api_key, root, OPENAI_DEFAULT_URL, "OPENAI_API_KEY")
+    key = _key(resources, "openai", root, settings.openai_api_key, "OPENAI_API_KEY")
     return resources.client(
         f"openai:{root}",
         lambda: openai.AsyncOpenAI(
@@ -50,7 +55,7 @@ def openai_client(resources: NodeResources, root: str) -> openai.AsyncOpenAI:
 def anthropic_client(resources: NodeResources, root: str) -> anthropic.AsyncAnthropic:
     """The client for the Anthropic API at ``root``."""
     settings = resources.settings
-    key = _key(settings.anthropic_api_key, root, ANTHROPIC_DEFAULT_URL, "ANTHROPIC_API_KEY")
+    key = _key(resources, "anthropic", root, settings.anthropic_api_key, "ANTHROPIC_API_KEY")
     return resources.client(
         f"anthropic:{root}",
         lambda: anthropic.AsyncAnthropic(
@@ -67,9 +72,19 @@ def secrets_of(resources: NodeResources) -> list[str]:
     return [k.get_secret_value() for k in keys if k is not None and k.get_secret_value()]
 
 
-def _key(secret: SecretStr | None, root: str, official: str, variable: str) -> str:
+def _key(
+    resources: NodeResources,
+    provider: Provider,
+    root: str,
+    secret: SecretStr | None,
+    variable: str,
+) -> str:
+    """The deployment's key, for the deployment's own root only: a workflow that names another
+    ``base_url`` (it may come from a run's inputs) must not receive the key."""
+    if root != configured_root(resources, provider):
+        return NO_KEY
     if secret is not None and secret.get_secret_value():
         return secret.get_secret_value()
-    if root == official:
+    if root in (OPENAI_DEFAULT_URL, ANTHROPIC_DEFAULT_URL):
         raise NodeConfigError(f"{variable} is not set: the provider's API needs a key")
     return NO_KEY

@@ -1,9 +1,10 @@
 """Provider failures as node errors: which are worth another attempt, how long the provider
 asks to wait, and messages that never carry a key.
 
-429, 408, 409, 5xx (and Anthropic's 529 "overloaded"), lost connections and timeouts are
-retryable through the node's retry policy, with ``Retry-After`` / ``retry-after-ms`` as the
-delay when the provider sends one; other statuses (bad request, bad key, unknown model) are not.
+429, 408, 409, 5xx (and Anthropic's 529 "overloaded"), lost connections, timeouts and errors
+sent inside a started stream are retryable through the node's retry policy, with
+``Retry-After`` / ``retry-after-ms`` as the delay when the provider sends one; other statuses
+(bad request, bad key, unknown model) are not.
 """
 
 from __future__ import annotations
@@ -14,12 +15,18 @@ from datetime import datetime
 import anthropic
 import httpx
 import openai
+import orjson
 
 from app.errors import NodeError
 from app.nodes.http import retry_after_s
 
 RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
+# Error types a provider may send inside a started stream that another attempt will not fix.
+NOT_RETRYABLE_TYPES = frozenset(
+    {"invalid_request_error", "authentication_error", "permission_error", "not_found_error"}
+)
 MESSAGE_CHARS = 500  # of a provider's error message kept in the node's error
+ERROR_BODY_BYTES = 8 * 1024  # read of an error answer, for its message
 
 
 class LlmProviderError(NodeError):
@@ -48,14 +55,6 @@ def provider_error(
     now: Callable[[], datetime],
 ) -> NodeError | None:
     """``exc`` as a node error, or None when it is not a provider or transport failure."""
-    if isinstance(exc, openai.APIStatusError | anthropic.APIStatusError):
-        status = exc.status_code
-        return LlmProviderError(
-            scrub(f"{provider} answered {status}: {_message(exc.message)}", secrets),
-            retryable=status in RETRYABLE_STATUS,
-            details={"provider": provider, "status": status},
-            retry_after_s=_retry_after(exc.response.headers, now),
-        )
     if isinstance(exc, openai.APITimeoutError | anthropic.APITimeoutError | httpx.TimeoutException):
         return LlmTransportError(
             f"{provider} did not answer in time", details={"provider": provider}
@@ -65,6 +64,26 @@ def provider_error(
         return LlmTransportError(
             scrub(f"{provider} could not be reached: {type(cause).__name__}: {cause}", secrets),
             details={"provider": provider},
+        )
+    if isinstance(exc, openai.APIStatusError | anthropic.APIStatusError) and exc.status_code >= 400:
+        return status_error(
+            provider,
+            exc.status_code,
+            _said(exc.body) or exc.message,
+            exc.response.headers,
+            secrets=secrets,
+            now=now,
+        )
+    if isinstance(exc, openai.APIError | anthropic.APIError):
+        # An error the provider sent inside a stream that had begun (status 200): Anthropic's
+        # `overloaded_error` and OpenAI-compatible servers' error frames. Transient as a rule.
+        kind = _error_type(exc.body)
+        return LlmProviderError(
+            scrub(
+                f"{provider} failed mid-answer: {_message(_said(exc.body) or exc.message)}", secrets
+            ),
+            retryable=kind not in NOT_RETRYABLE_TYPES,
+            details={"provider": provider, "type": kind} if kind else {"provider": provider},
         )
     return None
 
@@ -78,13 +97,34 @@ def status_error(
     secrets: Iterable[str],
     now: Callable[[], datetime],
 ) -> LlmProviderError:
-    """An error status read without an SDK (Ollama through httpx)."""
+    """An error status, read by an SDK or off the wire (Ollama through httpx)."""
+    if status in (401, 403):
+        # Providers echo the key they refused, at times masked (sk-abc1****xyz9), which no
+        # scrubbing of the whole key would catch: their words are left out.
+        text = f"{provider} refused the request ({status}): check the key and its permissions"
+    else:
+        text = scrub(f"{provider} answered {status}: {_message(message)}", secrets)
     return LlmProviderError(
-        scrub(f"{provider} answered {status}: {_message(message)}", secrets),
+        text,
         retryable=status in RETRYABLE_STATUS,
         details={"provider": provider, "status": status},
         retry_after_s=_retry_after(headers, now),
     )
+
+
+async def read_error_text(response: httpx.Response) -> str:
+    """At most :data:`ERROR_BODY_BYTES` of an error answer (streamed or not), as text; Ollama's
+    ``{"error": "…"}`` gives its message."""
+    raw = b""
+    async for chunk in response.aiter_bytes():
+        raw += chunk
+        if len(raw) >= ERROR_BODY_BYTES:
+            break
+    try:
+        parsed = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return raw[:ERROR_BODY_BYTES].decode(errors="replace")
+    return str(parsed.get("error", parsed)) if isinstance(parsed, dict) else str(parsed)
 
 
 def scrub(text: str, secrets: Iterable[str]) -> str:
@@ -93,6 +133,26 @@ def scrub(text: str, secrets: Iterable[str]) -> str:
         if secret:
             text = text.replace(secret, "[secret]")
     return text
+
+
+def _said(body: object) -> str | None:
+    """The message in a provider's error body (``{"error": {"message": …}}`` or
+    ``{"message": …}``), without the SDK's own wrapping."""
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict) and isinstance(inner.get("message"), str):
+            return str(inner["message"])
+    return None
+
+
+def _error_type(body: object) -> str | None:
+    """The error's type in a provider's error body (``{"error": {"type": …}}`` or
+    ``{"type": …}``), when it says."""
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict) and isinstance(inner.get("type"), str):
+            return str(inner["type"])
+    return None
 
 
 def _message(message: str) -> str:

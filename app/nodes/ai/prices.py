@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from importlib import resources as package_files
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from app.nodes.resources import NodeResources
 
 PER_TOKENS = 1_000_000  # prices are per million tokens
 WILDCARD = "*"
+SNAPSHOT = re.compile(r"-(?:\d{4}-\d{2}-\d{2}|\d{8}|latest)$")
 
 
 class Price(BaseModel):
@@ -44,13 +46,12 @@ class PriceTable:
         self._unknown: set[tuple[str, str]] = set()
 
     def price(self, provider: str, model: str) -> Price | None:
+        """The model's price: by its exact name, or its name less a date suffix (a snapshot:
+        ``gpt-4o-2024-08-06``, ``claude-3-5-haiku-20241022``); never by a mere prefix, which
+        would price ``gpt-5-pro`` as ``gpt-5``."""
         models = self._prices.get(provider, {})
-        if model in models:
-            return models[model]
-        prefixes = [name for name in models if name != WILDCARD and model.startswith(name)]
-        if prefixes:
-            return models[max(prefixes, key=len)]
-        return models.get(WILDCARD)
+        found = models.get(model) or models.get(SNAPSHOT.sub("", model))
+        return found if found is not None else models.get(WILDCARD)
 
     def cost(
         self, provider: str, model: str, input_tokens: int, output_tokens: int

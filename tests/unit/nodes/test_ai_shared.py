@@ -87,14 +87,19 @@ def test_a_cache_of_size_zero_keeps_nothing() -> None:
     assert cache.get("k") is None
 
 
-def test_prices_by_exact_name_then_longest_prefix_then_wildcard(
+def test_prices_by_exact_name_or_snapshot_then_wildcard(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     table = PriceTable(load_prices(None), logging.getLogger("test"))
     assert table.cost("openai", "gpt-4o", 1_000_000, 0) == 2.5
     # A dated snapshot of gpt-4o-mini is priced as gpt-4o-mini, not as gpt-4o.
     assert table.cost("openai", "gpt-4o-mini-2024-07-18", 1_000_000, 1_000_000) == 0.75
+    assert table.cost("anthropic", "claude-3-5-haiku-20241022", 1_000_000, 0) == 0.8
+    assert table.cost("anthropic", "claude-3-5-haiku-latest", 1_000_000, 0) == 0.8
     assert table.cost("ollama", "llama3.2", 10**9, 10**9) == 0.0
+    # A name that merely starts like a known one is another model: no price, not a guess.
+    assert table.price("openai", "gpt-5-pro") is None
+    assert table.price("openai", "gpt-4o-audio-preview") is None
     with caplog.at_level(logging.WARNING):
         assert table.cost("anthropic", "claude-unknown", 1, 1) is None
         assert table.cost("anthropic", "claude-unknown", 1, 1) is None

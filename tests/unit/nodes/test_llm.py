@@ -36,11 +36,18 @@ RETRY = {"max_retries": 2, "initial_delay_ms": 10, "max_delay_ms": 100}
 
 
 @pytest.fixture
-async def resources() -> AsyncIterator[NodeResources]:
+async def openai_srv() -> AsyncIterator[ProviderServer]:
+    async with openai_server() as srv:
+        yield srv
+
+
+@pytest.fixture
+async def resources(openai_srv: ProviderServer) -> AsyncIterator[NodeResources]:
     settings = Settings(
         database_url="sqlite+aiosqlite:///:memory:",
         openai_api_key=OPENAI_CANARY,
         anthropic_api_key=ANTHROPIC_CANARY,
+        openai_base_url=openai_srv.url,  # the deployment's OpenAI: the key goes there only
     )
     async with NodeResources(settings=settings) as made:
         yield made
@@ -49,12 +56,6 @@ async def resources() -> AsyncIterator[NodeResources]:
 @pytest.fixture
 def harness(resources: NodeResources) -> Harness:
     return Harness(registry=core_registry(resources))
-
-
-@pytest.fixture
-async def openai_srv() -> AsyncIterator[ProviderServer]:
-    async with openai_server() as srv:
-        yield srv
 
 
 def llm(node_id: str = "ask", retry: dict[str, Any] | None = None, **config: Any) -> dict[str, Any]:
@@ -203,6 +204,19 @@ async def test_an_unreachable_server_is_a_retryable_transport_error(harness: Har
     assert len(harness.of_type(EventType.NODE_RETRY)) == 2
 
 
+async def test_the_key_goes_to_the_deployments_root_only(
+    harness: Harness, openai_srv: ProviderServer
+) -> None:
+    async with openai_server() as elsewhere:  # a base_url a run's inputs could name
+        spec = llm(provider="openai", base_url="{{ inputs.url }}", model="m", prompt="p")
+        outcome = await harness.run(one(spec), {"url": elsewhere.url})
+        assert outcome.status is ExecutionStatus.COMPLETED, outcome.error
+        assert elsewhere.requests[0].headers["authorization"] == "Bearer no-key"
+    # The node's base_url left out: the deployment's root, with its key.
+    await harness.run(one(llm(provider="openai", model="m", prompt="p")), execution_id="own")
+    assert openai_srv.requests[0].headers["authorization"] == f"Bearer {OPENAI_CANARY}"
+
+
 async def test_without_a_key_the_public_api_is_not_called(harness: Harness) -> None:
     settings = Settings(database_url="sqlite+aiosqlite:///:memory:", openai_api_key=None)
     async with NodeResources(settings=settings) as bare:
@@ -261,6 +275,27 @@ async def test_an_unknown_model_costs_null_with_a_warning(
         await harness.run(one(spec))
     assert output_of(harness)["cost_usd"] is None
     assert "no price for openai model 'my-finetune'" in caplog.text
+    (done,) = harness.of_type(EventType.NODE_COMPLETED)
+    assert done.data["usage"]["unpriced_calls"] == 1 and "cost_usd" not in done.data["usage"]
+
+
+async def test_json_mode_says_json_to_the_model(
+    harness: Harness, openai_srv: ProviderServer
+) -> None:
+    openai_srv.script(Text('{"ok": true}'))
+    spec = llm(provider="openai", model="m", prompt="classify", response_format="json")
+    await harness.run(one(spec))
+    assert output_of(harness)["json"] == {"ok": True}
+    body = openai_srv.requests[-1].body
+    assert body["response_format"] == {"type": "json_object"}
+    assert "JSON" in body["messages"][0]["content"]  # OpenAI refuses JSON mode otherwise
+
+
+async def test_the_answer_is_a_durable_step(harness: Harness, openai_srv: ProviderServer) -> None:
+    spec = llm(provider="openai", model="m", prompt="p")
+    await harness.run(one(spec))
+    (step,) = harness.of_type(EventType.NODE_STEP)
+    assert step.data == {"node_id": "ask", "name": "answer", "ok": True}
 
 
 # -- JSON answers ----------------------------------------------------------------------------
@@ -346,16 +381,22 @@ async def test_cancelling_mid_stream_closes_the_providers_stream(
 async def test_the_keys_appear_in_no_event_output_error_or_log(
     harness: Harness, openai_srv: ProviderServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    # A provider that echoes the key it refused (OpenAI's 401 does, partly masked).
-    openai_srv.script(Failure(401, f"Incorrect API key provided: {OPENAI_CANARY}"))
-    refused = llm("refused", provider="openai", base_url=openai_srv.url, model="m", prompt="p")
-    refused["continue_on_error"] = True
-    fine = llm("fine", provider="openai", base_url=openai_srv.url, model="m", prompt="p")
+    # A provider that echoes the key it refused (OpenAI's 401 does, partly masked), and one
+    # that quotes it in another error.
+    openai_srv.script(
+        Failure(401, f"Incorrect API key provided: {OPENAI_CANARY[:6]}****{OPENAI_CANARY[-4:]}"),
+        Failure(500, f"upstream rejected {OPENAI_CANARY}"),
+    )
+    refused = llm("refused", provider="openai", model="m", prompt="p", continue_on_error=True)
+    quoted = llm("quoted", provider="openai", model="q", prompt="p", continue_on_error=True)
+    fine = llm("fine", provider="openai", model="m", prompt="p")
+    doc = workflow([refused, quoted, fine], [edge("refused", "quoted"), edge("quoted", "fine")])
     with caplog.at_level(logging.DEBUG):
-        outcome = await harness.run(workflow([refused, fine], [edge("refused", "fine")]))
+        outcome = await harness.run(doc, config={"dependency_strategy": "defaults"})
     assert outcome.status is ExecutionStatus.COMPLETED, outcome.error
-    failed = harness.of_type(EventType.NODE_FAILED)
-    assert failed and "[secret]" in failed[0].data["error"]["message"]
+    first, second = (e.data["error"]["message"] for e in harness.of_type(EventType.NODE_FAILED))
+    assert first == "openai refused the request (401): check the key and its permissions"
+    assert second == "openai answered 500: upstream rejected [secret]"
     stored = json.dumps(
         [e.data for e in harness.events()]
         + [c.records for c in harness.store.checkpoints.get("run-1", [])],
