@@ -31,7 +31,8 @@ from tests.integration.test_retrieval_nodes import (
     retriever_node,
     run_node,
 )
-from tests.providers import ProviderServer, openai_server
+from tests.providers import ProviderServer, ollama_server, openai_server
+from tests.providers.replies import Failure
 from tests.support import Harness, workflow
 
 SERVICE_TIMEOUT_S = 0.5
@@ -276,3 +277,23 @@ async def test_keyword_search_loads_a_bounded_number_of_chunks(
             assert {hit["metadata"]["kind"] for hit in found} == {kind}
         (cache,) = resources.made(LRUCache).values()
         assert 0 < cache.currsize <= 5
+
+
+async def test_ollama_embedder_failures_are_clear(tmp_path: Path) -> None:
+    """Ollama's ``{"error": …}`` message reaches the node's error; embeddings that are not
+    lists of numbers are a final provider error, not a crash."""
+    async with ollama_server() as ollama:
+        spec = {"provider": "ollama", "model": "nomic-embed-text", "base_url": ollama.base}
+        store = {"backend": "qdrant", "path": ":memory:", "collection": "c"}
+        ollama.script_embeddings(
+            Failure(404, 'model "nomic-embed-text" not found, try pulling it first'),
+            Failure(200, body={"embeddings": [["0.5", None]]}),
+        )
+        async with NodeResources(settings=Settings(qdrant_local_root=tmp_path)) as resources:
+            harness = harness_for(resources)
+            error = await failure(harness, index_node(store, ANIMALS, embedder=spec))
+            assert error["code"] == "llm_provider_error"
+            assert "try pulling it first" in error["message"]
+            error = await failure(harness, index_node(store, ANIMALS, embedder=spec))
+            assert error["code"] == "llm_provider_error"
+            assert "lists of numbers" in error["message"]
