@@ -200,8 +200,9 @@ class PgvectorStore:
         chunks: Sequence[Chunk],
         vectors: Sequence[Sequence[float]],
     ) -> None:
-        if vectors and self._table not in self._database.made:
-            await self._create(len(vectors[0]))
+        if vectors:
+            if self._table not in self._database.made:
+                await self._create(len(vectors[0]))
         elif not await self._exists():
             return  # nothing held, nothing to add
         revisions = self._collections
