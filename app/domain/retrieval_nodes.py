@@ -31,6 +31,23 @@ MAX_ID_CHARS = 512
 
 TABLE_PATTERN = r"^[a-z_][a-z0-9_]{0,47}$"  # a plain Postgres identifier, room for suffixes
 COLLECTION_PATTERN = r"^[A-Za-z0-9_.-]{1,255}$"
+# The service's own tables (app/store/tables.py and alembic's; a test keeps the list whole): by
+# default pgvector writes into the service's database, and must never write into these.
+SERVICE_TABLES = frozenset(
+    {
+        "alembic_version",
+        "checkpoints",
+        "events",
+        "executions",
+        "form_submissions",
+        "forms",
+        "idempotency_keys",
+        "node_runs",
+        "replicas",
+        "workflow_versions",
+        "workflows",
+    }
+)
 
 
 def _templated(value: str) -> bool:
@@ -44,6 +61,8 @@ def check_table(name: str) -> str:
             f"table {name!r} must be lower-case letters, digits and '_' (at most 48), "
             "not starting with a digit"
         )
+    if name in SERVICE_TABLES:
+        raise ValueError(f"table {name!r} is one of the service's own tables: choose another name")
     return name
 
 
@@ -51,6 +70,8 @@ def check_collection(name: str) -> str:
     """``name`` when it is a collection name both backends accept."""
     if not re.fullmatch(COLLECTION_PATTERN, name):
         raise ValueError(f"collection {name!r} must be 1-255 of letters, digits, '_', '.', '-'")
+    if not name.strip("."):  # "." and ".." would be path segments in a Qdrant server's URL
+        raise ValueError(f"collection {name!r} must hold more than dots")
     return name
 
 

@@ -1,10 +1,12 @@
-"""Store tests run on real databases: a fresh Postgres clone and a fresh SQLite file per test."""
+"""Store tests run on real databases: a fresh Postgres clone and a fresh SQLite file per test;
+the retrieval tests on a PostgreSQL with pgvector."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.store.db import create_engine, migrate
 from tests.integration.rows import add_workflows
+from tests.pgvector_server import pgvector_server
 
 
 @pytest.fixture(scope="module")
@@ -38,3 +41,16 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
         yield engine
     finally:
         await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def pgvector_url() -> Iterator[str]:
+    """A PostgreSQL with pgvector for the retrieval tests (started once per session)."""
+    try:
+        with pgvector_server() as url:
+            yield url
+    except (ImportError, OSError, RuntimeError) as exc:
+        message = f"no PostgreSQL with pgvector could be started: {exc}"
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(message)
+        pytest.skip(message)

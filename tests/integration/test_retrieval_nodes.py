@@ -4,9 +4,8 @@ mode in memory and in a folder, pgvector on a real PostgreSQL) with real embeddi
 
 from __future__ import annotations
 
-import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -18,24 +17,11 @@ from app.domain.status import ExecutionStatus
 from app.nodes.registry import core_registry
 from app.nodes.resources import NodeResources
 from app.settings import Settings
-from tests.pgvector_server import pgvector_server
 from tests.providers import ProviderServer, ollama_server, openai_server
 from tests.support import Harness, edge, node, workflow
 
 DIMENSIONS = 1024  # few hash collisions among the test texts' words
 RRF_K = 60
-
-
-@pytest.fixture(scope="session")
-def pgvector_url() -> Iterator[str]:
-    try:
-        with pgvector_server() as url:
-            yield url
-    except (ImportError, OSError, RuntimeError) as exc:
-        message = f"no PostgreSQL with pgvector could be started: {exc}"
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(message)
-        pytest.skip(message)
 
 
 @pytest.fixture(params=["qdrant-memory", "qdrant-path", "pgvector"])
@@ -57,8 +43,8 @@ async def embeddings() -> AsyncIterator[ProviderServer]:
 
 
 @pytest.fixture
-async def resources() -> AsyncIterator[NodeResources]:
-    async with NodeResources(settings=Settings()) as shared:
+async def resources(tmp_path: Path) -> AsyncIterator[NodeResources]:
+    async with NodeResources(settings=Settings(qdrant_local_root=tmp_path)) as shared:
         yield shared
 
 

@@ -25,7 +25,6 @@ from app.nodes.ai.throttle import gate
 from app.nodes.resources import NodeResources
 
 BATCH_SIZE = 256  # texts per request: well within OpenAI's 2,048 inputs and Ollama's defaults
-ERROR_BODY_BYTES = 8 * 1024
 
 Vector = list[float]
 
@@ -134,24 +133,34 @@ async def _ollama(
     body: dict[str, Any] = {"model": spec.model, "input": texts}
     if spec.dimensions is not None:
         body["dimensions"] = spec.dimensions
-    response = await resources.http.post(
-        f"{root}/api/embed", json=body, timeout=resources.settings.llm_timeout_s
-    )
-    if response.status_code != 200:
-        raise failures.status_error(
-            "ollama",
-            response.status_code,
-            response.text[:ERROR_BODY_BYTES],
-            response.headers,
-            secrets=secrets,
-            now=ctx.clock.now,
-        )
+    timeout_s = resources.settings.llm_timeout_s
+    async with resources.http.stream(
+        "POST", f"{root}/api/embed", json=body, timeout=timeout_s
+    ) as response:  # streamed: an error body is read only so far (failures.read_error_text)
+        if response.status_code != 200:
+            raise failures.status_error(
+                "ollama",
+                response.status_code,
+                await failures.read_error_text(response),
+                response.headers,
+                secrets=secrets,
+                now=ctx.clock.now,
+            )
+        content = await response.aread()
     try:
-        embeddings = orjson.loads(response.content).get("embeddings")
+        embeddings = orjson.loads(content).get("embeddings")
     except (orjson.JSONDecodeError, AttributeError):
         embeddings = None
-    if not isinstance(embeddings, list):
+    if not isinstance(embeddings, list) or not all(map(_numbers, embeddings)):
         raise failures.LlmProviderError(
-            "ollama answered without 'embeddings'", retryable=False, details={"provider": "ollama"}
+            "ollama answered without 'embeddings' (lists of numbers)",
+            retryable=False,
+            details={"provider": "ollama"},
         )
     return [[float(x) for x in vector] for vector in embeddings]
+
+
+def _numbers(vector: Any) -> bool:
+    return isinstance(vector, list) and all(
+        isinstance(x, int | float) and not isinstance(x, bool) for x in vector
+    )

@@ -18,7 +18,6 @@ from app.nodes.resources import NodeResources
 from app.nodes.retrieval.ranking import Hit, KeywordIndex
 from app.nodes.retrieval.stores import Filter, VectorStore
 
-CACHED_INDEXES = 32  # collection and filter combinations kept per process
 INLINE_CHUNKS = 200  # below this many chunks BM25 work runs on the loop: a thread costs more
 
 IndexCache = LRUCache[tuple[str, str, bytes, str | None], KeywordIndex]
@@ -46,16 +45,23 @@ async def _index(
     # The revision is read before the chunks: a write in between leaves newer chunks under an
     # older revision, which the next search replaces; never stale chunks under a new one.
     revision = await store.revision(collection)
-    cache: IndexCache = resources.client("bm25-indexes", lambda: LRUCache(CACHED_INDEXES))
+    settings = resources.settings
+    cache: IndexCache = resources.client(
+        "bm25-indexes", lambda: LRUCache(settings.keyword_cache_chunks, getsizeof=_size)
+    )
     key = (store.name, collection, orjson.dumps(where, option=orjson.OPT_SORT_KEYS), revision)
     if revision is not None and key in cache:
         return cache[key]
-    chunks = await store.chunks(collection, where)
+    chunks = await store.chunks(collection, where, limit=settings.keyword_max_chunks)
     index = (
         KeywordIndex(chunks)
         if len(chunks) < INLINE_CHUNKS
         else await asyncio.to_thread(KeywordIndex, chunks)
     )
-    if revision is not None:
+    if revision is not None and _size(index) <= cache.maxsize:
         cache[key] = index
     return index
+
+
+def _size(index: KeywordIndex) -> int:
+    return max(1, len(index))  # an empty index still takes a place

@@ -8,7 +8,8 @@ by Reciprocal Rank Fusion (``hybrid``); ``score_threshold`` is in the mode's own
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import cast
 
 from app.domain.node_types import CORE_NODE_TYPES
@@ -60,9 +61,10 @@ class IndexExecutor:
             )
         ]
         spec = embedders.embedder_of(self._resources, await ctx.render("embedder"))
-        store, collection = await _store(self._resources, ctx)
+        collection = await _collection(ctx)
         vectors = await embedders.embed(self._resources, ctx, spec, [c.text for c in chunks])
-        await store.replace(collection, ids, chunks, vectors)
+        async with _store(self._resources, ctx) as store:
+            await store.replace(collection, ids, chunks, vectors)
         return NodeOutput({"indexed": len(documents), "chunks": len(chunks)})
 
 
@@ -78,16 +80,18 @@ class RetrieverExecutor:
         top_k: int = await ctx.render("top_k")
         threshold: float | None = await ctx.render("score_threshold")
         where = stores.check_filter(await ctx.render("filter"))
-        store, collection = await _store(self._resources, ctx)
+        collection = await _collection(ctx)
         resources = self._resources
-        if config.mode == "keyword":
-            hits = await keyword.search(
-                resources, store, collection, query, top_k=top_k, where=where
-            )
-        else:
+        vector: list[float] = []
+        if config.mode != "keyword":
             spec = embedders.embedder_of(resources, await ctx.render("embedder"))
             vector = (await embedders.embed(resources, ctx, spec, [query]))[0]
-            if config.mode == "vector":
+        async with _store(resources, ctx) as store:
+            if config.mode == "keyword":
+                hits = await keyword.search(
+                    resources, store, collection, query, top_k=top_k, where=where
+                )
+            elif config.mode == "vector":
                 hits = await store.search(
                     collection, vector, top_k=top_k, where=where, score_threshold=threshold
                 )
@@ -105,21 +109,26 @@ class RetrieverExecutor:
         return NodeOutput([hit.as_output() for hit in hits])
 
 
-async def _store(resources: NodeResources, ctx: NodeContext) -> tuple[stores.VectorStore, str]:
-    """The store and the collection the node's (rendered) store keys name."""
+async def _collection(ctx: NodeContext) -> str:
+    return _checked(check_collection, await _text(ctx, "collection") or "")
+
+
+@asynccontextmanager
+async def _store(resources: NodeResources, ctx: NodeContext) -> AsyncIterator[stores.VectorStore]:
+    """The store the node's (rendered) store keys name, held open while the block runs."""
     config = cast(StoreConfig, ctx.config)
-    collection = _checked(check_collection, await _text(ctx, "collection") or "")
+    opened: AbstractAsyncContextManager[stores.VectorStore]
     if config.backend == "qdrant":
-        url = await _text(ctx, "url")
+        url, path = await _text(ctx, "url"), await _text(ctx, "path")
         if url is not None:  # qdrant-client connects by itself: its URL is checked up front
             await resources.egress.check_url(url)
-        store: stores.VectorStore = qdrant_store.open_store(
-            resources, url=url, path=await _text(ctx, "path")
-        )
+        opened = qdrant_store.open_store(resources, url=url, path=path)
     else:
         table = _checked(check_table, await _text(ctx, "table") or "")
-        store = pgvector_store.open_store(resources, dsn=await _text(ctx, "dsn"), table=table)
-    return store, collection
+        dsn = await _text(ctx, "dsn")
+        opened = pgvector_store.open_store(resources, dsn=dsn, table=table)
+    async with opened as store:
+        yield store
 
 
 async def _text(ctx: NodeContext, field: str) -> str | None:

@@ -40,6 +40,13 @@ class StoreFailed(NodeError):
     retryable = False
 
 
+class TooManyChunks(NodeError):
+    """The search would load more chunks than a keyword search may (OXIFY_KEYWORD_MAX_CHUNKS)."""
+
+    code = "retrieval_too_many_chunks"
+    retryable = False
+
+
 class VectorStore(Protocol):
     """One configured store (a Qdrant server or local directory, a pgvector table)."""
 
@@ -71,8 +78,9 @@ class VectorStore(Protocol):
         """The ``top_k`` chunks nearest ``vector`` (cosine similarity), best first."""
         ...
 
-    async def chunks(self, collection: str, where: Filter) -> list[Hit]:
-        """Every chunk of the collection matching ``where`` (score 0), in a stable order."""
+    async def chunks(self, collection: str, where: Filter, *, limit: int) -> list[Hit]:
+        """Every chunk of the collection matching ``where`` (score 0), in a stable order;
+        TooManyChunks when there are more than ``limit``."""
         ...
 
     async def revision(self, collection: str) -> str | None:
@@ -102,6 +110,15 @@ def missing(collection: str) -> CollectionMissing:
     return CollectionMissing(
         f"collection {collection!r} does not exist (index documents into it first)",
         details={"collection": collection},
+    )
+
+
+def too_many_chunks(collection: str, limit: int) -> TooManyChunks:
+    return TooManyChunks(
+        f"collection {collection!r} holds more than {limit} chunks passing the filter: too many "
+        "for a keyword or hybrid search (narrow the filter, use vector mode, or raise "
+        "OXIFY_KEYWORD_MAX_CHUNKS)",
+        details={"collection": collection, "limit": limit},
     )
 
 
