@@ -5,15 +5,16 @@ classes are in :mod:`app.domain.node_config`; human steps in :mod:`app.domain.hu
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
 
 from pydantic import ConfigDict, Field, StringConstraints, model_validator
 from pydantic.config import JsonDict
 
 from app.domain.ai_nodes import LlmConfig
 from app.domain.human import ApprovalConfig, FormConfig
+from app.domain.mcp_nodes import McpConfig
 from app.domain.node_config import ExpressionStr, NodeConfig, NodeType, NodeTypes, TemplateStr
 from app.domain.retrieval_nodes import IndexConfig, RetrieverConfig
+from app.domain.urls import check_http_url
 from app.domain.workflow import MAX_VERSION, NODE_ID_PATTERN, GraphSpec
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "NodeType",
     "NodeTypes",
     "TemplateStr",
+    "check_http_url",
 ]
 
 DEFAULT_MAX_ITERATIONS = 1000
@@ -274,23 +276,6 @@ class HttpConfig(NodeConfig):
         return any(low <= status <= high for low, high in self.status_ranges())
 
 
-def check_http_url(url: str) -> None:
-    """Raise ValueError unless ``url`` is an absolute http(s) URL with a host.
-
-    The message never repeats the URL: it may carry credentials or secret query parameters.
-    """
-    try:
-        parts = urlsplit(url)
-        _ = parts.port  # a malformed port raises here
-    except ValueError:
-        raise ValueError("url is not a valid URL") from None
-    if parts.scheme.lower() not in ("http", "https"):
-        shown = f"scheme {parts.scheme!r}" if parts.scheme else "no scheme"
-        raise ValueError(f"url must be an absolute http:// or https:// URL (it has {shown})")
-    if not parts.hostname:
-        raise ValueError("url has no host")
-
-
 CORE_NODE_TYPES = NodeTypes(
     {
         t.name: t
@@ -314,6 +299,7 @@ CORE_NODE_TYPES = NodeTypes(
             NodeType("llm", LlmConfig, "Calls a language model; outputs its answer and usage."),
             NodeType("index", IndexConfig, "Chunks, embeds and upserts documents into a store."),
             NodeType("retriever", RetrieverConfig, "Finds the chunks best matching `query`."),
+            NodeType("mcp", McpConfig, "Calls a tool on an MCP server; outputs its result."),
         )
     }
 )
