@@ -226,6 +226,8 @@ NODE_OUTPUTS: dict[str, str] = {
     "before under its id.",
     "retriever": '`[{"id", "text", "score", "metadata"}]`, best first; `id` is '
     '`"<document id>#<chunk number>"`; `score` in the `mode`\'s own scale.',
+    "mcp": "The tool's structured content, else the text of its text blocks joined by newlines "
+    "(`null` without any). A tool error (`isError`) fails the node with code `mcp_tool_error`.",
 }
 
 # Codes the API layer answers with itself (the rest are the services' errors): code -> meaning

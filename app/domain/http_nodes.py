@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import re
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
 
 from pydantic import ConfigDict, Field, StringConstraints, model_validator
 
 from app.domain.node_config import NodeConfig, TemplateStr
+from app.domain.urls import check_http_url
 
 HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 HTTP_DEFAULT_TIMEOUT_S = 30.0  # seconds
@@ -198,20 +198,3 @@ class GraphqlConfig(NodeConfig):
         if "{{" not in self.url:
             check_http_url(self.url)
         return self
-
-
-def check_http_url(url: str) -> None:
-    """Raise ValueError unless ``url`` is an absolute http(s) URL with a host.
-
-    The message never repeats the URL: it may carry credentials or secret query parameters.
-    """
-    try:
-        parts = urlsplit(url)
-        _ = parts.port  # a malformed port raises here
-    except ValueError:
-        raise ValueError("url is not a valid URL") from None
-    if parts.scheme.lower() not in ("http", "https"):
-        shown = f"scheme {parts.scheme!r}" if parts.scheme else "no scheme"
-        raise ValueError(f"url must be an absolute http:// or https:// URL (it has {shown})")
-    if not parts.hostname:
-        raise ValueError("url has no host")

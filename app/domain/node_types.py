@@ -12,6 +12,7 @@ from pydantic.config import JsonDict
 from app.domain.ai_nodes import LlmConfig
 from app.domain.http_nodes import GraphqlConfig, HttpConfig
 from app.domain.human import ApprovalConfig, FormConfig
+from app.domain.mcp_nodes import McpConfig
 from app.domain.node_config import ExpressionStr, NodeConfig, NodeType, NodeTypes, TemplateStr
 from app.domain.retrieval_nodes import IndexConfig, RetrieverConfig
 from app.domain.workflow import MAX_VERSION, NODE_ID_PATTERN, GraphSpec
@@ -197,6 +198,7 @@ CORE_NODE_TYPES = NodeTypes(
             NodeType("llm", LlmConfig, "Calls a language model; outputs its answer and usage."),
             NodeType("index", IndexConfig, "Chunks, embeds and upserts documents into a store."),
             NodeType("retriever", RetrieverConfig, "Finds the chunks best matching `query`."),
+            NodeType("mcp", McpConfig, "Calls a tool on an MCP server; outputs its result."),
         )
     }
 )

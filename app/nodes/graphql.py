@@ -14,8 +14,9 @@ from typing import Any, cast
 
 import httpx
 
-from app.domain.http_nodes import HTTP_DEFAULT_MAX_RESPONSE_BYTES, GraphqlConfig, check_http_url
+from app.domain.http_nodes import HTTP_DEFAULT_MAX_RESPONSE_BYTES, GraphqlConfig
 from app.domain.node_types import CORE_NODE_TYPES
+from app.domain.urls import check_http_url
 from app.engine.run.context import NodeContext
 from app.engine.run.outcomes import NodeOutput
 from app.errors import NodeConfigError, NodeError

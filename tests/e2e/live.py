@@ -61,15 +61,16 @@ class LiveServer:
 
 
 async def start_uvicorn(
-    app: Any, **options: Any
+    app: Any, *, port: int = 0, **options: Any
 ) -> tuple[ReadyServer, asyncio.Task[None], socket.socket]:
-    """Serve ``app`` with uvicorn on a free loopback port; returns once it is started."""
+    """Serve ``app`` with uvicorn on a loopback port (a free one unless ``port`` is given: a
+    server started again where it was); returns once it is started."""
     # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets that say they are TCP, and
     # without it a response written in two parts waits ~40 ms for a delayed ACK on a reused
     # connection.
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
+    sock.bind(("127.0.0.1", port))
     server = ReadyServer(uvicorn.Config(app, log_level="warning", access_log=False, **options))
     serving = asyncio.create_task(server.serve(sockets=[sock]))
     ready = asyncio.create_task(server.ready.wait())

@@ -12,6 +12,8 @@ import pytest
 from app import cli
 from app.domain.node_types import CORE_NODE_TYPES
 from app.engine.compile.render import FORMATS
+from app.settings import get_settings
+from tests.mcp_server import mcp_server_thread
 from tests.providers import Text, openai_server
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -91,6 +93,9 @@ MODEL_SERVED: dict[str, tuple[Text, Any]] = {
     ),
 }
 
+# Tool calls: run against a local MCP server (tests/mcp_server.py) named `demo` in the settings.
+MCP_SERVED: dict[str, Any] = {"mcp": {"items": 5, "headline": "5 ITEMS FOR ADA!"}}
+
 # Human steps: `oxify run` stops at them (the server answers them; tests/api/test_forms.py).
 WAITING = {"approval": "finance", "form": "details"}
 
@@ -133,7 +138,9 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 
 
 def test_every_example_has_expected_outputs() -> None:
-    assert {p.stem for p in documents()} == set(EXPECTED) | set(WAITING) | set(MODEL_SERVED)
+    assert {p.stem for p in documents()} == set(EXPECTED) | set(WAITING) | set(MODEL_SERVED) | set(
+        MCP_SERVED
+    )
     for name in EXPECTED_WITH_INPUTS:
         assert (EXAMPLES / f"{name}.inputs.json").is_file()
 
@@ -168,6 +175,21 @@ def test_model_example_runs_against_a_local_server(
         code, out, err = run(capsys, "run", path, "--quiet", "--input", f"base_url={server.url}")
     assert code == 0, err
     assert json.loads(out) == expected
+
+
+@pytest.mark.parametrize("name", sorted(MCP_SERVED))
+def test_mcp_example_runs_against_a_local_server(
+    name: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with mcp_server_thread() as server:  # its own thread: `oxify run` runs its own event loop
+        monkeypatch.setenv("OXIFY_MCP_SERVERS", json.dumps({"demo": {"url": server.url}}))
+        get_settings.cache_clear()
+        try:
+            code, out, err = run(capsys, "run", str(EXAMPLES / f"{name}.json"), "--quiet")
+        finally:
+            get_settings.cache_clear()
+    assert code == 0, err
+    assert json.loads(out) == MCP_SERVED[name]
 
 
 @pytest.mark.parametrize("name", sorted(WAITING))

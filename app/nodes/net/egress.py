@@ -233,11 +233,16 @@ def sdk_transport(policy: EgressPolicy, limits: httpx2.Limits) -> httpx2.AsyncHT
 
 
 def refusal(exc: BaseException) -> EgressRefused | None:
-    """The policy's refusal behind ``exc`` (an SDK wraps it in errors of its own), if any."""
+    """The policy's refusal behind ``exc`` (an SDK wraps it in errors of its own, a task group
+    in an exception group), if any."""
     seen: BaseException | None = exc
     for _ in range(MAX_CHAIN):
         if seen is None or isinstance(seen, EgressRefused):
             return seen
+        if isinstance(seen, BaseExceptionGroup):
+            for inner in seen.exceptions:
+                if (found := refusal(inner)) is not None:
+                    return found
         seen = seen.__cause__ or seen.__context__
     return None
 
