@@ -224,6 +224,10 @@ NODE_OUTPUTS: dict[str, str] = {
     "before under its id.",
     "retriever": '`[{"id", "text", "score", "metadata"}]`, best first; `id` is '
     '`"<document id>#<chunk number>"`; `score` in the `mode`\'s own scale.',
+    "code": "The expression's value; `main(inputs)`'s return value (JSON); for wasm, the JSON "
+    "the module wrote to stdout. Errors: `code_limit_exceeded` (`details.limit`: `timeout`, "
+    "`cpu`, `memory`, `output`, `fuel`), `code_failed` (with a traceback excerpt), "
+    "`code_output_invalid`.",
 }
 
 # Codes the API layer answers with itself (the rest are the services' errors): code -> meaning

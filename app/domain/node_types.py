@@ -11,6 +11,7 @@ from pydantic import ConfigDict, Field, StringConstraints, model_validator
 from pydantic.config import JsonDict
 
 from app.domain.ai_nodes import LlmConfig
+from app.domain.code_nodes import CodeConfig
 from app.domain.human import ApprovalConfig, FormConfig
 from app.domain.node_config import ExpressionStr, NodeConfig, NodeType, NodeTypes, TemplateStr
 from app.domain.retrieval_nodes import IndexConfig, RetrieverConfig
@@ -314,6 +315,7 @@ CORE_NODE_TYPES = NodeTypes(
             NodeType("llm", LlmConfig, "Calls a language model; outputs its answer and usage."),
             NodeType("index", IndexConfig, "Chunks, embeds and upserts documents into a store."),
             NodeType("retriever", RetrieverConfig, "Finds the chunks best matching `query`."),
+            NodeType("code", CodeConfig, "Runs an expression, Python or WebAssembly on inputs."),
         )
     }
 )

@@ -19,6 +19,7 @@ from app.domain.node_config import NodeConfig, NodeType, NodeTypes
 from app.domain.views import NodeTypeInfo, NodeTypeList
 from app.engine.run.context import NodeExecutor
 from app.nodes import basic, branching, composition, http, human, llm, loops
+from app.nodes.code import nodes as code
 from app.nodes.plugin import ENTRY_POINT_GROUP, NodeDefinition, NodeFactory
 from app.nodes.resources import LOGGER_NAME, NodeResources
 from app.nodes.retrieval import nodes as retrieval
@@ -39,6 +40,7 @@ BUILTIN_FACTORIES: tuple[NodeFactory, ...] = (
     human.definitions,
     llm.definitions,
     retrieval.definitions,
+    code.definitions,
 )
 
 
