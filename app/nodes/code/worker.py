@@ -4,7 +4,7 @@ Started (by :mod:`app.nodes.code.python`) as ``python -I -S worker.py`` with an 
 environment, in a scratch directory, as the leader of a process group of its own, possibly
 before there is a job for it. It imports only the standard library (``-S``: no site-packages).
 
-1. The job (JSON on stdin, read to EOF): source, inputs, limits, and the user to become.
+1. Import ``PRELOADED``, then wait for the job (JSON on stdin, read to EOF): source, inputs, limits, and the user to become.
 2. As root: become that user (no groups), so the script cannot read the service's files or
    ``/proc/<service pid>/environ`` and ``RLIMIT_NPROC`` applies to it.
 3. Limits: CPU seconds, address space, size of files written, processes, no core dumps.
@@ -22,12 +22,32 @@ import resource
 import sys
 import traceback
 
+PRELOADED = (
+    "math",
+    "re",
+    "datetime",
+    "collections",
+    "itertools",
+    "functools",
+    "statistics",
+    "decimal",
+    "random",
+    "string",
+    "textwrap",
+    "base64",
+    "hashlib",
+)
+"""Imported while the process waits for its job (a warm one has them ready), and before it
+becomes the sandbox user, who may not be able to read the Python installation (one under
+/root): scripts can import these whatever the user may read."""
 FILENAME = "<code>"  # the script's frames in tracebacks; the only ones shown
 ERROR_CHARS = 8000  # of an error's message and traceback: the answer file has room for both
 NO_MEMORY = b'E{"kind": "memory", "message": "MemoryError"}'  # built before the limits apply
 
 
 def main() -> None:
+    for name in PRELOADED:
+        __import__(name)
     answer = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # print() and os.write(1, ...) land with stderr
     raw = sys.stdin.buffer.read()
