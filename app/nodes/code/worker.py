@@ -4,7 +4,8 @@ Started (by :mod:`app.nodes.code.python`) as ``python -I -S worker.py`` with an 
 environment, in a scratch directory, as the leader of a process group of its own, possibly
 before there is a job for it. It imports only the standard library (``-S``: no site-packages).
 
-1. Import ``PRELOADED``, then wait for the job (JSON on stdin, read to EOF): source, inputs, limits, and the user to become.
+1. Import ``PRELOADED``, then wait for the job (JSON on stdin, read to EOF): source, inputs,
+   limits, and the user to become.
 2. As root: become that user (no groups), so the script cannot read the service's files or
    ``/proc/<service pid>/environ`` and ``RLIMIT_NPROC`` applies to it.
 3. Limits: CPU seconds, address space, size of files written, processes, no core dumps.
