@@ -108,12 +108,18 @@ def _scratch(user: tuple[int, int] | None) -> tuple[Path, BinaryIO, BinaryIO]:
     """A scratch directory and the child's stdout and stderr in it: files, not pipes, so that
     processes the script leaves behind cannot hold the answer hostage."""
     scratch = Path(tempfile.mkdtemp(prefix="oxify-code-"))
-    scratch.chmod(0o755)  # the service's: a script running as another user cannot swap files
+    # The service's, not listable: a script running as another user reaches its own "work"
+    # and cannot swap the files; the answer and prints only through the descriptors it gets.
+    scratch.chmod(0o711)
     work = scratch / "work"
-    work.mkdir()
+    work.mkdir(mode=0o700)
     if user is not None:
         os.chown(work, *user)
-    return scratch, open(scratch / "answer", "xb"), open(scratch / "prints", "xb")
+    return scratch, _private(scratch / "answer"), _private(scratch / "prints")
+
+
+def _private(path: Path) -> BinaryIO:
+    return os.fdopen(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600), "wb")
 
 
 class Workers:
@@ -130,6 +136,11 @@ class Workers:
         worker = self._ready.popleft() if self._ready else None
         self._refill()
         return worker if worker is not None else await start(self.user)
+
+    async def filled(self) -> None:
+        """Start the missing children and wait until they are ready."""
+        self._refill()
+        await asyncio.gather(*self._starting)
 
     def _refill(self) -> None:
         missing = self.size - len(self._ready) - len(self._starting)

@@ -55,6 +55,11 @@ class CodeRuntime:
             worker = await workers.take()
             return await python.run(worker, job)
 
+    async def warm(self) -> None:
+        """Start the waiting Python workers now and wait until they are ready (else the first
+        script starts them)."""
+        await self._bind().filled()
+
     async def run_wasm(self, job: wasm.Job) -> Any:
         """Run a wasm job in a worker thread (cancelling stops the wait; the module stops at
         its own deadline)."""
