@@ -42,7 +42,7 @@ from app.settings import Settings
 from app.store.memory import MemoryStore
 
 ROOT = Path(__file__).resolve().parent.parent
-PYTHON_SOURCE = "def main(inputs):\n    return {'n': inputs['n'] + 1}\n"
+PYTHON_SOURCE = "def main(inputs):\n    return {'n': inputs['inputs']['n'] + 1}\n"
 EXPRESSION = "inputs.n + 1"
 MODULE = wasmtime.wat2wasm((ROOT / "examples/code_wasm.wat").read_text())
 

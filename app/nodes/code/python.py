@@ -82,26 +82,59 @@ class Worker:
 
 
 async def start(user: tuple[int, int] | None) -> Worker:
-    """A fresh child, waiting for its job on stdin."""
-    scratch, answer, prints = await asyncio.to_thread(_scratch, user)
+    """A fresh child, returned once it waits for its job on stdin (its modules imported)."""
+    scratch, answer, prints = _scratch(user)  # a few system calls: not worth a thread
+    ready_read, ready_write = os.pipe()  # the child closes its end once it is ready
     try:
         with answer, prints:
-            process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-I",
-                "-S",
-                WORKER,
-                stdin=asyncio.subprocess.PIPE,
-                stdout=answer,
-                stderr=prints,
-                cwd=scratch / "work",
-                env={},
-                start_new_session=True,
-            )
+            try:
+                process = await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    "-I",
+                    "-S",
+                    WORKER,
+                    str(ready_write),
+                    stdin=asyncio.subprocess.PIPE,
+                    stdout=answer,
+                    stderr=prints,
+                    cwd=scratch / "work",
+                    env={},
+                    start_new_session=True,
+                    pass_fds=(ready_write,),
+                )
+            finally:
+                os.close(ready_write)
     except BaseException:
+        os.close(ready_read)
         shutil.rmtree(scratch, ignore_errors=True)
         raise
-    return Worker(process, scratch)
+    worker = Worker(process, scratch)
+    try:
+        await _closed(ready_read)
+    except BaseException:
+        worker.kill()
+        await asyncio.shield(discard(worker))
+        raise
+    return worker
+
+
+async def discard(worker: Worker) -> None:
+    """Wait for a killed child and remove its scratch directory."""
+    await worker.process.wait()
+    await asyncio.to_thread(shutil.rmtree, worker.scratch, True)
+
+
+async def _closed(fd: int) -> None:
+    """Wait until every writer of the pipe ``fd`` has closed it (then close ``fd``)."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    transport, _ = await loop.connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(fd, "rb")
+    )
+    try:
+        await reader.read()
+    finally:
+        transport.close()
 
 
 def _scratch(user: tuple[int, int] | None) -> tuple[Path, BinaryIO, BinaryIO]:
@@ -132,17 +165,17 @@ class Workers:
         self._starting: set[asyncio.Task[None]] = set()
 
     async def take(self) -> Worker:
-        """A waiting child (else a new one); a replacement starts in the background."""
-        worker = self._ready.popleft() if self._ready else None
-        self._refill()
-        return worker if worker is not None else await start(self.user)
+        """A waiting child, else a new one. Call :meth:`refill` once its script is done."""
+        return self._ready.popleft() if self._ready else await start(self.user)
 
     async def filled(self) -> None:
         """Start the missing children and wait until they are ready."""
-        self._refill()
+        self.refill()
         await asyncio.gather(*self._starting)
 
-    def _refill(self) -> None:
+    def refill(self) -> None:
+        """Start the missing children in the background. After a script rather than when it
+        is taken: starting an interpreter would compete with the script for the CPU."""
         missing = self.size - len(self._ready) - len(self._starting)
         for _ in range(max(missing, 0)):
             task = asyncio.get_running_loop().create_task(self._add())
@@ -170,8 +203,7 @@ class Workers:
         while self._ready:
             worker = self._ready.popleft()
             worker.kill()
-            await worker.process.wait()
-            await asyncio.to_thread(shutil.rmtree, worker.scratch, True)
+            await discard(worker)
 
 
 async def run(worker: Worker, job: Job) -> Any:
@@ -181,15 +213,18 @@ async def run(worker: Worker, job: Job) -> Any:
     try:
         async with asyncio.timeout(job.timeout_s):
             await _exchange(process, job)
-    except TimeoutError:
-        raise CodeLimitExceeded(
-            f"the script ran longer than timeout_s ({job.timeout_s:g} s) and was killed",
-            language=LANGUAGE,
-            limit="timeout",
-        ) from None
-    finally:
-        worker.kill()  # the script's own children too, whatever happened
-        await asyncio.shield(process.wait())
+    except BaseException as exc:  # timed out or cancelled: the script and its children go now
+        worker.kill()
+        await asyncio.shield(discard(worker))
+        if isinstance(exc, TimeoutError):
+            raise CodeLimitExceeded(
+                f"the script ran longer than timeout_s ({job.timeout_s:g} s) and was killed",
+                language=LANGUAGE,
+                limit="timeout",
+            ) from None
+        raise
+    worker.kill()  # the script's own children, left behind
+    await process.wait()
     try:
         answer, prints = await asyncio.to_thread(_read, worker.scratch, job.file_bytes)
     finally:

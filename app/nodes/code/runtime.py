@@ -52,8 +52,10 @@ class CodeRuntime:
         """Run a Python job in a fresh child (a waiting one when there is one)."""
         workers = self._bind()
         async with self._gate:
-            worker = await workers.take()
-            return await python.run(worker, job)
+            try:
+                return await python.run(await workers.take(), job)
+            finally:
+                workers.refill()
 
     async def warm(self) -> None:
         """Start the waiting Python workers now and wait until they are ready (else the first

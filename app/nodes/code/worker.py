@@ -4,8 +4,9 @@ Started (by :mod:`app.nodes.code.python`) as ``python -I -S worker.py`` with an 
 environment, in a scratch directory, as the leader of a process group of its own, possibly
 before there is a job for it. It imports only the standard library (``-S``: no site-packages).
 
-1. Import ``PRELOADED``, then wait for the job (JSON on stdin, read to EOF): source, inputs,
-   limits, and the user to become.
+1. Import ``PRELOADED`` and close the pipe end named by ``argv[1]`` (the service then knows
+   this process is ready), then wait for the job (JSON on stdin, read to EOF): source,
+   inputs, limits, and the user to become.
 2. As root: become that user (no groups), so the script cannot read the service's files or
    ``/proc/<service pid>/environ`` and ``RLIMIT_NPROC`` applies to it.
 3. Limits: CPU seconds, address space, size of files written, processes, no core dumps.
@@ -16,6 +17,7 @@ before there is a job for it. It imports only the standard library (``-S``: no s
 
 from __future__ import annotations
 
+import contextlib
 import json
 import linecache
 import os
@@ -49,6 +51,7 @@ NO_MEMORY = b'E{"kind": "memory", "message": "MemoryError"}'  # built before the
 def main() -> None:
     for name in PRELOADED:
         __import__(name)
+    os.close(int(sys.argv[1]))  # ready: the service is told by this end of a pipe closing
     answer = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # print() and os.write(1, ...) land with stderr
     raw = sys.stdin.buffer.read()
@@ -62,8 +65,12 @@ def main() -> None:
         out = _run(job["source"], job["inputs"], job["limits"]["output_bytes"])
     except MemoryError:
         out = NO_MEMORY
+    for stream in (sys.stdout, sys.stderr):  # what it printed, before _exit skips it
+        with contextlib.suppress(Exception):
+            stream.flush()
     answer.write(out)
     answer.flush()
+    os._exit(0)  # done: the interpreter's teardown would only add to the node's time
 
 
 def _become(user: list[int] | None) -> None:
