@@ -50,7 +50,7 @@ class CodeRuntime:
 
     async def run_python(self, job: python.Job) -> Any:
         """Run a Python job in a fresh child (a waiting one when there is one)."""
-        workers = self._bind()
+        workers = self._python_workers()
         async with self._gate:
             try:
                 return await python.run(await workers.take(), job)
@@ -60,25 +60,33 @@ class CodeRuntime:
     async def warm(self) -> None:
         """Start the waiting Python workers now and wait until they are ready (else the first
         script starts them)."""
-        await self._bind().filled()
+        await self._python_workers().filled()
 
     async def run_wasm(self, job: wasm.Job) -> Any:
         """Run a wasm job in a worker thread (cancelling stops the wait; the module stops at
         its own deadline)."""
+        gate = self._bind()
         if self._wasm is None:
             self._wasm = wasm.Runtime()
-        async with self._gate:
+        async with gate:
             return await asyncio.to_thread(self._wasm.run, job)
 
-    def _bind(self) -> python.Workers:
+    def _python_workers(self) -> python.Workers:
+        self._bind()
+        if self._workers is None:
+            self._workers = python.Workers(self.settings.code_workers, self.user)
+        return self._workers
+
+    def _bind(self) -> asyncio.Semaphore:
+        """The gate of the running loop; a new loop gets a new gate and new workers."""
         loop = asyncio.get_running_loop()
-        if self._workers is None or self._loop is not loop:
+        if self._loop is not loop:
             if self._workers is not None:
                 self._workers.abandon()
-            self._workers = python.Workers(self.settings.code_workers, self.user)
+                self._workers = None
             self._gate = asyncio.Semaphore(self.settings.code_concurrency)
             self._loop = loop
-        return self._workers
+        return self._gate
 
     async def aclose(self) -> None:
         if self._workers is not None:
