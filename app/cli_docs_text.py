@@ -228,6 +228,10 @@ NODE_OUTPUTS: dict[str, str] = {
     '`"<document id>#<chunk number>"`; `score` in the `mode`\'s own scale.',
     "mcp": "The tool's structured content, else the text of its text blocks joined by newlines "
     "(`null` without any). A tool error (`isError`) fails the node with code `mcp_tool_error`.",
+    "code": "The expression's value; `main(inputs)`'s return value (JSON); for wasm, the JSON "
+    "the module wrote to stdout. Errors: `code_limit_exceeded` (`details.limit`: `timeout`, "
+    "`cpu`, `memory`, `output`, `fuel`), `code_failed` (with a traceback excerpt), "
+    "`code_output_invalid`.",
 }
 
 # Codes the API layer answers with itself (the rest are the services' errors): code -> meaning

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Annotated, ClassVar
+from typing import Annotated, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
@@ -41,6 +41,14 @@ class NodeConfig(BaseModel):
     graphs: ClassVar[frozenset[str]] = frozenset()
     static: ClassVar[frozenset[str]] = frozenset()
     isolated: ClassVar[frozenset[str]] = frozenset()
+
+    @classmethod
+    def expression_fields(cls, raw: Mapping[str, Any]) -> frozenset[str]:  # noqa: ARG003
+        """The fields of ``expressions`` that ``raw`` (a config as the document wrote it) holds
+        expressions in: all of them, unless a type overrides this because a field is an
+        expression in some configs only (the ``code`` node's ``source``). The others are then
+        used as written, like ``static`` fields."""
+        return cls.expressions
 
     def branches(self) -> frozenset[str] | None:
         """Branch labels this node can take, or None when it does not branch."""

@@ -10,6 +10,7 @@ from pydantic import ConfigDict, Field, StringConstraints, model_validator
 from pydantic.config import JsonDict
 
 from app.domain.ai_nodes import LlmConfig
+from app.domain.code_nodes import CodeConfig
 from app.domain.http_nodes import GraphqlConfig, HttpConfig
 from app.domain.human import ApprovalConfig, FormConfig
 from app.domain.mcp_nodes import McpConfig
@@ -199,6 +200,7 @@ CORE_NODE_TYPES = NodeTypes(
             NodeType("index", IndexConfig, "Chunks, embeds and upserts documents into a store."),
             NodeType("retriever", RetrieverConfig, "Finds the chunks best matching `query`."),
             NodeType("mcp", McpConfig, "Calls a tool on an MCP server; outputs its result."),
+            NodeType("code", CodeConfig, "Runs an expression, Python or WebAssembly on inputs."),
         )
     }
 )

@@ -19,6 +19,7 @@ from app.domain.node_config import NodeConfig, NodeType, NodeTypes
 from app.domain.views import NodeTypeInfo, NodeTypeList
 from app.engine.run.context import NodeExecutor
 from app.nodes import basic, branching, composition, graphql, http, human, llm, loops, mcp_node
+from app.nodes.code import nodes as code
 from app.nodes.plugin import ENTRY_POINT_GROUP, NodeDefinition, NodeFactory
 from app.nodes.resources import LOGGER_NAME, NodeResources
 from app.nodes.retrieval import nodes as retrieval
@@ -41,6 +42,7 @@ BUILTIN_FACTORIES: tuple[NodeFactory, ...] = (
     llm.definitions,
     retrieval.definitions,
     mcp_node.definitions,
+    code.definitions,
 )
 
 

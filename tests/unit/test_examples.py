@@ -75,6 +75,9 @@ EXPECTED: dict[str, Any] = {
         "company_domain": "example.com",
     },
     "retry_timeout": {"source": "cache", "reason": "node_timeout"},
+    "code_expression": {"subtotal": 610, "total": 549},
+    "code_python": {"stats": {"count": 5, "median": 18.25, "outliers": [95]}},
+    "code_wasm": {"json_bytes": 15, "echoed": "wasm"},
 }
 
 # Model calls: run against a local OpenAI-compatible server (tests/providers) that answers the

@@ -278,9 +278,10 @@ class GraphBuilder:
         expressions: dict[str, Expression] = {}
         graphs: dict[str, Plan] = {}
         used: frozenset[str] = frozenset()
+        compiled_expressions = type(config).expression_fields(raw)
         for key, value in raw.items():
             entry = table.get(key) or config_fields.extra_field(key)  # a model may allow extras
-            kind = entry.kind
+            kind = config_fields.kind_in(entry, compiled_expressions)
             if kind == "template":
                 compiled = None if constant else self._compile(value, pointer, "config", key)
                 if compiled is not None and not compiled.is_constant:
@@ -325,6 +326,7 @@ class GraphBuilder:
         details = [d for d in details if not d.pointer.startswith(inside)]  # re-found below
         self.errors += details
         failed = tuple(d.pointer for d in details)
+        compiled_expressions = model.expression_fields(raw)
         for key, value in raw.items():
             entry = table.get(key)
             where = f"{base}/{escape(key)}"
@@ -336,7 +338,9 @@ class GraphBuilder:
                     self.graph(parts, depth + 1, None)  # bindings need a valid config
             elif entry.kind == "template":
                 self._compile(value, base, key)
-            elif entry.kind == "expression" and isinstance(value, str):
+            elif config_fields.kind_in(entry, compiled_expressions) == "expression" and isinstance(
+                value, str
+            ):
                 self._expression(value, pointer, key)
 
     def _nested(

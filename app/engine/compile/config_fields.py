@@ -53,6 +53,14 @@ def field_table(model: type[NodeConfig]) -> dict[str, ConfigField]:
     return table
 
 
+def kind_in(entry: ConfigField, expressions: frozenset[str]) -> FieldKind:
+    """How ``entry`` is planned in one config whose expression fields are ``expressions``
+    (:meth:`NodeConfig.expression_fields`): an expression field left out is used as written."""
+    if entry.kind == "expression" and not {entry.name, entry.attr} & expressions:
+        return "static"
+    return entry.kind
+
+
 @cache
 def plain(model: type[NodeConfig]) -> bool:
     """Whether the model has no expression and no graph field (only templates and statics)."""
