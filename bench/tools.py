@@ -1,8 +1,10 @@
 """Tool nodes: what a node adds over doing its work by hand, in-process (engine on the memory
 store, no database).
 
-``python -m bench.tools [http graphql ...]`` (every section by default). Each section runs 5
-times; the median is printed with min and max.
+``python -m bench.tools [http graphql expression python-cold ...]`` (every section by default).
+Each section runs 5 times; the median is printed with min and max. The code node's sections
+(``expression``, ``python-cold``, ``python-warm``, ``python-burst``, ``wasm-cold``,
+``wasm-cached``) live in :mod:`bench.code`.
 
 http     ``CALLS`` GETs to a local uvicorn server: a raw ``httpx.AsyncClient`` loop against the
          http node inside a ``repeat`` (egress check, per-host policies with a rate limit high
@@ -31,6 +33,7 @@ from app.domain.status import ExecutionStatus
 from app.nodes.registry import core_registry
 from app.nodes.resources import NodeResources
 from app.settings import Settings
+from bench import code
 from tests.integration.net_server import NetServer, net_server
 from tests.support import Harness, workflow
 
@@ -111,12 +114,20 @@ SECTIONS: dict[str, Callable[[NetServer], Awaitable[None]]] = {
 
 
 async def main(sections: list[str]) -> None:
-    async with net_server() as server:
-        for section in sections:
-            await SECTIONS[section](server)
-            server.requests.clear()
+    unknown = [s for s in sections if s not in SECTIONS and s not in code.SCENARIOS]
+    if unknown:
+        raise SystemExit(f"unknown sections {unknown}: {[*SECTIONS, *code.SCENARIOS]}")
+    network = [s for s in sections if s in SECTIONS]
+    if network:
+        async with net_server() as server:
+            for section in network:
+                await SECTIONS[section](server)
+                server.requests.clear()
+    scripts = [s for s in sections if s in code.SCENARIOS]
+    if scripts:
+        await code.main(scripts)
 
 
 if __name__ == "__main__":
     gc.freeze()
-    asyncio.run(main([s.lower() for s in sys.argv[1:]] or list(SECTIONS)))
+    asyncio.run(main([s.lower() for s in sys.argv[1:]] or [*SECTIONS, *code.SCENARIOS]))
