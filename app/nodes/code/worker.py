@@ -7,8 +7,9 @@ before there is a job for it. It imports only the standard library (``-S``: no s
 1. Import ``PRELOADED`` and close the pipe end named by ``argv[1]`` (the service then knows
    this process is ready), then wait for the job (JSON on stdin, read to EOF): source,
    inputs, limits, and the user to become.
-2. As root: become that user (no groups), so the script cannot read the service's files or
-   ``/proc/<service pid>/environ`` and ``RLIMIT_NPROC`` applies to it.
+2. As root: leave the host's network (a network namespace of its own), then become that user
+   (no groups), so the script cannot read the service's files or ``/proc/<service pid>/environ``
+   and ``RLIMIT_NPROC`` applies to it.
 3. Limits: CPU seconds, address space, size of files written, processes, no core dumps.
 4. Run ``main(inputs)`` and write ONE answer to the original stdout (a file the service
    opened): ``R`` + the value as JSON, or ``E`` + ``{"kind", "message", "traceback"}``. What
@@ -18,6 +19,7 @@ before there is a job for it. It imports only the standard library (``-S``: no s
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import linecache
 import os
@@ -39,6 +41,9 @@ PRELOADED = (
     "textwrap",
     "base64",
     "hashlib",
+    # So a script's reach is what its network namespace allows, not what the user may read.
+    "socket",
+    "encodings.idna",
 )
 """Imported while the process waits for its job (a warm one has them ready), and before it
 becomes the sandbox user, who may not be able to read the Python installation (one under
@@ -46,6 +51,7 @@ becomes the sandbox user, who may not be able to read the Python installation (o
 FILENAME = "<code>"  # the script's frames in tracebacks; the only ones shown
 ERROR_CHARS = 8000  # of an error's message and traceback: the answer file has room for both
 NO_MEMORY = b'E{"kind": "memory", "message": "MemoryError"}'  # built before the limits apply
+CLONE_NEWNET = 0x40000000  # <sched.h>
 
 
 def main() -> None:
@@ -76,10 +82,21 @@ def main() -> None:
 def _become(user: list[int] | None) -> None:
     if user is None:
         return
+    _without_network()
     uid, gid = user
     os.setgroups([])
     os.setgid(gid)
     os.setuid(uid)
+
+
+def _without_network() -> None:
+    """Move into a network namespace of its own (root may): only a loopback interface, down, so
+    the script reaches no host at all, the egress policy's refusals included. Where namespaces
+    cannot be made (a container without the capability) the script keeps the host's network."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.unshare(CLONE_NEWNET) != 0:
+            raise OSError(ctypes.get_errno(), "unshare")
 
 
 def _limit(limits: dict[str, int]) -> None:

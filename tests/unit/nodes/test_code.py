@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import errno
 import os
 import shutil
+import socket
 import tempfile
 import textwrap
 from collections.abc import AsyncIterator, Iterator
@@ -226,6 +228,30 @@ async def test_the_services_environment_is_invisible(
         assert result["parent"] == "PermissionError"
     assert result["cwd"].startswith(tempfile.gettempdir())
     assert not Path(result["cwd"]).exists()  # noqa: ASYNC240 (the scratch directory is gone)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a network namespace of its own needs root")
+async def test_a_script_reaches_no_network(h: Harness) -> None:
+    listener = socket.create_server(("127.0.0.1", 0))  # reachable from the service's network
+    port = listener.getsockname()[1]
+    spec = python(
+        f"""
+        import socket
+
+        def main(inputs):
+            try:
+                with socket.socket() as sock:
+                    sock.settimeout(2)
+                    sock.connect(("127.0.0.1", {port}))
+            except OSError as exc:
+                return exc.errno
+            return "connected"
+        """
+    )
+    try:
+        assert await run_one(h, spec) == errno.ENETUNREACH  # its loopback is down
+    finally:
+        listener.close()
 
 
 async def test_cancelling_the_run_kills_the_script(h: Harness, shared_dir: Path) -> None:
