@@ -68,7 +68,11 @@ async def running_services(settings: Settings) -> AsyncIterator[Services]:
     limits = settings.engine_limits()
     plan_cache = PlanCache()
     workflows = WorkflowService(
-        engine, plan_cache=plan_cache, limits=limits, node_types=registry.node_types
+        engine,
+        plan_cache=plan_cache,
+        limits=limits,
+        node_types=registry.node_types,
+        checks=registry.checks,
     )
     scheduler = Scheduler(
         executors=registry.executors,

@@ -37,6 +37,27 @@ class Workflow(WorkflowSummary):
     version_created_at: datetime
 
 
+class ValidationWarning(BaseModel):
+    """Something validation could not check, or doubts, that does not reject the document."""
+
+    pointer: str = Field(description="JSON pointer (RFC 6901) into the document.")
+    message: str
+
+
+WARNINGS_DESCRIPTION = (
+    "What validation could not check (an MCP server that did not answer, so its `tool` "
+    "was not checked); the document was accepted. Empty when everything was checked."
+)
+
+
+class SavedWorkflow(Workflow):
+    """The version just stored, with what validation could not check."""
+
+    warnings: list[ValidationWarning] = Field(
+        default_factory=list, description=WARNINGS_DESCRIPTION
+    )
+
+
 class Progress(BaseModel):
     completed: int = 0
     total: int = 0
@@ -166,6 +187,9 @@ class ValidationResult(BaseModel):
     levels: list[list[str]]
     node_count: int
     content_hash: str
+    warnings: list[ValidationWarning] = Field(
+        default_factory=list, description=WARNINGS_DESCRIPTION
+    )
 
 
 class FormAnswer(BaseModel):

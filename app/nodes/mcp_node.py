@@ -22,6 +22,7 @@ from app.engine.run.context import NodeContext
 from app.engine.run.outcomes import NodeOutput
 from app.errors import NodeConfigError, NodeError
 from app.nodes.mcp_sessions import McpServer, SessionPool
+from app.nodes.mcp_tool_check import ToolLists, tool_check
 from app.nodes.net import egress
 from app.nodes.plugin import NodeDefinition
 from app.nodes.resources import NodeResources
@@ -39,8 +40,10 @@ class McpToolError(NodeError):
 
 
 def definitions(resources: NodeResources) -> list[NodeDefinition]:
-    """The ``mcp`` node type."""
-    return [NodeDefinition(CORE_NODE_TYPES["mcp"], McpExecutor(resources))]
+    """The ``mcp`` node type, with the check of its tool against the server's tool list."""
+    lists = ToolLists(lambda: session_pool(resources), resources.clock)
+    check = tool_check(lambda server: resolve_server(resources, server), lists)
+    return [NodeDefinition(CORE_NODE_TYPES["mcp"], McpExecutor(resources), check)]
 
 
 def session_pool(resources: NodeResources) -> SessionPool:

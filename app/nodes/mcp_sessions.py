@@ -145,9 +145,15 @@ class Session:
             raise
 
     async def close(self) -> None:
-        """Leave the session's contexts in its owner task; cancel it if it does not finish."""
+        """Leave the session's contexts in its owner task; cancel it if it does not finish (at
+        once while it is still opening, so a server that never answers costs no extra wait)."""
         owner = self._owner
         if owner is None or owner.done():
+            return
+        if not self._ready.done():  # still opening (a silent server): nothing to leave in order
+            owner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await owner
             return
         self._close.set()
         try:
@@ -205,11 +211,20 @@ class SessionPool:
             return session
 
     async def tool_names(self, server: McpServer, *, refresh: bool = False) -> frozenset[str]:
-        """The names of the server's tools (listed once per session unless ``refresh``)."""
-        session = await self.session(server)
-        if session.tools is None or refresh:
-            session.tools = await _list_tools(session)
-        return session.tools
+        """The names of the server's tools (listed once per session unless ``refresh``); asked
+        again on a fresh session when the session broke (listing changes nothing)."""
+        for last_try in (False, True):
+            session = await self.session(server)
+            try:
+                if session.tools is None or refresh:
+                    session.tools = await _list_tools(session)
+                return session.tools
+            except MCPError as exc:
+                if not await self._broken(session, exc, alone=True) or last_try:
+                    raise _request_error(
+                        exc, session, f"listing the tools of {server.label}"
+                    ) from None
+        raise AssertionError("unreachable")  # pragma: no cover: the last try returns or raises
 
     async def call_tool(
         self,
@@ -290,9 +305,14 @@ class SessionPool:
         await session.close()
 
 
-def unknown_tool_message(server: McpServer, tool: str, tools: frozenset[str]) -> str:
-    listed = ", ".join(sorted(tools)[:50]) or "none"
-    return f"MCP server {server.label} has no tool {tool!r} (its tools: {listed})"
+def unknown_tool_message(
+    server: McpServer, tool: str, tools: frozenset[str], shown: int = 50
+) -> str:
+    """Names the first ``shown`` tools the server has (sorted), and how many more it has."""
+    names = sorted(tools)
+    listed = ", ".join(names[:shown]) or "none"
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return f"MCP server {server.label} has no tool {tool!r} (its tools: {listed}{more})"
 
 
 def describe(exc: BaseException) -> str:
@@ -325,7 +345,10 @@ def _caused_by(exc: BaseException | None, kind: type[BaseException]) -> bool:
 
 
 def _call_error(exc: MCPError, session: Session, tool: str) -> NodeError:
-    where = f"MCP tool {tool!r} on {session.server.label}"
+    return _request_error(exc, session, f"MCP tool {tool!r} on {session.server.label}")
+
+
+def _request_error(exc: MCPError, session: Session, where: str) -> NodeError:
     if exc.code == mcp_types.CONNECTION_CLOSED:
         cause = describe(session.failure) if session.failure is not None else exc.message
         return McpConnectionLost(f"{where}: the connection broke during the call ({cause})")

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TypeAlias
 
+from app.domain.config_checks import ConfigCheck, Finding
 from app.domain.node_config import ExpressionStr, NodeConfig, NodeType, TemplateStr
 from app.engine.run.context import NodeContext, NodeExecutor
 from app.engine.run.outcomes import NodeOutput, Suspend
@@ -26,7 +27,9 @@ from app.nodes.resources import NodeResources
 
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "ConfigCheck",
     "ExpressionStr",
+    "Finding",
     "NodeConfig",
     "NodeConfigError",
     "NodeContext",
@@ -46,10 +49,13 @@ ENTRY_POINT_GROUP = "oxify.nodes"
 
 @dataclass(frozen=True, slots=True)
 class NodeDefinition:
-    """One node type and the executor that runs its nodes."""
+    """One node type, the executor that runs its nodes and, optionally, the check that asks
+    the outside world about a node's config when a document is validated
+    (:mod:`app.domain.config_checks`)."""
 
     node_type: NodeType
     executor: NodeExecutor
+    check: ConfigCheck | None = None
 
 
 NodeFactory: TypeAlias = Callable[[NodeResources], NodeDefinition | Iterable[NodeDefinition]]

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 
+from app.domain.config_checks import ConfigCheck
 from app.domain.node_config import NodeConfig, NodeType, NodeTypes
 from app.domain.views import NodeTypeInfo, NodeTypeList
 from app.engine.run.context import NodeExecutor
@@ -63,11 +64,13 @@ IN_PROCESS = NodeOrigin("in-process", NOT_INSTALLED)
 
 @dataclass(frozen=True, slots=True)
 class Registry:
-    """The node types a deployment accepts, the executor of each, and where each comes from."""
+    """The node types a deployment accepts, the executor of each, where each comes from, and
+    the config checks of the types that have one."""
 
     node_types: NodeTypes = field(default_factory=NodeTypes)
     executors: Mapping[str, NodeExecutor] = field(default_factory=dict)
     origins: Mapping[str, NodeOrigin] = field(default_factory=dict)
+    checks: Mapping[str, ConfigCheck] = field(default_factory=dict)
 
     def with_definitions(
         self, definitions: Sequence[NodeDefinition], origin: NodeOrigin
@@ -85,6 +88,7 @@ class Registry:
             self.node_types.with_types(*(d.node_type for d in definitions)),
             {**self.executors, **{d.node_type.name: d.executor for d in definitions}},
             {**self.origins, **dict.fromkeys((d.node_type.name for d in definitions), origin)},
+            {**self.checks, **{d.node_type.name: d.check for d in definitions if d.check}},
         )
 
     def with_type(
@@ -187,6 +191,8 @@ def _problem(item: object) -> str | None:
         return f"node type {node_type.name!r}: its config is not a NodeConfig model"
     if not callable(getattr(item.executor, "execute", None)):
         return f"node type {node_type.name!r}: its executor has no execute method"
+    if item.check is not None and not callable(item.check):
+        return f"node type {node_type.name!r}: its check is not callable"
     return None
 
 

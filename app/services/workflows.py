@@ -12,11 +12,13 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.domain import views as models
+from app.domain.config_checks import ConfigCheck
 from app.domain.node_types import NodeTypes
 from app.engine.compile import render
 from app.engine.compile.graph import Limits, PlanCache
 from app.engine.compile.plan import Plan
-from app.errors import WorkflowNotFound
+from app.errors import WorkflowInvalid, WorkflowNotFound
+from app.services.config_checks import CheckResults, run_checks
 from app.store import db
 from app.store import workflows as store
 
@@ -42,6 +44,7 @@ class WorkflowService:
         plan_cache: PlanCache,
         limits: Limits,
         node_types: NodeTypes,
+        checks: Mapping[str, ConfigCheck] | None = None,
         now: Callable[[], datetime] = _utcnow,
     ) -> None:
         self._engine = engine
@@ -49,21 +52,24 @@ class WorkflowService:
         self._plans = plan_cache
         self._limits = limits
         self._node_types = node_types
+        self._checks = checks or {}
         self._now = now
         self._versions: OrderedDict[tuple[str, int], Plan] = OrderedDict()
 
     async def validate(self, document: dict[str, Any]) -> models.ValidationResult:
         """Check a document (stores nothing); raises WorkflowInvalid listing every problem."""
-        plan = await self._plan(document)
+        plan, found = await self._checked_plan(document)
         return models.ValidationResult(
             valid=True,
             levels=[[*level] for level in plan.levels],
             node_count=plan.node_count,
             content_hash=plan.content_hash,
+            warnings=found.warnings,
         )
 
-    async def create(self, document: dict[str, Any]) -> models.Workflow:
-        plan = await self._plan(document)
+    async def create(self, document: dict[str, Any]) -> models.SavedWorkflow:
+        """Store ``document`` as version 1 (validated and checked first)."""
+        plan, found = await self._checked_plan(document)
         workflow_id = str(uuid.uuid4())
         async with self._engine.begin() as conn:
             await store.insert_workflow(
@@ -74,14 +80,16 @@ class WorkflowService:
                 content_hash=plan.content_hash,
                 now=self._now(),
             )
-            return await self._get(conn, workflow_id, 1)
+            stored = await self._get(conn, workflow_id, 1)
+        return models.SavedWorkflow(**dict(stored), warnings=found.warnings)
 
-    async def update(self, workflow_id: str, document: dict[str, Any]) -> models.Workflow:
-        """Store ``document`` as the next version (validated first; old versions stay).
+    async def update(self, workflow_id: str, document: dict[str, Any]) -> models.SavedWorkflow:
+        """Store ``document`` as the next version (validated and checked first; old versions
+        stay).
 
         Raises WorkflowInvalid, WorkflowNotFound or WorkflowArchived.
         """
-        plan = await self._plan(document)
+        plan, found = await self._checked_plan(document)
         async with self._engine.begin() as conn:
             version = await store.insert_version(
                 conn,
@@ -91,7 +99,8 @@ class WorkflowService:
                 content_hash=plan.content_hash,
                 now=self._now(),
             )
-            return await self._get(conn, workflow_id, version)
+            stored = await self._get(conn, workflow_id, version)
+        return models.SavedWorkflow(**dict(stored), warnings=found.warnings)
 
     async def get(self, workflow_id: str, version: int | None = None) -> models.Workflow:
         """A version (the latest by default), archived or not; raises WorkflowNotFound."""
@@ -155,6 +164,16 @@ class WorkflowService:
     async def load_workflow(self, workflow_id: str, version: int | None) -> Mapping[str, Any]:
         """The engine's WorkflowLoader port, for ``subworkflow`` nodes naming a stored workflow."""
         return (await self.get(workflow_id, version)).document
+
+    async def _checked_plan(self, document: Mapping[str, Any]) -> tuple[Plan, CheckResults]:
+        """The plan of a document given to be validated or stored, and what the node types'
+        config checks found, run once it planned cleanly: WorkflowInvalid when they found an
+        error, else only warnings. Stored versions are only planned, never checked again."""
+        plan = await self._plan(document)
+        found = await run_checks(plan, self._checks)
+        if found.errors:
+            raise WorkflowInvalid(found.errors)
+        return plan, found
 
     async def _plan(self, document: Mapping[str, Any]) -> Plan:
         """Off the event loop (a worker thread): a big document takes tens of milliseconds."""

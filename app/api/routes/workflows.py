@@ -43,12 +43,12 @@ async def validate_workflow(
     "",
     summary="Create a workflow (version 1)",
     status_code=status.HTTP_201_CREATED,
-    response_model=models.Workflow,
+    response_model=models.SavedWorkflow,
     responses=problems(413, 422),
 )
 async def create_workflow(
     document: DocumentBody, workflows: WorkflowsDep, response: Response
-) -> models.Workflow:
+) -> models.SavedWorkflow:
     workflow = await workflows.create(document.root)
     response.headers["Location"] = f"/v1/workflows/{workflow.id}"
     return workflow
@@ -84,12 +84,12 @@ async def get_workflow(
 @router.put(
     "/{workflow_id}",
     summary="Store a new version of a workflow",
-    response_model=models.Workflow,
+    response_model=models.SavedWorkflow,
     responses=problems(404, 409, 413, 422),
 )
 async def update_workflow(
     workflow_id: WorkflowId, document: DocumentBody, workflows: WorkflowsDep
-) -> models.Workflow:
+) -> models.SavedWorkflow:
     return await workflows.update(workflow_id, document.root)
 
 
