@@ -49,6 +49,7 @@ from app.errors import ErrorDetail, InputsInvalid, InputsTooLarge, OxifyError, W
 from app.nodes import registry as node_registry
 from app.nodes.registry import Registry, load_registry
 from app.nodes.resources import NodeResources
+from app.services.config_checks import run_checks
 from app.store.memory import MemoryStore
 
 # What each add_<command> registers its parser on.
@@ -352,17 +353,32 @@ def add_run(commands: Commands) -> None:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     document = load_json(args.file)
-    with loaded_registry() as registry:
-        return validate_document(document, registry)
+    resources = NodeResources(settings=cli_database.load_settings())
+    try:
+        return asyncio.run(validate_document(document, load_registry(resources), resources))
+    finally:
+        if not resources.closed:
+            asyncio.run(resources.aclose())
 
 
-def validate_document(document: Any, registry: Registry) -> int:
+async def validate_document(document: Any, registry: Registry, resources: NodeResources) -> int:
+    """As the server validates: the document, then the node types' config checks (an mcp
+    node's tool against its server's list), whose sessions close on this loop."""
     errors = graph.validate_workflow(document, node_types=registry.node_types)
+    checked = None
+    if not errors:
+        plan = graph.plan_workflow(document, node_types=registry.node_types)
+        try:
+            checked = await run_checks(plan, registry.checks)
+        finally:
+            await resources.aclose()
+        errors = checked.errors
     if errors:
         print(f"invalid: {problems(errors)}", file=sys.stderr)
         print("\n".join(problem_lines(errors, codes=True)), file=sys.stderr)
         return EXIT_FAILED
-    plan = graph.plan_workflow(document, node_types=registry.node_types)
+    for warning in checked.warnings if checked is not None else ():
+        print(f"warning: {warning.pointer}: {warning.message}", file=sys.stderr)
     nested = plan.node_count - len(plan.nodes)
     extra = f" (+{nested} nested)" if nested > 0 else ""
     print(f"valid: {len(plan.nodes)} nodes{extra}, {len(plan.levels)} levels")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -180,17 +181,25 @@ def test_model_example_runs_against_a_local_server(
     assert json.loads(out) == expected
 
 
+@contextlib.contextmanager
+def demo_mcp_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The test MCP server in a thread of its own (`oxify` runs its own event loop), named
+    `demo` in the settings the command reads."""
+    with mcp_server_thread() as server:
+        monkeypatch.setenv("OXIFY_MCP_SERVERS", json.dumps({"demo": {"url": server.url}}))
+        get_settings.cache_clear()
+        try:
+            yield
+        finally:
+            get_settings.cache_clear()
+
+
 @pytest.mark.parametrize("name", sorted(MCP_SERVED))
 def test_mcp_example_runs_against_a_local_server(
     name: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with mcp_server_thread() as server:  # its own thread: `oxify run` runs its own event loop
-        monkeypatch.setenv("OXIFY_MCP_SERVERS", json.dumps({"demo": {"url": server.url}}))
-        get_settings.cache_clear()
-        try:
-            code, out, err = run(capsys, "run", str(EXAMPLES / f"{name}.json"), "--quiet")
-        finally:
-            get_settings.cache_clear()
+    with demo_mcp_server(monkeypatch):
+        code, out, err = run(capsys, "run", str(EXAMPLES / f"{name}.json"), "--quiet")
     assert code == 0, err
     assert json.loads(out) == MCP_SERVED[name]
 
@@ -213,10 +222,30 @@ def test_example_runs_with_its_inputs_file(name: str, capsys: pytest.CaptureFixt
 
 
 @pytest.mark.parametrize("path", documents(), ids=lambda p: p.stem)
-def test_example_validates(path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = run(capsys, "validate", str(path))
+def test_example_validates(
+    path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if path.stem not in MCP_SERVED:
+        code, out, err = run(capsys, "validate", str(path))
+    else:  # its tools are checked against the server, as a server's validation does
+        with demo_mcp_server(monkeypatch):
+            code, out, err = run(capsys, "validate", str(path))
     assert code == 0, err
     assert out.startswith("valid: ")
+
+
+def test_validate_checks_mcp_tools_against_the_server(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    document = json.loads((EXAMPLES / "mcp.json").read_text())
+    mcp_node = next(n for n in document["nodes"] if n["type"] == "mcp")
+    mcp_node["config"]["tool"] = "no_such_tool"
+    path = tmp_path / "unknown_tool.json"
+    path.write_text(json.dumps(document))
+    with demo_mcp_server(monkeypatch):
+        code, _, err = run(capsys, "validate", str(path))
+    assert code == cli.EXIT_FAILED
+    assert "no_such_tool" in err and "(unknown_tool)" in err
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
