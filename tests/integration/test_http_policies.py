@@ -189,6 +189,17 @@ async def test_metadata_addresses_are_refused_by_default(url: str, host: str) ->
     assert harness.of_type(EventType.NODE_RETRY) == []
 
 
+@pytest.mark.parametrize("host", ["0.0.0.0", "0", "[::]"])
+async def test_the_unspecified_addresses_are_refused(server: NetServer, host: str) -> None:
+    # They reach this host's own services (a server on 127.0.0.1 answers 0.0.0.0), past a deny
+    # list of 127.0.0.0/8.
+    url = server.url.replace("127.0.0.1", host)
+    async with harness_with() as harness:
+        outcome = await harness.run(workflow([call(url=url)], []))
+    assert (outcome.error or {}).get("code") == "egress_refused", outcome.error
+    assert server.paths() == []
+
+
 async def test_a_redirect_to_a_refused_address_is_refused(server: NetServer) -> None:
     async with harness_with() as harness:
         target = "http://169.254.169.254/latest/meta-data/"

@@ -45,6 +45,13 @@ class CodeExecutor:
         _within("timeout_s", timeout_s, settings.code_max_timeout_s, "OXIFY_CODE_MAX_TIMEOUT_S")
         _within("memory_mb", memory_mb, settings.code_max_memory_mb, "OXIFY_CODE_MAX_MEMORY_MB")
         max_output_bytes = int(await ctx.render("max_output_bytes"))
+        # What the service reads back into its own memory: no more than a node may output.
+        _within(
+            "max_output_bytes",
+            max_output_bytes,
+            settings.max_node_output_bytes,
+            "OXIFY_MAX_NODE_OUTPUT_BYTES",
+        )
         inputs = await _inputs(ctx, config)
         runtime = code_runtime(self._resources)
         if config.language == "python":

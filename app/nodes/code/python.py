@@ -29,11 +29,14 @@ from typing import Any, BinaryIO
 
 import orjson
 
+from app.errors import NodeConfigError
 from app.nodes.code.failures import CodeFailed, CodeLimitExceeded, CodeOutputInvalid, excerpt
 
 WORKER = str(Path(__file__).with_name("worker.py"))
 MIN_FILE_BYTES = 64 * 1024  # bytes a script may write to a file, whatever its max_output_bytes
 PRINTS_KEPT = 64 * 1024  # bytes of what a script printed kept (the end), for error messages
+# The kinds of error the worker reports (worker.py); any other answer was forged by the script.
+WORKER_ERRORS = frozenset({"memory", "too_large", "not_json", "raised", "no_main"})
 LANGUAGE = "python"
 
 
@@ -63,7 +66,10 @@ class Job:
             "processes": self.processes,
         }
         job = {"source": self.source, "inputs": self.inputs, "limits": limits, "user": self.user}
-        return orjson.dumps(job)
+        try:
+            return orjson.dumps(job)
+        except TypeError as exc:  # an integer past 64 bits, a lone surrogate
+            raise NodeConfigError(f"the script's inputs cannot be sent as JSON: {exc}") from None
 
 
 @dataclass(slots=True)
@@ -268,7 +274,17 @@ def _result(answer: bytes, prints: bytes, returncode: int | None, job: Job) -> A
                 f"the script's answer is not JSON: {exc}", language=LANGUAGE
             ) from None
     if tag == b"E":
-        raise _failure(orjson.loads(body), prints, job)
+        try:
+            error = orjson.loads(body)
+            fields = {key: str(error.get(key) or "") for key in ("kind", "message", "traceback")}
+            if fields["kind"] not in WORKER_ERRORS or not fields["message"]:
+                raise KeyError("kind")
+            raise _failure(fields, prints, job)
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            # Not the worker's: the script wrote to the answer's file itself.
+            raise CodeOutputInvalid(
+                "the script's answer is not one the worker writes", language=LANGUAGE
+            ) from None
     raise _death(returncode, prints, job)
 
 

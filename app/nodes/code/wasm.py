@@ -46,6 +46,8 @@ MODULES_KEPT = 64  # compiled modules kept per process
 STDERR_KEPT = 4096  # bytes of what a module wrote to stderr kept, for error messages
 LANGUAGE = "wasm"
 MIB = 1024 * 1024
+TABLE_ELEMENTS = 100_000  # entries per table: enough for a real module's function table
+MAX_TABLES = 4
 WASM_PAGE = 64 * 1024  # bytes: memory grows by pages
 
 
@@ -68,6 +70,10 @@ class Runtime:
         config = wasmtime.Config()
         config.consume_fuel = True
         config.epoch_interruption = True
+        # One memory, 32-bit: the store's memory limit is per memory, so several memories (or
+        # 64-bit ones) would multiply what a module may take from the service's own process.
+        config.wasm_multi_memory = False
+        config.wasm_memory64 = False
         self.engine = wasmtime.Engine(config)
         self._modules: LRUCache[str, wasmtime.Module] = LRUCache(MODULES_KEPT)
         self._lock = threading.Lock()
@@ -93,7 +99,13 @@ class Runtime:
         """Run ``job`` to its end (blocking: call it in a worker thread); the JSON it wrote."""
         module = self.module(job.module)
         store = wasmtime.Store(self.engine)
-        store.set_limits(memory_size=job.memory_mb * MIB)
+        store.set_limits(
+            memory_size=job.memory_mb * MIB,
+            table_elements=TABLE_ELEMENTS,  # tables live in the service's memory too
+            instances=1,
+            tables=MAX_TABLES,
+            memories=1,
+        )
         store.set_fuel(job.fuel)
         out, err = _Capture(job.max_output_bytes), _Capture(STDERR_KEPT, keep_end=True)
         with tempfile.TemporaryDirectory(prefix="oxify-wasm-") as scratch:

@@ -126,9 +126,9 @@ def _run(source: str, inputs: object, output_bytes: int) -> bytes:
         return _error("raised", _last_line(exc), _traceback(exc))
     try:
         text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        data = text.encode()  # a lone surrogate in a string is not JSON text either
     except (TypeError, ValueError, RecursionError) as exc:
         return _error("not_json", f"main returned {type(value).__name__}, not JSON: {exc}")
-    data = text.encode()
     if len(data) > output_bytes:
         return _error("too_large", f"main returned {len(data)} bytes of JSON")
     return b"R" + data

@@ -33,9 +33,17 @@ from app.errors import NodeError
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
-ALWAYS_REFUSED = ("169.254.0.0/16", "fe80::/10", "fd00:ec2::254", "metadata.google.internal")
-"""Link-local and cloud-metadata addresses: where a request forged into a workflow would read
-the machine's cloud credentials."""
+ALWAYS_REFUSED = (
+    "169.254.0.0/16",
+    "fe80::/10",
+    "fd00:ec2::254",
+    "metadata.google.internal",
+    "0.0.0.0/8",
+    "::/128",
+)
+"""Link-local and cloud-metadata addresses, where a request forged into a workflow would read
+the machine's cloud credentials; and the unspecified addresses, never a real destination but
+reaching this host's own services past a deny list of 127.0.0.0/8."""
 MAX_CHAIN = 8  # exception causes looked through for a refusal
 
 

@@ -373,8 +373,44 @@ async def test_a_wasm_modules_memory_is_limited(h: Harness) -> None:
     assert (error["code"], error["details"]["limit"]) == ("code_limit_exceeded", "memory")
 
 
+async def test_a_wasm_module_cannot_take_memory_past_its_limit_by_other_ways(h: Harness) -> None:
+    # Several memories each under the limit (the limit is per memory), or a huge table.
+    two = '(module (memory 1) (memory 1) (func (export "_start")))'
+    error = await run_one(h, wasm(two, memory_mb=16))
+    assert error["code"] == "code_failed" and "not valid WebAssembly" in error["message"]
+    table = """
+    (module
+      (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+      (table $t 1 funcref)
+      (func (export "_start")
+        (if (i32.ne (table.grow $t (ref.null func) (i32.const 100000000)) (i32.const -1))
+          (then (call $exit (i32.const 3))))))
+    """
+    error = await run_one(Harness(registry=h.registry), wasm(table, memory_mb=16))
+    assert error["code"] == "code_output_invalid"  # grow refused: it wrote nothing, exit 0
+
+
 async def test_a_wasm_module_that_writes_no_json_is_a_clear_error(h: Harness) -> None:
     error = await run_one(h, wasm('(module (func (export "_start")))'))
     assert error["code"] == "code_output_invalid"
     with pytest.raises(Exception, match="not valid base64"):
         h.scheduler().plan(workflow([code(language="wasm", module="not base64!")], []))
+
+
+async def test_a_string_with_a_lone_surrogate_is_not_json(h: Harness) -> None:
+    error = await run_one(h, python("def main(inputs):\n    return '\\ud800'\n"))
+    assert error["code"] == "code_output_invalid", error
+
+
+async def test_a_forged_answer_is_not_taken_for_the_workers(h: Harness) -> None:
+    spec = python(
+        """
+        import os
+
+        def main(inputs):
+            os.write(3, b'E{"kind": "x"}')
+            os._exit(0)
+        """
+    )
+    error = await run_one(h, spec)
+    assert error["code"] == "code_output_invalid", error
