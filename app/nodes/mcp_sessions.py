@@ -184,8 +184,12 @@ class Session:
                 self._ready.exception()  # retrieved: a caller gone by now must not be warned
 
 
+MAX_SESSIONS = 32  # open sessions kept per process; the least recently used idle ones go
+
+
 class SessionPool:
-    """The sessions of a process, one per server key; closed with the node resources."""
+    """The sessions of a process, one per server key, at most :data:`MAX_SESSIONS` of them
+    kept; closed with the node resources."""
 
     def __init__(self, make_http: MakeHttp, connect_timeout_s: float) -> None:
         self._make_http = make_http
@@ -200,15 +204,33 @@ class SessionPool:
         async with lock:
             if self._closed:
                 raise McpUnreachable("the MCP session pool is closed (shutting down)")
-            session = self._sessions.get(server.key)
+            session = self._sessions.pop(server.key, None)
             if session is not None and session.alive:
+                self._sessions[server.key] = session  # the most recently used, last
                 return session
             if session is not None:
                 await self._drop(session)
             session = Session(server, self._make_http)
             await session.open(self._connect_timeout_s)
             self._sessions[server.key] = session
-            return session
+        await self._evict()
+        return session
+
+    async def _evict(self) -> None:
+        """Close the least recently used idle sessions past :data:`MAX_SESSIONS`: servers are
+        named by URL in documents (and asked during validation), so their number is the
+        documents' to choose, not the process's to keep."""
+        excess = len(self._sessions) - MAX_SESSIONS
+        idle = [s for s in self._sessions.values() if s.in_flight == 0][: max(0, excess)]
+        for session in idle:
+            lock = self._locks.get(session.server.key)
+            if lock is not None and not lock.locked():  # else someone is opening it again
+                del self._locks[session.server.key]
+            await self._drop(session)
+
+    def __len__(self) -> int:
+        """The sessions kept open."""
+        return len(self._sessions)
 
     async def tool_names(self, server: McpServer, *, refresh: bool = False) -> frozenset[str]:
         """The names of the server's tools (listed once per session unless ``refresh``); asked

@@ -13,7 +13,7 @@ import pytest
 from app.domain.events import EventType
 from app.domain.status import ExecutionStatus
 from app.engine.run.control import RunControl
-from app.nodes import mcp_node
+from app.nodes import mcp_node, mcp_sessions
 from app.nodes.registry import core_registry
 from app.nodes.resources import NodeResources
 from app.settings import Settings
@@ -202,3 +202,15 @@ async def test_a_server_the_egress_policy_refuses_is_never_reached(server: McpTe
     assert outcome.error is not None and outcome.error["code"] == "egress_refused", outcome.error
     assert harness.of_type(EventType.NODE_RETRY) == []
     assert server.log.calls == []
+
+
+async def test_the_pool_keeps_a_bounded_number_of_sessions(
+    resources: NodeResources, server: McpTestServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Servers named by URL are the documents' to choose: URL variants must not pile up sessions.
+    monkeypatch.setattr(mcp_sessions, "MAX_SESSIONS", 2)
+    pool = mcp_node.session_pool(resources)
+    for n in range(5):
+        target = mcp_node.resolve_server(resources, f"{server.url}?n={n}")
+        assert "add" in await pool.tool_names(target)
+        assert len(pool) <= 2
