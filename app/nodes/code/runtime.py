@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import pwd
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from app.errors import NodeConfigError
@@ -35,6 +36,7 @@ class CodeRuntime:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._workers: python.Workers | None = None
         self._gate = asyncio.Semaphore(settings.code_concurrency)
+        self._threads: ThreadPoolExecutor | None = None
 
     @property
     def user(self) -> tuple[int, int] | None:
@@ -63,13 +65,21 @@ class CodeRuntime:
         await self._python_workers().filled()
 
     async def run_wasm(self, job: wasm.Job) -> Any:
-        """Run a wasm job in a worker thread (cancelling stops the wait; the module stops at
-        its own deadline)."""
+        """Run a wasm job in a thread of the runtime's own (the loop's default pool, which
+        other work shares, is never filled with modules). Cancelling stops the wait; the module
+        stops at its own deadline and keeps its place at the gate until then, so no more than
+        ``OXIFY_CODE_CONCURRENCY`` ever run."""
         gate = self._bind()
         if self._wasm is None:
             self._wasm = wasm.Runtime()
-        async with gate:
-            return await asyncio.to_thread(self._wasm.run, job)
+        if self._threads is None:
+            self._threads = ThreadPoolExecutor(
+                self.settings.code_concurrency, thread_name_prefix="oxify-wasm"
+            )
+        await gate.acquire()
+        running = asyncio.get_running_loop().run_in_executor(self._threads, self._wasm.run, job)
+        running.add_done_callback(lambda _: gate.release())
+        return await asyncio.shield(running)
 
     def _python_workers(self) -> python.Workers:
         self._bind()
@@ -95,6 +105,9 @@ class CodeRuntime:
             else:
                 self._workers.abandon()
             self._workers = None
+        if self._threads is not None:
+            threads, self._threads = self._threads, None
+            await asyncio.to_thread(threads.shutdown)  # the modules running end at their deadline
         if self._wasm is not None:
             await asyncio.to_thread(self._wasm.close)
             self._wasm = None
