@@ -101,6 +101,13 @@ class McpTestServer:
         self._sock.close()
         self._server = self._serving = self._sock = None
 
+    async def __aenter__(self) -> McpTestServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
 
 @contextmanager
 def mcp_server_thread() -> Iterator[McpTestServer]:

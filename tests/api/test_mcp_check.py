@@ -20,12 +20,8 @@ TOOL_POINTER = "/nodes/1/config/tool"
 
 @pytest.fixture
 async def server() -> AsyncIterator[McpTestServer]:
-    served = McpTestServer()
-    await served.start()
-    try:
+    async with McpTestServer() as served:
         yield served
-    finally:
-        await served.stop()
 
 
 @pytest.fixture

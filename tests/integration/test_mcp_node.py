@@ -25,12 +25,8 @@ CONNECT_TIMEOUT_S = 1.0  # seconds: what "an unreachable server fails quickly" i
 
 @pytest.fixture
 async def server() -> AsyncIterator[McpTestServer]:
-    served = McpTestServer()
-    await served.start()
-    try:
+    async with McpTestServer() as served:
         yield served
-    finally:
-        await served.stop()
 
 
 @pytest.fixture
