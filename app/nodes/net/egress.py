@@ -45,6 +45,7 @@ ALWAYS_REFUSED = (
 the machine's cloud credentials; and the unspecified addresses, never a real destination but
 reaching this host's own services past a deny list of 127.0.0.0/8."""
 MAX_CHAIN = 8  # exception causes looked through for a refusal
+NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # the well-known NAT64 prefix (RFC 6052)
 
 
 class EgressRefused(NodeError):
@@ -85,8 +86,8 @@ class HostSet:
         return name in self.names or name.endswith(self.suffixes)
 
     def has_address(self, address: Address) -> bool:
-        mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
-        return any(address in n or (mapped is not None and mapped in n) for n in self.networks)
+        forms = [address, *_embedded_ipv4(address)]
+        return any(form in n for n in self.networks for form in forms)
 
 
 class EgressPolicy:
@@ -101,7 +102,7 @@ class EgressPolicy:
         """Raise :class:`EgressRefused` unless a connection to ``host`` at ``address`` may go;
         without an address, whether the name alone is refused (before resolving it)."""
         if self._always.has_name(host) or _has(self._always, address):
-            reason = "a link-local or cloud-metadata address, refused by default"
+            reason = "a link-local, cloud-metadata or unspecified address, refused by default"
         elif self._deny.has_name(host) or _has(self._deny, address):
             reason = "listed in OXIFY_EGRESS_DENY"
         elif (
@@ -253,6 +254,18 @@ def refusal(exc: BaseException) -> EgressRefused | None:
                     return found
         seen = seen.__cause__ or seen.__context__
     return None
+
+
+def _embedded_ipv4(address: Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 address an IPv6 one reaches: IPv4-mapped (``::ffff:a.b.c.d``), through a NAT64
+    gateway (``64:ff9b::a.b.c.d``) or a 6to4 relay (``2002:aabb:ccdd::``). A rule about the
+    IPv4 address holds for these too."""
+    if not isinstance(address, ipaddress.IPv6Address):
+        return []
+    found = [a for a in (address.ipv4_mapped, address.sixtofour) if a is not None]
+    if address in NAT64:
+        found.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+    return found
 
 
 def _has(hosts: HostSet, address: Address | None) -> bool:
