@@ -8,6 +8,8 @@ HTTP clients (httpx2) connect through the egress policy, redirects included.
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import anthropic
 import httpx2
 import openai
@@ -17,6 +19,8 @@ from app.domain.ai_nodes import Provider
 from app.errors import NodeConfigError
 from app.nodes.net import egress
 from app.nodes.resources import NodeResources
+
+Sdk = TypeVar("Sdk", openai.AsyncOpenAI, anthropic.AsyncAnthropic)
 
 OPENAI_DEFAULT_URL = "https://api.openai.com/v1"
 ANTHROPIC_DEFAULT_URL = "https://api.anthropic.com"
@@ -45,39 +49,36 @@ def api_root(resources: NodeResources, provider: Provider, base_url: str | None)
 
 def openai_client(resources: NodeResources, root: str) -> openai.AsyncOpenAI:
     """The client for the OpenAI(-compatible) API at ``root``."""
-    settings = resources.settings
-    key = _key(resources, "openai", root, settings.openai_api_key, "OPENAI_API_KEY")
-    return resources.client(
-        f"openai:{root}",
-        lambda: openai.AsyncOpenAI(
-            api_key=key,
-            base_url=root,
-            max_retries=0,
-            timeout=settings.llm_timeout_s,
-            http_client=openai.DefaultAsyncHttpxClient(
-                transport=_transport(resources), trust_env=False
-            ),
-        ),
-        close=openai.AsyncOpenAI.close,
-    )
+    key = _key(resources, "openai", root, resources.settings.openai_api_key, "OPENAI_API_KEY")
+    return _sdk_client(resources, f"openai:{root}", openai.AsyncOpenAI, key, root)
 
 
 def anthropic_client(resources: NodeResources, root: str) -> anthropic.AsyncAnthropic:
     """The client for the Anthropic API at ``root``."""
-    settings = resources.settings
-    key = _key(resources, "anthropic", root, settings.anthropic_api_key, "ANTHROPIC_API_KEY")
+    secret = resources.settings.anthropic_api_key
+    key = _key(resources, "anthropic", root, secret, "ANTHROPIC_API_KEY")
+    return _sdk_client(resources, f"anthropic:{root}", anthropic.AsyncAnthropic, key, root)
+
+
+def _sdk_client(resources: NodeResources, name: str, sdk: type[Sdk], key: str, root: str) -> Sdk:
+    """One SDK client per provider and root, made on first use: its own retries off, bounded by
+    ``OXIFY_LLM_TIMEOUT_S``, its connections through the egress policy (and no proxy from the
+    environment: ``trust_env=False``)."""
     return resources.client(
-        f"anthropic:{root}",
-        lambda: anthropic.AsyncAnthropic(
+        name,
+        lambda: sdk(
             api_key=key,
             base_url=root,
             max_retries=0,
-            timeout=settings.llm_timeout_s,
-            http_client=anthropic.DefaultAsyncHttpxClient(
-                transport=_transport(resources), trust_env=False
+            timeout=resources.settings.llm_timeout_s,
+            http_client=httpx2.AsyncClient(
+                transport=_transport(resources),
+                trust_env=False,
+                timeout=resources.settings.llm_timeout_s,
+                follow_redirects=True,
             ),
         ),
-        close=anthropic.AsyncAnthropic.close,
+        close=sdk.close,
     )
 
 
@@ -89,8 +90,7 @@ def secrets_of(resources: NodeResources) -> list[str]:
 
 
 def _transport(resources: NodeResources) -> httpx2.AsyncHTTPTransport:
-    """For the SDK's default client: connections through the egress policy (and, like the
-    shared client, no proxy from the environment: ``trust_env=False``)."""
+    """Connections through the egress policy, for the SDKs' HTTP client."""
     return egress.sdk_transport(resources.egress, SDK_LIMITS)
 
 
