@@ -186,8 +186,9 @@ EVENTS: dict[EventType, tuple[str, str]] = {
     ),
     EventType.FORM_REQUESTED: (
         "a form or approval opens",
-        '`{"form_id", "kind", "prompt", "fields", "deadline", "on_timeout"}`, for approvals also '
-        '`{"approvers", "quorum", "allow_self_approval"}`',
+        '`{"form_id", "kind", "prompt", "fields", "deadline", "on_timeout", "context"?}`, for '
+        'approvals also `{"approvers", "quorum", "allow_self_approval"}`; `context`: what the '
+        'request is about (an agent\'s tool call: `{"tool", "arguments", "reasoning"}`)',
     ),
     EventType.FORM_SUBMITTED: ("a form or approval was decided", '`{"form_id", "by"}`'),
     EventType.FORM_TIMED_OUT: (

@@ -213,6 +213,11 @@ class Form(BaseModel):
     status: str = Field(description="`pending`, `submitted`, `timed_out` or `cancelled`.")
     prompt: str
     fields: dict[str, Any] = Field(description="JSON Schema (object) of the values to submit.")
+    context: dict[str, Any] | None = Field(
+        default=None,
+        description="What the request is about; for an agent's tool call: `tool`, `arguments` "
+        "and the model's `reasoning`.",
+    )
     approvers: list[str] | None = Field(
         default=None, description="Who may answer (user ids, `group:<name>`); null: anyone."
     )

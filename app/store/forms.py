@@ -339,6 +339,7 @@ def _form(row: Row[Any], answers_: list[models.FormAnswer]) -> models.Form:
         status=row.status,
         prompt=row.prompt,
         fields=row.fields,
+        context=row.context,
         approvers=row.approvers,
         quorum=row.quorum,
         allow_self_approval=row.allow_self_approval,

@@ -93,6 +93,7 @@ class FormRequest:
     kind: str
     prompt: str
     fields: Any
+    context: Any  # None: a plain form or approval
     approvers: Any
     quorum: int
     allow_self_approval: bool
@@ -108,6 +109,7 @@ class FormRequest:
             "kind": self.kind,
             "prompt": self.prompt,
             "fields": self.fields,
+            "context": self.context,
             "approvers": self.approvers,
             "quorum": self.quorum,
             "allow_self_approval": self.allow_self_approval,
@@ -211,6 +213,7 @@ def _form_request(event: Event) -> FormRequest:
         kind=data["kind"],
         prompt=data["prompt"],
         fields=data["fields"],
+        context=data.get("context"),
         approvers=data.get("approvers"),
         quorum=data.get("quorum", 1),
         allow_self_approval=data.get("allow_self_approval", False),

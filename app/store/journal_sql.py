@@ -128,17 +128,18 @@ WITH u AS (
 ), nf AS (
     SELECT * FROM jsonb_to_recordset($35::jsonb)
          AS f(id text, execution_id text, node_key text, kind text, prompt text, fields jsonb,
-              approvers jsonb, quorum int, allow_self_approval bool, on_timeout text,
-              deadline timestamptz, created_at timestamptz)
+              context jsonb, approvers jsonb, quorum int, allow_self_approval bool,
+              on_timeout text, deadline timestamptz, created_at timestamptz)
     WHERE f.execution_id IN (SELECT id FROM ok)
 ), fm AS (
     -- Form requests: one row per form.requested (the same id when a request is replayed).
     INSERT INTO forms (id, execution_id, workflow_id, node_key, kind, status, prompt, fields,
-                       approvers, quorum, allow_self_approval, on_timeout, deadline, created_at)
+                       context, approvers, quorum, allow_self_approval, on_timeout, deadline,
+                       created_at)
     SELECT f.id, f.execution_id, x.workflow_id, f.node_key, f.kind,
            CASE WHEN u.terminal THEN 'cancelled' ELSE 'pending' END, f.prompt, f.fields::json,
-           f.approvers::json, f.quorum, f.allow_self_approval, f.on_timeout, f.deadline,
-           f.created_at
+           f.context::json, f.approvers::json, f.quorum, f.allow_self_approval, f.on_timeout,
+           f.deadline, f.created_at
     FROM nf AS f
     JOIN executions AS x ON x.id = f.execution_id
     JOIN u ON u.id = f.execution_id

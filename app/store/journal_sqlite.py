@@ -299,6 +299,7 @@ def _form_insert(form: FormRequest, rows: BatchRows) -> Any:
         status="cancelled" if ended else "pending",
         prompt=form.prompt,
         fields=form.fields,
+        context=form.context,
         approvers=form.approvers,
         quorum=form.quorum,
         allow_self_approval=form.allow_self_approval,

@@ -221,6 +221,7 @@ forms = Table(
     Column("status", String(16), nullable=False),  # pending | submitted | timed_out | cancelled
     Column("prompt", Text, nullable=False),
     Column("fields", JSON, nullable=False),
+    Column("context", JSON),  # what the request is about (an agent's tool call)
     Column("approvers", JSON),
     Column("quorum", Integer, nullable=False, server_default=text("1")),
     Column("allow_self_approval", Boolean, nullable=False, server_default=false()),

@@ -27,7 +27,7 @@ from app.engine.run.scheduler import RunRequest, Scheduler
 from app.errors import JournalRejected, LeaseLost
 from app.nodes.registry import Registry, core_registry
 from app.nodes.resources import NodeResources
-from app.store import executions, workflows
+from app.store import executions, forms, workflows
 from app.store.db import create_engine, migrate
 from app.store.journal import SqlJournal
 from app.store.memory import MemoryStore
@@ -718,3 +718,47 @@ async def test_node_usage_is_its_latest_records_and_the_run_sums_it(backend: Bac
     assert execution.usage == models.ExecutionUsage(
         nodes=5, api_calls=3, tokens=30, cost_usd=0.0025
     )
+
+
+# -- forms -----------------------------------------------------------------------------------
+
+
+async def test_a_form_request_keeps_what_it_is_about(backend: Backend) -> None:
+    if not backend.sql:
+        pytest.skip("form rows are the SQL stores'")
+    run = await backend.new_execution()
+    about = {"tool": "refund", "arguments": {"order": "A-1", "cents": 1250}, "reasoning": "late"}
+
+    def requested(seq: int, node_key: str, **extra: Any) -> Event:
+        data = {
+            "form_id": f"{run}-{node_key}",
+            "kind": "approval",
+            "prompt": "Run it?",
+            "fields": {"type": "object"},
+            "approvers": None,
+            "quorum": 1,
+            "allow_self_approval": False,
+            "on_timeout": "fail",
+            "deadline": None,
+            **extra,
+        }
+        return ev(run, seq, E.FORM_REQUESTED, node_id=node_key, level=0, data=data)
+
+    # An agent's tool call carries its context; an approval node's has none, or says null.
+    await backend.journal.emit(
+        [
+            ev(run, 1, E.WORKFLOW_STARTED),
+            requested(2, "agent", context=about),
+            requested(3, "vote"),
+            requested(4, "check", context=None),
+        ]
+    )
+
+    assert backend.engine is not None
+    shown: dict[str, Any] = {}  # as GET /v1/forms/{id} answers it
+    async with backend.engine.connect() as conn:
+        for key in ("agent", "vote", "check"):
+            view = await forms.get(conn, f"{run}-{key}")
+            assert view is not None
+            shown[key] = view.model_dump(mode="json")["context"]
+    assert shown == {"agent": about, "vote": None, "check": None}
