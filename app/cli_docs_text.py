@@ -195,6 +195,15 @@ EVENTS: dict[EventType, tuple[str, str]] = {
         "nobody answered by the deadline",
         '`{"form_id", …}` (what the deadline decided)',
     ),
+    EventType.AGENT_TOOL_CALL: (
+        "an agent node is about to call a tool (or refuses a call the model got wrong, or "
+        "people rejected)",
+        '`{"node_id", "turn", "call_id", "name", "arguments"}`',
+    ),
+    EventType.AGENT_TOOL_RESULT: (
+        "an agent node's tool call finished; its result is a durable step, never run again",
+        '`{"node_id", "turn", "call_id", "ok", "approved_by"?}`',
+    ),
 }
 
 # core node type -> what it outputs and which branches it can take
@@ -233,6 +242,11 @@ NODE_OUTPUTS: dict[str, str] = {
     "the module wrote to stdout. Errors: `code_limit_exceeded` (`details.limit`: `timeout`, "
     "`cpu`, `memory`, `output`, `fuel`), `code_failed` (with a traceback excerpt), "
     "`code_output_invalid`.",
+    "agent": '`{"text", "json"?, "turns", "tool_calls": [{"turn", "id", "name", "arguments", '
+    '"ok", "result" | "error", "approved_by"?}], "messages", "usage": {"input_tokens", '
+    '"output_tokens"}, "cost_usd", "finish_reason"}`. Fails with `max_turns_exceeded` (the '
+    "transcript in `details.messages`) or `agent_answer_invalid` (a final answer that missed "
+    "`response_format` twice).",
 }
 
 # Codes the API layer answers with itself (the rest are the services' errors): code -> meaning

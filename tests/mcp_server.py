@@ -29,6 +29,12 @@ class Sum(BaseModel):
     terms: list[int]
 
 
+class Order(BaseModel):
+    order_id: str
+    status: str
+    total_cents: int
+
+
 @dataclass
 class ToolLog:
     """What the server's tools saw, and the events a test waits on."""
@@ -60,6 +66,11 @@ def make_server(log: ToolLog) -> MCPServer:
     def refuse(reason: str) -> str:
         log.calls.append(("refuse", {"reason": reason}))
         raise ToolError(f"refused: {reason}")
+
+    @server.tool(description="Looks an order up by id: its status, items and total in cents.")
+    def lookup_order(order_id: str) -> Order:
+        log.calls.append(("lookup_order", {"order_id": order_id}))
+        return Order(order_id=order_id, status="delivered, reported broken", total_cents=4999)
 
     @server.tool(description="Answers once the test releases it.")
     async def wait() -> str:

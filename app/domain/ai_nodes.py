@@ -1,4 +1,5 @@
-"""Config of the AI node types: ``llm`` and the embedder spec the retrieval nodes share.
+"""Config of the AI node types: ``llm`` (whose keys ``agent`` shares) and the embedder spec the
+retrieval nodes share.
 
 Names follow the API contract ("AI, tool and code node types"). Strings are templates, scalars
 may be lone templates; ``provider``, ``response_format``, ``stream`` and ``cache`` are used as
@@ -27,10 +28,24 @@ class LlmMessage(NodeConfig):
     content: str = Field(max_length=MAX_PROMPT_CHARS)
 
 
-class LlmConfig(NodeConfig):
-    """Config of the ``llm`` node: one model call; ``prompt`` or ``messages``, not both."""
+def check_json_schema(value: dict[str, Any]) -> dict[str, Any]:
+    """``value`` when it is a valid JSON Schema; else ValueError saying where it is not."""
+    validator = jsonschema.validators.validator_for(value)
+    try:
+        validator.check_schema(value)
+    except jsonschema.SchemaError as exc:
+        where = "/".join(str(p) for p in exc.path)
+        raise ValueError(
+            f"not a valid JSON Schema{f' at {where}' if where else ''}: {exc.message}"
+        ) from None
+    return value
 
-    static = frozenset({"provider", "response_format", "stream", "cache"})
+
+class ModelCallConfig(NodeConfig):
+    """The keys of a model call, shared by ``llm`` and ``agent``; ``prompt`` or ``messages``,
+    not both."""
+
+    static = frozenset({"provider", "response_format", "stream"})
 
     provider: Provider
     model: str = Field(min_length=1, max_length=256)
@@ -44,31 +59,20 @@ class LlmConfig(NodeConfig):
     messages: list[LlmMessage] | None = Field(default=None, min_length=1, max_length=MAX_MESSAGES)
     temperature: Annotated[float, Field(ge=0, le=2)] | TemplateStr | None = None
     max_tokens: Annotated[int, Field(ge=1, le=1_000_000)] | TemplateStr | None = None
-    stop: list[str] | None = Field(default=None, min_length=1, max_length=MAX_STOP_SEQUENCES)
     response_format: Literal["text", "json"] | dict[str, Any] = Field(
         default="text",
         description='"text", "json" (the answer must parse as JSON) or a JSON Schema the '
         "parsed answer must match; a mismatch fails the node (its retry policy may repeat it).",
     )
     stream: bool = Field(default=True, description="Send tokens as node.token events.")
-    cache: bool = Field(default=True, description="Answer identical requests from the cache.")
 
     @field_validator("response_format")
     @classmethod
     def _a_valid_schema(cls, value: str | dict[str, Any]) -> str | dict[str, Any]:
-        if isinstance(value, dict):
-            validator = jsonschema.validators.validator_for(value)
-            try:
-                validator.check_schema(value)
-            except jsonschema.SchemaError as exc:
-                where = "/".join(str(p) for p in exc.path)
-                raise ValueError(
-                    f"not a valid JSON Schema{f' at {where}' if where else ''}: {exc.message}"
-                ) from None
-        return value
+        return check_json_schema(value) if isinstance(value, dict) else value
 
     @model_validator(mode="after")
-    def _one_input(self) -> LlmConfig:
+    def _one_input(self) -> ModelCallConfig:
         if (self.prompt is None) == (self.messages is None):
             raise ValueError("give either 'prompt' or 'messages'")
         return self
@@ -76,6 +80,15 @@ class LlmConfig(NodeConfig):
     @property
     def wants_json(self) -> bool:
         return self.response_format != "text"
+
+
+class LlmConfig(ModelCallConfig):
+    """Config of the ``llm`` node: one model call."""
+
+    static = ModelCallConfig.static | {"cache"}
+
+    stop: list[str] | None = Field(default=None, min_length=1, max_length=MAX_STOP_SEQUENCES)
+    cache: bool = Field(default=True, description="Answer identical requests from the cache.")
 
 
 class EmbedderSpec(BaseModel):

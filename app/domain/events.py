@@ -38,6 +38,8 @@ class EventType(StrEnum):
     FORM_REQUESTED = "form.requested"
     FORM_SUBMITTED = "form.submitted"
     FORM_TIMED_OUT = "form.timed_out"
+    AGENT_TOOL_CALL = "agent.tool_call"
+    AGENT_TOOL_RESULT = "agent.tool_result"
 
     @property
     def is_terminal(self) -> bool:

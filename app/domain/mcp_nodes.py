@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from pydantic import Field, field_validator
+from pydantic import AfterValidator, Field, StringConstraints
 
 from app.domain.node_config import NodeConfig, TemplateStr
 from app.domain.urls import check_http_url
@@ -26,17 +26,33 @@ def is_server_url(server: str) -> bool:
     return "://" in server
 
 
+def _url_or_name(server: str) -> str:
+    if is_server_url(server):
+        check_http_url(server)
+    elif not re.fullmatch(SERVER_NAME_PATTERN, server):
+        raise ValueError(
+            "server must be an http(s) URL or a server name (letters, digits, '_', '.', '-')"
+        )
+    return server
+
+
+McpServerName = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=2048),
+    AfterValidator(_url_or_name),
+    Field(
+        description="A streamable-HTTP URL (http:// or https://), or the name of a server in "
+        "OXIFY_MCP_SERVERS."
+    ),
+]
+
+
 class McpConfig(NodeConfig):
     """Config of the ``mcp`` node: call ``tool`` on ``server`` with ``arguments``."""
 
     static = frozenset({"server", "tool"})
 
-    server: str = Field(
-        min_length=1,
-        max_length=2048,
-        description="A streamable-HTTP URL (http:// or https://), or the name of a server in "
-        "OXIFY_MCP_SERVERS.",
-    )
+    server: McpServerName
     tool: str = Field(min_length=1, max_length=MAX_TOOL_NAME)
     arguments: dict[str, Any] = Field(
         default_factory=dict, description="The tool's arguments; values may hold templates."
@@ -44,14 +60,3 @@ class McpConfig(NodeConfig):
     timeout_s: Annotated[float, Field(gt=0, le=MCP_MAX_TIMEOUT_S)] | TemplateStr = (
         MCP_DEFAULT_TIMEOUT_S
     )
-
-    @field_validator("server")
-    @classmethod
-    def _url_or_name(cls, server: str) -> str:
-        if is_server_url(server):
-            check_http_url(server)
-        elif not re.fullmatch(SERVER_NAME_PATTERN, server):
-            raise ValueError(
-                "server must be an http(s) URL or a server name (letters, digits, '_', '.', '-')"
-            )
-        return server

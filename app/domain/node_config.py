@@ -63,6 +63,16 @@ class NodeConfig(BaseModel):
         """
         return frozenset()
 
+    @classmethod
+    def template_part(cls, field: str, raw: Any) -> Any:  # noqa: ARG003 (overrides use it)
+        """The part of template field ``field`` (``raw``, as the document wrote it) that holds
+        templates: all of it, unless a type overrides this because only some of a field's
+        parts are templates (an agent's ``tools``: the requests of its http tools, not the
+        Python source of its code tools). The rest of the value is replaced by ``None``, so
+        the part keeps the value's shape and the executor renders pieces of it with
+        ``NodeContext.render_part``."""
+        return raw
+
 
 @dataclass(frozen=True, slots=True)
 class NodeType:

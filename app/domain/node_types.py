@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from pydantic import ConfigDict, Field, StringConstraints, model_validator
 from pydantic.config import JsonDict
 
+from app.domain.agent_nodes import AgentConfig
 from app.domain.ai_nodes import LlmConfig
 from app.domain.code_nodes import CodeConfig
 from app.domain.http_nodes import GraphqlConfig, HttpConfig
@@ -201,6 +202,7 @@ CORE_NODE_TYPES = NodeTypes(
             NodeType("retriever", RetrieverConfig, "Finds the chunks best matching `query`."),
             NodeType("mcp", McpConfig, "Calls a tool on an MCP server; outputs its result."),
             NodeType("code", CodeConfig, "Runs an expression, Python or WebAssembly on inputs."),
+            NodeType("agent", AgentConfig, "A model calling tools over turns; each one durable."),
         )
     }
 )

@@ -62,41 +62,78 @@ async def build_request(
     ctx: NodeContext, config: HttpConfig, applied: auth.Applied
 ) -> httpx.Request:
     """The rendered request; template and URL problems are config errors (not retried)."""
-    url = await ctx.render("url")
+    content: bytes | None = None
+    content_type = None
+    if config.sends_json:
+        content = json_bytes(await ctx.render("json"))
+        content_type = "application/json"
+    elif config.body is not None:
+        content = str(await ctx.render("body")).encode()
+        content_type = "text/plain; charset=utf-8"
+    return outbound(
+        config.method,
+        await ctx.render("url"),
+        values.headers(await values.render_hidden(ctx, "headers")),
+        applied,
+        content=content,
+        content_type=content_type,
+        params=values.params(await values.render_hidden(ctx, "query")),
+        idempotency_key=ctx.idempotency_key if config.idempotency_key else None,
+    )
+
+
+def outbound(
+    method: str,
+    url: str,
+    headers: dict[str, str],
+    applied: auth.Applied,
+    *,
+    content: bytes | None = None,
+    content_type: str | None = None,
+    params: tuple[tuple[str, str], ...] = (),
+    idempotency_key: str | None = None,
+) -> httpx.Request:
+    """A request as the http node and the agent's http tools send it: the service's
+    ``User-Agent``, the auth's headers and parameters over the given ones."""
     try:
         check_http_url(url)
         parsed = httpx.URL(url)
     except (ValueError, httpx.InvalidURL) as exc:
         raise NodeConfigError(f"config field 'url': {exc}") from None
-    headers = httpx.Headers({"User-Agent": USER_AGENT, "Accept": "*/*"})
-    headers.update(values.headers(await values.render_hidden(ctx, "headers")))
-    headers.update(applied.headers)
-    if config.idempotency_key:
-        headers["Idempotency-Key"] = ctx.idempotency_key
-    content: bytes | None = None
-    if config.sends_json:
-        content = _json_bytes(await ctx.render("json"))
-        headers.setdefault("Content-Type", "application/json")
-    elif config.body is not None:
-        content = str(await ctx.render("body")).encode()
-        headers.setdefault("Content-Type", "text/plain; charset=utf-8")
-    params = values.params(await values.render_hidden(ctx, "query")) + applied.params
+    merged = httpx.Headers({"User-Agent": USER_AGENT, "Accept": "*/*"})
+    merged.update(headers)
+    merged.update(applied.headers)
+    if idempotency_key is not None:
+        merged["Idempotency-Key"] = idempotency_key
+    if content_type is not None:
+        merged.setdefault("Content-Type", content_type)
+    params += applied.params
     if params:
         parsed = parsed.copy_merge_params(params)
-    return httpx.Request(config.method, parsed, headers=headers, content=content)
+    return httpx.Request(method, parsed, headers=merged, content=content)
+
+
+def json_bytes(value: Any, field: str = "json") -> bytes:
+    """``value`` as compact JSON (NaN and infinities refused)."""
+    try:
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise NodeConfigError(f"config field {field!r} is not valid JSON: {exc}") from None
+    return text.encode()
 
 
 def _output(answer: exchange.Answer, config: HttpConfig) -> dict[str, Any]:
-    response = answer.response
-    output: dict[str, Any] = {"status": answer.status, "headers": dict(response.headers.items())}
-    mode = config.response
+    headers = dict(answer.response.headers.items())
+    return {"status": answer.status, "headers": headers, **body_of(answer, config.response)}
+
+
+def body_of(answer: exchange.Answer, mode: str = "auto") -> dict[str, Any]:
+    """``{"json": …}`` or ``{"text": …}``: as ``mode`` says, or by the content type (``auto``)."""
     if mode == "auto":
-        mode = "json" if _is_json(response.headers.get("content-type", "")) else "text"
+        mode = "json" if _is_json(answer.response.headers.get("content-type", "")) else "text"
     if mode == "text":
-        output["text"] = answer.text()
-        return output
-    output["json"] = parse_json(answer)
-    return output
+        return {"text": answer.text()}
+    return {"json": parse_json(answer)}
 
 
 def parse_json(answer: exchange.Answer) -> Any:
@@ -112,14 +149,6 @@ def parse_json(answer: exchange.Answer) -> Any:
                 "body_excerpt": answer.text()[: exchange.EXCERPT_CHARS],
             },
         ) from None
-
-
-def _json_bytes(value: Any) -> bytes:
-    try:
-        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise NodeConfigError(f"config field 'json' is not valid JSON: {exc}") from None
-    return text.encode()
 
 
 def _is_json(content_type: str) -> bool:

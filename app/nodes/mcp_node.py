@@ -105,16 +105,16 @@ class McpExecutor:
             before_send=lambda: ctx.spend(api_calls=1),
         )
         if result.is_error:
-            text = _text(result) or "(no text)"
+            text = tool_text(result) or "(no text)"
             raise McpToolError(
                 f"MCP tool {config.tool!r} on {server.label} failed: {text[:TOOL_ERROR_CHARS]}"
             )
         if result.structured_content is not None:
             return NodeOutput(result.structured_content)
-        return NodeOutput(_text(result))
+        return NodeOutput(tool_text(result))
 
 
-def _text(result: mcp_types.CallToolResult) -> str | None:
+def tool_text(result: mcp_types.CallToolResult) -> str | None:
     texts = [block.text for block in result.content if isinstance(block, mcp_types.TextContent)]
     return "\n".join(texts) if texts else None
 

@@ -99,7 +99,7 @@ class Session:
         self.failure: Exception | None = None
         self.in_flight = 0  # requests sent on the session and not answered yet
         self.sent = 0  # requests sent on the session so far
-        self.tools: frozenset[str] | None = None
+        self.tools: dict[str, mcp_types.Tool] | None = None  # by name, as last listed
 
     @property
     def alive(self) -> bool:
@@ -233,7 +233,11 @@ class SessionPool:
         return len(self._sessions)
 
     async def tool_names(self, server: McpServer, *, refresh: bool = False) -> frozenset[str]:
-        """The names of the server's tools (listed once per session unless ``refresh``); asked
+        """The names of the server's tools (see :meth:`tools`)."""
+        return frozenset(await self.tools(server, refresh=refresh))
+
+    async def tools(self, server: McpServer, *, refresh: bool = False) -> dict[str, mcp_types.Tool]:
+        """The server's tools by name (listed once per session unless ``refresh``); asked
         again on a fresh session when the session broke (listing changes nothing)."""
         for last_try in (False, True):
             session = await self.session(server)
@@ -256,13 +260,15 @@ class SessionPool:
         *,
         timeout_s: float,
         before_send: Callable[[], None],
+        meta: mcp_types.RequestParamsMeta | None = None,
     ) -> mcp_types.CallToolResult:
         """Call ``tool``; ``before_send`` runs before each time the call is sent (the run's
-        ``api_calls``). ``timeout_s`` bounds it all, opening a session included. Re-sends once
-        on a fresh session only as the module docstring says."""
+        ``api_calls``); ``meta`` goes in the request's ``_meta``. ``timeout_s`` bounds it all,
+        opening a session included. Re-sends once on a fresh session only as the module
+        docstring says."""
         try:
             async with asyncio.timeout(timeout_s) as deadline:
-                return await self._call(server, tool, arguments, before_send)
+                return await self._call(server, tool, arguments, before_send, meta)
         except TimeoutError:
             if not deadline.expired():
                 raise
@@ -276,6 +282,7 @@ class SessionPool:
         tool: str,
         arguments: dict[str, Any],
         before_send: Callable[[], None],
+        meta: mcp_types.RequestParamsMeta | None,
     ) -> mcp_types.CallToolResult:
         for last_try in (False, True):
             session = await self.session(server)
@@ -288,7 +295,7 @@ class SessionPool:
             before_send()
             with session.request() as alone:
                 try:
-                    return await session.client.call_tool(tool, arguments)
+                    return await session.client.call_tool(tool, arguments, meta=meta)
                 except MCPError as exc:
                     if not await self._broken(session, exc, alone()) or last_try:
                         raise _call_error(exc, session, tool) from None
@@ -307,7 +314,9 @@ class SessionPool:
             return
         session.tools = await _list_tools(session)  # the server may have added it since
         if tool not in session.tools:
-            raise McpUnknownTool(unknown_tool_message(session.server, tool, session.tools))
+            raise McpUnknownTool(
+                unknown_tool_message(session.server, tool, frozenset(session.tools))
+            )
 
     async def _broken(self, session: Session, exc: MCPError, alone: bool) -> bool:
         """Whether the call may be sent again: drops a broken session and tells whether the
@@ -345,17 +354,17 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
-async def _list_tools(session: Session) -> frozenset[str]:
-    names: set[str] = set()
+async def _list_tools(session: Session) -> dict[str, mcp_types.Tool]:
+    tools: dict[str, mcp_types.Tool] = {}
     cursor: str | None = None
     for _ in range(MAX_TOOL_PAGES):
         with session.request():
             page = await session.client.list_tools(cursor=cursor, cache_mode="refresh")
-        names.update(tool.name for tool in page.tools)
+        tools.update((tool.name, tool) for tool in page.tools)
         cursor = page.next_cursor
         if cursor is None:
             break
-    return frozenset(names)
+    return tools
 
 
 def _caused_by(exc: BaseException | None, kind: type[BaseException]) -> bool:

@@ -20,6 +20,7 @@ from app.domain.node_config import NodeConfig, NodeType, NodeTypes
 from app.domain.views import NodeTypeInfo, NodeTypeList
 from app.engine.run.context import NodeExecutor
 from app.nodes import basic, branching, composition, graphql, http, human, llm, loops, mcp_node
+from app.nodes.agent import node as agent
 from app.nodes.code import nodes as code
 from app.nodes.plugin import ENTRY_POINT_GROUP, NodeDefinition, NodeFactory
 from app.nodes.resources import LOGGER_NAME, NodeResources
@@ -44,6 +45,7 @@ BUILTIN_FACTORIES: tuple[NodeFactory, ...] = (
     retrieval.definitions,
     mcp_node.definitions,
     code.definitions,
+    agent.definitions,
 )
 
 

@@ -100,7 +100,7 @@ async def test_unknown_tool_names_the_tools_the_server_has(harness: Harness) -> 
     assert outcome.status is ExecutionStatus.FAILED
     assert outcome.error is not None and outcome.error["code"] == "mcp_unknown_tool"
     assert "'subtract'" in outcome.error["message"]
-    assert "add, lines, refuse, shout, wait" in outcome.error["message"]
+    assert "add, lines, lookup_order, refuse, shout, wait" in outcome.error["message"]
 
 
 async def test_unknown_server_name_is_a_config_error(harness: Harness) -> None:
@@ -115,7 +115,7 @@ async def test_lists_tools_and_shares_one_session(
     pool = mcp_node.session_pool(resources)
     target = mcp_node.resolve_server(resources, "tools")
     names = await pool.tool_names(target)
-    assert names == {"add", "shout", "lines", "refuse", "wait"}
+    assert names == {"add", "shout", "lines", "lookup_order", "refuse", "wait"}
     first = await pool.session(target)
     results = await asyncio.gather(
         *(

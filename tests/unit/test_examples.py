@@ -79,6 +79,11 @@ EXPECTED: dict[str, Any] = {
     "code_expression": {"subtotal": 610, "total": 549},
     "code_python": {"stats": {"count": 5, "median": 18.25, "outliers": [95]}},
     "code_wasm": {"json_bytes": 15, "echoed": "wasm"},
+    "notes": {
+        "note": "# Durable agents\n\n- every model turn is journaled\n- a finished tool call never "
+        "runs again",
+        "points": 2,
+    },
 }
 
 # Model calls: run against a local OpenAI-compatible server (tests/providers) that answers the
@@ -99,6 +104,10 @@ MODEL_SERVED: dict[str, tuple[Text, Any]] = {
 
 # Tool calls: run against a local MCP server (tests/mcp_server.py) named `demo` in the settings.
 MCP_SERVED: dict[str, Any] = {"mcp": {"items": 5, "headline": "5 ITEMS FOR ADA!"}}
+
+# Agents: run end to end on a server (an approval, a stored workflow as a tool) against local
+# model, MCP and HTTP servers in tests/api/test_agent_examples.py.
+AGENTS = {"agent_support", "agent_research"}
 
 # Human steps: `oxify run` stops at them (the server answers them; tests/api/test_forms.py).
 WAITING = {"approval": "finance", "form": "details"}
@@ -142,8 +151,8 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 
 
 def test_every_example_has_expected_outputs() -> None:
-    assert {p.stem for p in documents()} == set(EXPECTED) | set(WAITING) | set(MODEL_SERVED) | set(
-        MCP_SERVED
+    assert {p.stem for p in documents()} == (
+        set(EXPECTED) | set(WAITING) | set(MODEL_SERVED) | set(MCP_SERVED) | AGENTS
     )
     for name in EXPECTED_WITH_INPUTS:
         assert (EXAMPLES / f"{name}.inputs.json").is_file()

@@ -283,7 +283,8 @@ class GraphBuilder:
             entry = table.get(key) or config_fields.extra_field(key)  # a model may allow extras
             kind = config_fields.kind_in(entry, compiled_expressions)
             if kind == "template":
-                compiled = None if constant else self._compile(value, pointer, "config", key)
+                part = type(config).template_part(entry.name, value)
+                compiled = None if constant else self._compile(part, pointer, "config", key)
                 if compiled is not None and not compiled.is_constant:
                     templated[entry.name] = compiled
                     used = compiled.names

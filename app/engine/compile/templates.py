@@ -137,11 +137,19 @@ class CompiledValue:
     value with no template at all renders to the stored value itself, in O(1).
     """
 
-    __slots__ = ("_render", "_value", "is_constant", "names")
+    __slots__ = ("_max_length", "_parts", "_render", "_value", "is_constant", "names")
 
-    def __init__(self, value: Any, render: _Renderer | None, names: frozenset[str]) -> None:
+    def __init__(
+        self,
+        value: Any,
+        render: _Renderer | None,
+        names: frozenset[str],
+        max_length: int = DEFAULT_MAX_EXPRESSION_LENGTH,
+    ) -> None:
         self._value = value
         self._render = render
+        self._max_length = max_length
+        self._parts: dict[tuple[str | int, ...], CompiledValue] = {}
         self.is_constant = render is None
         self.names = names
 
@@ -154,6 +162,17 @@ class CompiledValue:
         if self._render is None:
             return self._value
         return self._render(names, budget if budget is not None else Budget.started())
+
+    def part(self, path: tuple[str | int, ...]) -> CompiledValue:
+        """The value at ``path`` inside this one (keys and list indices), compiled on first use
+        (it cannot fail: the whole value compiled). KeyError/IndexError when it is not there."""
+        found = self._parts.get(path)
+        if found is None:
+            value = self._value
+            for step in path:
+                value = value[step]
+            found = self._parts[path] = compile_value(value, max_length=self._max_length)
+        return found
 
 
 def _escape(key: Any) -> str:
@@ -205,4 +224,4 @@ def compile_value(
     the RFC 6901 pointer of the bad string, prefixed by ``pointer`` (e.g. "/value/items/2").
     """
     render, names = _compile(value, max_length, pointer)
-    return CompiledValue(value, render, names)
+    return CompiledValue(value, render, names, max_length)

@@ -5,9 +5,11 @@
 ``ctx.config``         the node's validated config (a pydantic model of its type)
 ``ctx.render(field)``  the config field with templates rendered over the scope (bounded)
 ``ctx.evaluate(f)``    the compiled expression of config field ``f`` (bounded)
+``ctx.render_part``    a piece of a field rendered over names of its own (an agent tool's request)
 ``ctx.emit(t, data)``  a node event, durable before ``emit`` returns (rare events)
 ``ctx.stream()``       a :class:`TokenStream`: ``write(text)`` becomes coalesced ``node.token``
 ``ctx.step(n, fn)``    a durable sub-step: runs ``fn`` once, journals its result under ``n``
+``ctx.has_step(n)``    whether step ``n`` finished before
 ``ctx.spend(...)``     count ``api_calls`` / ``tokens`` against the run's limits
 ``ctx.execution_id``   the run; ``ctx.node_id``/``ctx.key`` the node; ``ctx.attempt`` its attempt
 ``ctx.idempotency_key``  stable across attempts, resumes and takeovers
@@ -26,7 +28,7 @@ from functools import lru_cache
 from types import UnionType
 from typing import Any, Protocol, Union, get_args, get_origin
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from app.domain.events import EventType
 from app.domain.node_types import NodeConfig, TemplateStr
@@ -180,6 +182,25 @@ class NodeContext:
         value = await bounded.run(compiled.render, scope, self._run.limits)
         return _check_rendered(type(self.node.config), field, value)
 
+    async def render_part(
+        self, field: str, path: tuple[str | int, ...], names: Mapping[str, Any]
+    ) -> Any:
+        """The piece at ``path`` of template field ``field`` rendered over ``names`` (bounded
+        like :meth:`render`): for a field whose parts are rendered apart, each with names of
+        its own (see ``NodeConfig.template_part``). A field without templates gives the
+        document's value at ``path``, None where there is nothing."""
+        compiled = self.node.templated.get(field)
+        try:
+            if compiled is None:
+                value: Any = _field_value(self.node.config, field)
+                for step in path:
+                    value = value[step] if isinstance(step, int) else getattr(value, step)
+                return value.model_dump(by_alias=True) if isinstance(value, BaseModel) else value
+            part = compiled.part(path)
+        except (KeyError, IndexError, AttributeError, TypeError):
+            return None
+        return await bounded.run(part.render, names, self._run.limits)
+
     # -- events ---------------------------------------------------------------------------
 
     async def emit(self, type_: EventType, data: dict[str, Any]) -> None:
@@ -248,6 +269,12 @@ class NodeContext:
         )
         await run.log.checkpoint(force=True)
         return result
+
+    def has_step(self, name: str) -> bool:
+        """Whether step ``name`` of this node finished before (so :meth:`step` returns its
+        recorded result without running anything)."""
+        finished = self._run.steps.get(self.key)
+        return finished is not None and name in finished
 
     def spend(self, *, api_calls: int = 0, tokens: int = 0, cost_usd: float | None = 0.0) -> None:
         """Count outbound calls (each attempt of one is a call) and LLM tokens (input +

@@ -1,4 +1,5 @@
-"""Chat completions through the ``openai`` SDK (OpenAI and any OpenAI-compatible server)."""
+"""Chat completions through the ``openai`` SDK (OpenAI and any OpenAI-compatible server),
+with function tools."""
 
 from __future__ import annotations
 
@@ -6,7 +7,14 @@ from typing import Any
 
 import openai
 
-from app.nodes.ai.chat import ChatAnswer, ChatRequest, OnText
+from app.nodes.ai.chat import (
+    ChatAnswer,
+    ChatRequest,
+    Message,
+    OnText,
+    arguments_text,
+    tool_call,
+)
 from app.nodes.ai.clients import OPENAI_DEFAULT_URL
 
 
@@ -18,15 +26,22 @@ async def chat(
         completion = await client.chat.completions.create(**kwargs)
         choice = completion.choices[0] if completion.choices else None
         usage = completion.usage
+        calls = (choice.message.tool_calls or []) if choice else []
         return ChatAnswer(
             text=(choice.message.content or "") if choice else "",
             model=completion.model or request.model,
             input_tokens=usage.prompt_tokens if usage else 0,
             output_tokens=usage.completion_tokens if usage else 0,
             finish_reason=choice.finish_reason if choice else None,
+            tool_calls=[
+                tool_call(c.id, c.function.name, c.function.arguments)
+                for c in calls
+                if c.type == "function"
+            ],
         )
     parts: list[str] = []
     model, finish, input_tokens, output_tokens = request.model, None, 0, 0
+    calls_by_index: dict[int, dict[str, Any]] = {}  # a streamed call comes in fragments
     stream = await client.chat.completions.create(
         **kwargs, stream=True, stream_options={"include_usage": True}
     )
@@ -40,16 +55,30 @@ async def chat(
                 if choice.delta.content:
                     parts.append(choice.delta.content)
                     on_text(choice.delta.content)
+                for fragment in choice.delta.tool_calls or []:
+                    call = calls_by_index.setdefault(
+                        fragment.index, {"id": "", "name": "", "arguments": ""}
+                    )
+                    call["id"] = fragment.id or call["id"]
+                    if fragment.function is not None:
+                        call["name"] += fragment.function.name or ""
+                        call["arguments"] += fragment.function.arguments or ""
                 if choice.finish_reason:
                     finish = choice.finish_reason
-    return ChatAnswer("".join(parts), model, input_tokens, output_tokens, finish)
+    calls = [
+        tool_call(c["id"], c["name"], c["arguments"]) for _, c in sorted(calls_by_index.items())
+    ]
+    return ChatAnswer("".join(parts), model, input_tokens, output_tokens, finish, calls)
 
 
 def _arguments(request: ChatRequest) -> dict[str, Any]:
     kwargs: dict[str, Any] = {
         "model": request.model,
-        "messages": request.chat_messages(),
+        "messages": request.system_head() + [_message(m) for m in request.messages],
     }
+    if request.tools:
+        kwargs["tools"] = [tool.as_function() for tool in request.tools]
+        kwargs["parallel_tool_calls"] = request.parallel_tool_calls
     if request.temperature is not None:
         kwargs["temperature"] = request.temperature
     if request.max_tokens is not None:
@@ -67,3 +96,31 @@ def _arguments(request: ChatRequest) -> dict[str, Any]:
     elif request.response_format == "json":
         kwargs["response_format"] = {"type": "json_object"}
     return kwargs
+
+
+def _message(message: Message) -> dict[str, Any]:
+    """A neutral message as the chat completions API takes it."""
+    role = message["role"]
+    if role == "tool":
+        return {
+            "role": "tool",
+            "tool_call_id": message["tool_call_id"],
+            "content": message["content"],
+        }
+    if role == "assistant" and message.get("tool_calls"):
+        return {
+            "role": "assistant",
+            "content": message["content"] or None,
+            "tool_calls": [
+                {
+                    "id": call["id"],
+                    "type": "function",
+                    "function": {
+                        "name": call["name"],
+                        "arguments": arguments_text(call["arguments"]),
+                    },
+                }
+                for call in message["tool_calls"]
+            ],
+        }
+    return {"role": role, "content": message["content"]}

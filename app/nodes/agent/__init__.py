@@ -1,0 +1,1 @@
+"""The ``agent`` node: a model calling tools over durable turns."""
