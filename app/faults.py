@@ -20,7 +20,9 @@ it to hits whose context (an execution id, a node key, a node type) contains tha
 Points: ``journal.before_write``, ``journal.after_commit``, ``journal.before_renew``,
 ``journal.append`` (an event logged beside a driver: a client's pause or cancel),
 ``claims.before``, ``claims.after``, ``runner.hand_back``, ``notify.before_send``,
-``bus.listener``, ``node.execute`` (context: execution id, node key, node type).
+``bus.listener``, ``node.execute`` (context: execution id, node key, node type),
+``agent.turn`` (before an agent sends a model turn that is not recorded yet; context: execution
+id, node key, step name ``turn-<n>``).
 """
 
 from __future__ import annotations

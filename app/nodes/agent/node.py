@@ -22,10 +22,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from typing import Any, cast
 
 import orjson
 
+from app import faults
 from app.domain.agent_nodes import AgentConfig
 from app.domain.events import EventType
 from app.domain.node_types import CORE_NODE_TYPES
@@ -118,10 +120,9 @@ class AgentExecutor:
         transcript = Transcript(list(base.messages))
         asked_again = False
         for turn in range(1, max_turns + 1):
-            recorded = await ctx.step(
-                f"turn-{turn}",
-                lambda: self._turn(ctx, config, base, transcript, toolbox, on_text),
-            )
+            step = f"turn-{turn}"
+            turn_once = partial(self._turn, ctx, config, step, base, transcript, toolbox, on_text)
+            recorded = await ctx.step(step, turn_once)
             answer = transcript.answered(recorded)
             if not answer.tool_calls:
                 try:
@@ -147,12 +148,14 @@ class AgentExecutor:
         self,
         ctx: NodeContext,
         config: AgentConfig,
+        step: str,
         base: ChatRequest,
         transcript: Transcript,
         toolbox: _Lazy,
         on_text: OnText | None,
     ) -> dict[str, Any]:
         """One model turn over the transcript so far (the step's result)."""
+        await faults.hit("agent.turn", ctx.execution_id, ctx.key, step)
         tools = await toolbox.get()
         request = replace(
             base,
