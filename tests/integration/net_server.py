@@ -55,6 +55,11 @@ def make_app(server: NetServer) -> Starlette:
         seen = await record(request)
         return JSONResponse({"headers": seen.headers, "query": seen.query, "path": seen.path})
 
+    async def answer(request: Request) -> Response:
+        """Like echo, without the request's headers (a tool's answer a test shows the model)."""
+        seen = await record(request)
+        return JSONResponse({"query": seen.query, "path": seen.path})
+
     async def status(request: Request) -> Response:
         await record(request)
         return PlainTextResponse("no", status_code=int(request.path_params["code"]))
@@ -94,6 +99,7 @@ def make_app(server: NetServer) -> Starlette:
     return Starlette(
         routes=[
             Route("/echo/{rest:path}", echo, methods=["GET", "POST"]),
+            Route("/answer/{rest:path}", answer, methods=["GET", "POST"]),
             Route("/status/{code:int}", status),
             Route("/redirect", redirect),
             Route("/loop", loop),
