@@ -30,6 +30,7 @@ class Finding:
     message: str
     code: str = "invalid_value"
     warning: bool = False
+    at: tuple[str | int, ...] = ()  # where inside the field (``("0", "include", 1)``)
 
 
 ConfigCheck = Callable[[NodeConfig], Awaitable[Sequence[Finding]]]

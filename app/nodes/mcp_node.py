@@ -28,6 +28,7 @@ from app.nodes.plugin import NodeDefinition
 from app.nodes.resources import NodeResources
 
 SESSION_POOL = "mcp"  # the name the session pool is kept under among the named clients
+TOOL_LISTS = "mcp-tool-lists"  # and the tool lists validation asks for
 TOOL_ERROR_CHARS = 2000  # characters of a failed tool's text kept in the error
 MCP_LIMITS = httpx2.Limits(max_connections=100, max_keepalive_connections=20)  # per server
 
@@ -41,9 +42,15 @@ class McpToolError(NodeError):
 
 def definitions(resources: NodeResources) -> list[NodeDefinition]:
     """The ``mcp`` node type, with the check of its tool against the server's tool list."""
-    lists = ToolLists(lambda: session_pool(resources), resources.clock)
-    check = tool_check(lambda server: resolve_server(resources, server), lists)
+    check = tool_check(lambda server: resolve_server(resources, server), tool_lists(resources))
     return [NodeDefinition(CORE_NODE_TYPES["mcp"], McpExecutor(resources), check)]
+
+
+def tool_lists(resources: NodeResources) -> ToolLists:
+    """The servers' tool lists as validation sees them, one set for every node type's check."""
+    return resources.client(
+        TOOL_LISTS, lambda: ToolLists(lambda: session_pool(resources), resources.clock)
+    )
 
 
 def session_pool(resources: NodeResources) -> SessionPool:

@@ -1,4 +1,5 @@
-"""The ``mcp`` node's config check: is its ``tool`` on the server's tool list?
+"""The config checks of the ``mcp`` node (is its ``tool`` on the server's tool list?) and of
+the ``agent`` node's MCP tools (is each ``include`` name?).
 
 Run when a document is validated or stored (:mod:`app.domain.config_checks`). A server named
 in the settings that does not exist is an error (``unknown_server``), as it would fail every
@@ -18,6 +19,7 @@ import asyncio
 from collections.abc import Callable
 from typing import cast
 
+from app.domain.agent_nodes import AgentConfig, McpTool
 from app.domain.config_checks import ConfigCheck, Finding
 from app.domain.mcp_nodes import McpConfig
 from app.domain.node_config import NodeConfig
@@ -64,33 +66,86 @@ class ToolLists:
             task.exception()  # retrieved: a question all its askers gave up on must not warn
 
 
+Where = tuple[str, tuple[str | int, ...]]  # a config field, and where inside it
+
+
 def tool_check(resolve: Callable[[str], McpServer], lists: ToolLists) -> ConfigCheck:
     """The check of one ``mcp`` node's config, resolving ``server`` with ``resolve``."""
 
     async def check(config: NodeConfig) -> list[Finding]:
         mcp = cast(McpConfig, config)
-        try:
-            server = resolve(mcp.server)
-        except NodeConfigError as exc:
-            return [Finding("server", exc.message, "unknown_server")]
-        try:
-            tools = await lists.tools(server)
-        except TimeoutError:
-            why = f"it did not answer within {LIST_TIMEOUT_S:g} s"
-            return [_unchecked(mcp.tool, server, why)]
-        except Exception as exc:  # any failure to list means the same: the tool is unchecked
-            return [_unchecked(mcp.tool, server, describe(exc))]
-        if mcp.tool in tools:
-            return []
-        message = unknown_tool_message(server, mcp.tool, tools, TOOLS_SHOWN)
-        return [Finding("tool", message, "unknown_tool")]
+        return await _findings(
+            resolve, lists, mcp.server, ("server", ()), [(mcp.tool, ("tool", ()))]
+        )
 
     return check
 
 
-def _unchecked(tool: str, server: McpServer, why: str) -> Finding:
+def agent_tool_check(resolve: Callable[[str], McpServer], lists: ToolLists) -> ConfigCheck:
+    """The check of an ``agent``'s MCP tools: each server known, each ``include`` name listed."""
+
+    async def check(config: NodeConfig) -> list[Finding]:
+        entries = [
+            (index, entry)
+            for index, entry in enumerate(cast(AgentConfig, config).tools)
+            if isinstance(entry, McpTool)
+        ]
+        found = await asyncio.gather(
+            *(
+                _findings(
+                    resolve,
+                    lists,
+                    entry.server,
+                    ("tools", (index, "server")),
+                    [
+                        (name, ("tools", (index, "include", position)))
+                        for position, name in enumerate(entry.include or ())
+                    ],
+                )
+                for index, entry in entries
+            )
+        )
+        return [finding for findings in found for finding in findings]
+
+    return check
+
+
+async def _findings(
+    resolve: Callable[[str], McpServer],
+    lists: ToolLists,
+    server_name: str,
+    server_at: Where,
+    tools: list[tuple[str, Where]],
+) -> list[Finding]:
+    """Whether ``server_name`` is known and lists each of ``tools``."""
+    try:
+        server = resolve(server_name)
+    except NodeConfigError as exc:
+        return [Finding(server_at[0], exc.message, "unknown_server", at=server_at[1])]
+    if not tools:
+        return []
+    try:
+        listed = await lists.tools(server)
+    except TimeoutError:
+        why = f"it did not answer within {LIST_TIMEOUT_S:g} s"
+        return [_unchecked(tool, server, why, where) for tool, where in tools]
+    except Exception as exc:  # any failure to list means the same: the tool is unchecked
+        return [_unchecked(tool, server, describe(exc), where) for tool, where in tools]
+    return [
+        Finding(
+            where[0],
+            unknown_tool_message(server, tool, listed, TOOLS_SHOWN),
+            "unknown_tool",
+            at=where[1],
+        )
+        for tool, where in tools
+        if tool not in listed
+    ]
+
+
+def _unchecked(tool: str, server: McpServer, why: str, where: Where) -> Finding:
     message = (
         f"tool {tool!r} not checked: MCP server {server.label} did not list its tools ({why}); "
         "the node checks it when it runs"
     )
-    return Finding("tool", message, warning=True)
+    return Finding(where[0], message, warning=True, at=where[1])

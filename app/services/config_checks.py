@@ -63,7 +63,7 @@ async def run_checks(
             results.warnings.append(ValidationWarning(pointer=config, message=message))
             continue
         for finding in task.result():
-            pointer = join(config, finding.field) if finding.field else config
+            pointer = join(config, finding.field, *finding.at) if finding.field else config
             if finding.warning:
                 results.warnings.append(ValidationWarning(pointer=pointer, message=finding.message))
             else:

@@ -74,7 +74,7 @@ async def test_an_unlisted_tool_is_refused_at_its_pointer(client: httpx.AsyncCli
         error = tool_problem(await client.post(path, json=calling("ad")))
         assert (error["pointer"], error["code"]) == (TOOL_POINTER, "unknown_tool")
         assert "has no tool 'ad'" in error["msg"]
-        assert "add, lines, refuse, shout, wait" in error["msg"]
+        assert "add, lines, lookup_order, refuse, shout, wait" in error["msg"]
     workflow_id = await create_workflow(client, calling("add"))
     error = tool_problem(await client.put(f"/v1/workflows/{workflow_id}", json=calling("ad")))
     assert (error["pointer"], error["code"]) == (TOOL_POINTER, "unknown_tool")
@@ -136,3 +136,45 @@ async def test_silent_servers_are_waited_for_in_parallel_and_briefly(
     assert [w["pointer"] for w in warnings] == ["/nodes/1/config/tool", "/nodes/2/config/tool"]
     assert all(f"did not answer within {LIST_TIMEOUT_S:g} s" in w["message"] for w in warnings)
     assert LIST_TIMEOUT_S <= elapsed < 2 * LIST_TIMEOUT_S  # one wait, not one per server
+
+
+def agent_with(*tools: dict[str, Any]) -> dict[str, Any]:
+    """start → helper (an agent with ``tools``)."""
+    config = {"provider": "openai", "model": "m1", "prompt": "go", "tools": list(tools)}
+    return linear(
+        {"id": "start", "type": "start"},
+        {"id": "helper", "type": "agent", "config": config},
+        name="agent",
+    )
+
+
+async def test_an_agents_mcp_tools_are_checked_at_their_pointers(
+    client: httpx.AsyncClient, silent_url: str
+) -> None:
+    listed = agent_with({"type": "mcp", "server": "tools", "include": ["add", "shout"]})
+    validated = await client.post("/v1/workflows/validate", json=listed)
+    assert validated.status_code == 200, validated.text
+    assert validated.json()["warnings"] == []
+
+    unknown = agent_with(
+        {"type": "mcp", "server": "tools"},
+        {"type": "mcp", "server": "tools", "include": ["add", "ad"]},
+    )
+    error = tool_problem(await client.post("/v1/workflows", json=unknown))
+    assert (error["pointer"], error["code"]) == (
+        "/nodes/1/config/tools/1/include/1",
+        "unknown_tool",
+    )
+    error = tool_problem(
+        await client.post("/v1/workflows", json=agent_with({"type": "mcp", "server": "nope"}))
+    )
+    assert (error["pointer"], error["code"]) == ("/nodes/1/config/tools/0/server", "unknown_server")
+
+    silent = agent_with({"type": "mcp", "server": silent_url, "include": ["add"]})
+    started = time.monotonic()
+    created = await client.post("/v1/workflows", json=silent)
+    assert created.status_code == 201, created.text
+    assert time.monotonic() - started < LIST_TIMEOUT_S + 2
+    [warning] = created.json()["warnings"]
+    assert warning["pointer"] == "/nodes/1/config/tools/0/include/0"
+    assert "not checked" in warning["message"]

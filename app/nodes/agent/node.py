@@ -47,6 +47,8 @@ from app.nodes.ai import model_calls
 from app.nodes.ai.chat import ChatAnswer, ChatRequest, Message, OnText, parse_answer
 from app.nodes.ai.failures import LlmAnswerInvalid
 from app.nodes.ai.prices import price_table
+from app.nodes.mcp_node import resolve_server, tool_lists
+from app.nodes.mcp_tool_check import agent_tool_check
 from app.nodes.plugin import NodeDefinition
 from app.nodes.resources import NodeResources
 
@@ -71,9 +73,13 @@ class AgentAnswerInvalid(NodeError):
 
 
 def definitions(resources: NodeResources) -> list[NodeDefinition]:
-    """The ``agent`` node type (prices read now, as for ``llm``)."""
+    """The ``agent`` node type (prices read now, as for ``llm``), with the check of its MCP
+    tools against the servers' tool lists."""
     price_table(resources)
-    return [NodeDefinition(CORE_NODE_TYPES["agent"], AgentExecutor(resources))]
+    check = agent_tool_check(
+        lambda server: resolve_server(resources, server), tool_lists(resources)
+    )
+    return [NodeDefinition(CORE_NODE_TYPES["agent"], AgentExecutor(resources), check)]
 
 
 @dataclass(slots=True)
