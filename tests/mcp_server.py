@@ -2,7 +2,8 @@
 
 It can be stopped and started again on the same port, as a restarted server would be. Its
 tools: ``add`` (structured content), ``shout`` (text only), ``lines`` (two text blocks),
-``refuse`` (a tool error), ``wait`` (answers once ``release`` is set: timeouts and cancel).
+``refuse`` (a tool error), ``wait`` (answers once ``release`` is set: timeouts and cancel; it
+records each request's ``_meta``, where a client's idempotency key travels).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel
 
@@ -42,6 +43,7 @@ class ToolLog:
     calls: list[tuple[str, dict[str, object]]] = field(default_factory=list)
     waiting: asyncio.Event = field(default_factory=asyncio.Event)
     release: asyncio.Event = field(default_factory=asyncio.Event)
+    wait_meta: list[dict[str, object]] = field(default_factory=list)  # each wait call's _meta
 
 
 def make_server(log: ToolLog) -> MCPServer:
@@ -73,8 +75,9 @@ def make_server(log: ToolLog) -> MCPServer:
         return Order(order_id=order_id, status="delivered, reported broken", total_cents=4999)
 
     @server.tool(description="Answers once the test releases it.")
-    async def wait() -> str:
+    async def wait(ctx: Context) -> str:
         log.calls.append(("wait", {}))
+        log.wait_meta.append(dict(ctx.request_context.meta or {}))
         log.waiting.set()
         await log.release.wait()
         return "released"
