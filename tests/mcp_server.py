@@ -2,8 +2,9 @@
 
 It can be stopped and started again on the same port, as a restarted server would be. Its
 tools: ``add`` (structured content), ``shout`` (text only), ``lines`` (two text blocks),
-``refuse`` (a tool error), ``wait`` (answers once ``release`` is set: timeouts and cancel; it
-records each request's ``_meta``, where a client's idempotency key travels).
+``refuse`` (a tool error), ``lookup_order`` (an order's status, for the agent examples),
+``wait`` (answers once ``release`` is set: timeouts and cancel; it records each request's
+``_meta``, where a client's idempotency key travels).
 """
 
 from __future__ import annotations
