@@ -8,7 +8,7 @@ fold of checkpoints ``1..k`` (:func:`fold_records`).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal
 
@@ -103,6 +103,7 @@ class NodeRecord:
     data: dict[str, Any] | None = None
     # The results of the node's durable sub-steps that finished (``ctx.step``), by name: a
     # node that runs again (resume, takeover, retry) gets them back instead of repeating them.
+    # A record may hold only the steps new since the node's previous one (fold_records).
     steps: dict[str, Any] | None = None
     # What the node spent on outbound calls, LLM tokens and priced calls over all its attempts
     # so far (``api_calls``, ``tokens``, ``cost_usd``); with ``attempt`` (its node executions),
@@ -122,10 +123,15 @@ class Checkpoint:
 
 
 def fold_records(checkpoints: Iterable[Checkpoint]) -> dict[str, NodeRecord]:
-    """The node records a run had at the last of ``checkpoints`` (later records win)."""
+    """The node records a run had at the last of ``checkpoints``: later records win, except
+    for ``steps``, which add up (a record made when a step finishes holds that step only, so a
+    node with many steps costs each checkpoint its new step, not all of them again)."""
     state: dict[str, NodeRecord] = {}
     for checkpoint in sorted(checkpoints, key=lambda c: c.number):
         for record in checkpoint.records:
+            previous = state.get(record.key)
+            if previous is not None and previous.steps:
+                record = replace(record, steps={**previous.steps, **(record.steps or {})})
             state[record.key] = record
     return state
 

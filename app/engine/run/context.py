@@ -254,16 +254,15 @@ class NodeContext:
                 error = error_payload(as_node_error(exc), self.key)
                 self.log_event(EventType.NODE_STEP, {**data, "ok": False, "error": error})
             raise
-        finished = run.steps.setdefault(self.key, {})
-        finished[name] = result
+        run.steps.setdefault(self.key, {})[name] = result
         self.log_event(EventType.NODE_STEP, {**data, "ok": True})
-        run.log.record(
+        run.log.record(  # the new step only: resume folds a node's records' steps together
             NodeRecord(
                 key=self.key,
                 node_id=self.node.id,
                 status=NodeStatus.RUNNING,
                 attempt=self.attempt,
-                steps=dict(finished),
+                steps={name: result},
                 usage=run.usage.of(self.key),
             )
         )

@@ -193,6 +193,22 @@ async def test_a_step_result_is_durable_before_step_returns() -> None:
     assert record.steps == {"fetch": {"page": 1}}
 
 
+async def test_each_steps_checkpoint_holds_that_step_only() -> None:
+    """A node with many steps writes each result once (a long agent transcript is not
+    rewritten with every turn), and resume folds them together."""
+    h, script = harness()
+
+    async def steps(ctx: NodeContext) -> None:
+        for i in range(5):
+            await ctx.step(f"s{i}", lambda i=i: asyncio.sleep(0, result=i))
+
+    script.body = steps
+    await h.run(workflow([node("s", "script")], []), config={"checkpoint": "never"})
+    checkpoints = await h.store.load_checkpoints("run-1")
+    running = [r.steps for c in checkpoints for r in c.records if r.status is NodeStatus.RUNNING]
+    assert running == [{f"s{i}": i} for i in range(5)]
+
+
 async def test_a_failed_step_is_logged_and_runs_again_on_the_next_attempt() -> None:
     h, script = harness()
     calls: list[int] = []
