@@ -103,8 +103,8 @@ def items(*, stream: bool, paced: bool) -> dict[str, Any]:
 
 
 class Bench:
-    def __init__(self, engine: AsyncEngine) -> None:
-        registry = core_registry(NodeResources()).with_type(
+    def __init__(self, engine: AsyncEngine, resources: NodeResources | None = None) -> None:
+        registry = core_registry(resources or NodeResources()).with_type(
             NodeType("bench.items", ItemsConfig), Items()
         )
         self.engine = engine

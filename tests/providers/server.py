@@ -151,13 +151,16 @@ class ProviderServer:
         self.received = Tally()
         self.disconnects = Tally()  # streams or requests the client left before their end
         self.sent: list[float] = []  # time.time() as each streamed chunk went out (benchmarks)
+        self.arrived: list[float] = []  # time.time() as each request arrived (benchmarks)
 
     async def record(self, request: Request) -> dict[str, Any]:
         """Record ``request`` and return its JSON body ({} when it is not an object)."""
+        arrived = time.time()
         raw = await request.body()
         body = json.loads(raw) if raw else None
         path = request.url.path
         self.requests.append(Recorded(request.method, path, dict(request.headers), body))
+        self.arrived.append(arrived)
         self.counts[path] += 1
         self.received.add()
         return body if isinstance(body, dict) else {}
