@@ -11,7 +11,8 @@ overhead  Runs of a one-node workflow whose ``agent`` node takes ``TURNS`` model
           ``TURNS - 1`` asking for one call of an ``http`` tool, then the answer (no streaming).
           On the in-memory store and on the Postgres journal (each turn and each call a durable
           step, committed before the next begins), interleaved in rounds with the same requests
-          sent raw: the chat calls the agent made, replayed through the ``openai`` SDK, and the
+          sent raw: the chat calls the agent made, replayed through the ``openai`` SDK (the body
+          as written, in ``extra_body``, as the nodes send it), and the
           tool's GETs through httpx. Per turn: the agent's time, the raw calls', the difference
           (the agent's own cost with its durable steps; target ≤ 2 ms on Postgres), journal
           commits, and a one-node ``transform`` run on the same store (a run's fixed cost, which
@@ -188,7 +189,7 @@ async def overhead(
     async def raw_chats() -> None:
         script(model, TURNS - 1, Text("done"))
         for body in bodies:
-            await client.chat.completions.create(**body)
+            await sent_raw(client, body)
 
     async def raw_tools() -> None:
         for _ in range(TURNS - 1):
@@ -374,8 +375,15 @@ class Takeovers:
         self.model.script(Text("done"))
         index = self.model.received.count
         started = time.time()
-        await self.client.chat.completions.create(**body)
+        await sent_raw(self.client, body)
         return (self.model.arrived[index] - started) * 1000
+
+
+async def sent_raw(client: openai.AsyncOpenAI, body: dict[str, Any]) -> None:
+    """``body`` sent through the SDK as written (``extra_body``, the way the nodes send it): the
+    SDK's typed path would add its own walk of every message, which the nodes skip."""
+    extra = {key: value for key, value in body.items() if key != "model"}
+    await client.chat.completions.create(model=body["model"], messages=[], extra_body=extra)
 
 
 async def resume(model: ProviderServer, tool: NetServer, bench: durable.Bench) -> None:
