@@ -386,3 +386,36 @@ async def test_the_provider_key_appears_nowhere(harness: Harness, mcp: McpTestSe
         assert official.requests[0].headers["authorization"] == f"Bearer {OPENAI_CANARY}"
     everything = json.dumps([e.data for e in keyed.events()])
     assert OPENAI_CANARY not in everything and "refused: x" in everything
+
+
+async def test_a_workflow_tool_that_waits_for_people_suspends_the_agent(
+    harness: Harness, srv: ProviderServer
+) -> None:
+    vote = node("vote", "approval", prompt="Publish?")
+    published = node("end", "end", outputs={"decision": "{{ vote.output.decision }}"})
+    publish = workflow(
+        [node("start", "start"), vote, published], [edge("start", "vote"), edge("vote", "end")]
+    ) | {"inputs": {"type": "object", "properties": {"title": {"type": "string"}}}}
+    tool = {
+        "type": "workflow",
+        "name": "publish",
+        "description": "Publishes, once an editor agrees.",
+        "workflow_id": harness.store.save_workflow(publish),
+    }
+    srv.script(ToolCalls([ToolCall("publish", {"title": "News"})]), Text("Published."))
+    document = workflow([helper(srv, [tool])], [])
+    outcome = await harness.run(document)
+    assert outcome.status is ExecutionStatus.WAITING
+    assert outcome.waiting_on == ["helper.turn-1/call-0.vote"]
+    assert len(srv.requests) == 1
+
+    [asked] = harness.of_type(EventType.FORM_REQUESTED)
+    decided = {"decision": "approved", "by": "eve"}
+    answer = {"form_id": asked.data["form_id"], "status": "submitted", "answer": decided}
+    resumed = await harness.run(
+        document, resume=True, resume_values={"helper.turn-1/call-0.vote": answer}
+    )
+    assert resumed.status is ExecutionStatus.COMPLETED, resumed.error
+    [call] = output_of(harness)["tool_calls"]
+    assert call["result"] == {"decision": "approved"}
+    assert len(srv.requests) == 2  # turn 1 was not asked again
