@@ -186,13 +186,17 @@ class AgentExecutor:
         """Run the turn's calls (together, unless the node says one at a time) and add their
         results to the transcript; the Suspend that waits for an approval first, if one is
         missing (approvals are asked one at a time, in call order)."""
-        decisions: dict[int, dict[str, Any] | None] = {}
+        steps = [f"turn-{turn}/call-{index}" for index in range(len(answer.tool_calls))]
+        pending = [not ctx.has_step(step) for step in steps]
+        # The toolbox is built here, outside the calls' steps: a server that cannot list its
+        # tools fails the attempt (its retry policy decides), it is no call's recorded error.
+        tools = await toolbox.get() if any(pending) else Toolbox({})
+        decisions: dict[int, dict[str, Any] | None] = dict.fromkeys(range(len(steps)))
         for index, call in enumerate(answer.tool_calls):
-            step = f"turn-{turn}/call-{index}"
-            decisions[index] = None
-            if ctx.has_step(step):
+            step = steps[index]
+            if not pending[index]:
                 continue
-            tool = (await toolbox.get()).tools.get(call["name"])
+            tool = tools.tools.get(call["name"])
             if tool is None or tool.approval is None or tool.problem(call["arguments"]):
                 continue
             context = {"tool": call["name"], "arguments": call["arguments"]}
@@ -203,10 +207,13 @@ class AgentExecutor:
                 return decided
             decisions[index] = decided
         runs = [
-            self._call(ctx, turn, index, call, decisions[index], toolbox, timeout_s)
+            partial(self._call, ctx, turn, index, call, decisions[index], tools, timeout_s)
             for index, call in enumerate(answer.tool_calls)
         ]
-        results = await _together(runs) if config.parallel_tool_calls else [await r for r in runs]
+        if config.parallel_tool_calls:
+            results = await _together([run() for run in runs])
+        else:  # one after the other: a call that stops the node leaves the next ones unmade
+            results = [await run() for run in runs]
         for call, result in zip(answer.tool_calls, results, strict=True):
             transcript.calls.append({"turn": turn, **call, **result})
             content = result["result"] if result["ok"] else f"error: {result['error']}"
@@ -228,7 +235,7 @@ class AgentExecutor:
         index: int,
         call: dict[str, Any],
         decision: dict[str, Any] | None,
-        toolbox: _Lazy,
+        tools: Toolbox,
         timeout_s: float,
     ) -> dict[str, Any]:
         """One call as a durable step: ``{"ok", "result" | "error", "approved_by"?}``."""
@@ -244,7 +251,7 @@ class AgentExecutor:
             outcome: dict[str, Any]
             approved_by = {"approved_by": decision["by"]} if decision is not None else {}
             try:
-                result = await self._run(ctx, step, call, decision, toolbox, timeout_s)
+                result = await self._run(ctx, step, call, decision, tools, timeout_s)
                 problem = result_size_problem(result, limit)
                 if problem is not None:
                     raise ToolFailed(problem)
@@ -266,12 +273,12 @@ class AgentExecutor:
         step: str,
         call: dict[str, Any],
         decision: dict[str, Any] | None,
-        toolbox: _Lazy,
+        tools: Toolbox,
         timeout_s: float,
     ) -> Any:
-        tool = (await toolbox.get()).tools.get(call["name"])
+        tool = tools.tools.get(call["name"])
         if tool is None:
-            known = ", ".join(sorted((await toolbox.get()).tools)) or "none"
+            known = ", ".join(sorted(tools.tools)) or "none"
             raise ToolFailed(f"there is no tool {call['name']!r} (the tools: {known})")
         problem = tool.problem(call["arguments"])
         if problem is not None:

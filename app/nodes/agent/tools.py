@@ -283,9 +283,10 @@ def failure_text(exc: Exception) -> str:
     return text[:ERROR_CHARS]
 
 
-def must_stop(exc: BaseException) -> bool:
-    """Whether a call's failure must stop the node instead of going back to the model."""
-    return isinstance(exc, RunLimitExceeded) or not isinstance(exc, Exception)
+def must_stop(exc: Exception) -> bool:
+    """Whether a call's failure must stop the node instead of going back to the model (a
+    cancellation, or a sub-workflow that waits, are no Exception and pass anyway)."""
+    return isinstance(exc, RunLimitExceeded)
 
 
 def result_size_problem(result: Any, limit: int) -> str | None:
