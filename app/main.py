@@ -24,6 +24,7 @@ from app.nodes.resources import NodeResources
 from app.services.container import Services
 from app.services.executions import ExecutionService
 from app.services.forms import FormService
+from app.services.gauges import ClusterGauges
 from app.services.housekeeping import Housekeeping
 from app.services.runner import LeaseSettings, Runner
 from app.services.workflows import WorkflowService
@@ -134,15 +135,27 @@ async def running_services(settings: Settings) -> AsyncIterator[Services]:
         retention_days=settings.retention_days,
         retention_interval_s=settings.retention_interval_s,
     )
+    gauges = ClusterGauges(engine)
     services = Services(
-        settings, engine, workflows, executions, runner, bus, forms, registry.catalog(), resources
+        settings,
+        engine,
+        workflows,
+        executions,
+        runner,
+        bus,
+        forms,
+        registry.catalog(),
+        resources,
+        gauges,
     )
     await notifier.start()
     await runner.start()
     await housekeeping.start()
+    gauges.start()
     try:
         yield services
     finally:
+        await gauges.close()
         await housekeeping.close()
         await runner.shutdown(settings.shutdown_grace_s)
         await journal.close()

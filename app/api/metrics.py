@@ -7,11 +7,22 @@ runner when scraped, and the LLM answer caches' hits and misses from the caches.
 
 from __future__ import annotations
 
+import platform
 import time
 from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
 
 from fastapi import FastAPI
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    GCCollector,
+    Histogram,
+    Info,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -52,6 +63,13 @@ class Metrics:
         )
         self.registry.register(_RunningRuns(app))
         self.registry.register(_AnswerCaches(app))
+        self.registry.register(_Cluster(app))
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        GCCollector(registry=self.registry)
+        Info("oxify_build", "The running build.", registry=self.registry).info(
+            {"version": app.version, "python": platform.python_version()}
+        )
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         self.http_requests.labels(method, route, str(status)).inc()
@@ -105,6 +123,47 @@ class _AnswerCaches(Collector):
             family.add_metric([kind, "hit"], hits)
             family.add_metric([kind, "miss"], misses)
         yield family
+
+
+class _Cluster(Collector):
+    """Cluster-wide gauges, the same on every replica: runs by non-terminal status (queued is
+    the queue's depth), forms pending by kind and the age of the oldest. Read from what the
+    background refresh last got (at most a few seconds old): a scrape runs no query."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self._app = app
+
+    def collect(self) -> Iterator[Metric]:
+        services = getattr(self._app.state, "services", None)
+        counts = services.gauges.counts if services is not None else None
+        if counts is None:  # not read yet: no numbers rather than false zeros
+            return
+        runs = GaugeMetricFamily(
+            "oxify_runs", "Runs not finished, by status (all replicas).", labels=["status"]
+        )
+        for status, count in sorted(counts.runs.items()):
+            runs.add_metric([status], count)
+        yield runs
+        yield GaugeMetricFamily(
+            "oxify_queue_depth",
+            "Runs queued and not claimed yet (all replicas).",
+            value=counts.runs.get("queued", 0),
+        )
+        pending = GaugeMetricFamily(
+            "oxify_forms_pending",
+            "Forms and approvals waiting for people, by kind.",
+            labels=["kind"],
+        )
+        for kind, count in sorted(counts.forms_pending.items()):
+            pending.add_metric([kind], count)
+        yield pending
+        oldest = counts.oldest_pending_form
+        age = (datetime.now(UTC) - oldest).total_seconds() if oldest is not None else 0.0
+        yield GaugeMetricFamily(
+            "oxify_forms_oldest_pending_age_seconds",
+            "Age of the oldest pending form or approval (0 when none waits).",
+            value=max(age, 0.0),
+        )
 
 
 _RUNNER_COUNTERS = {

@@ -12,6 +12,7 @@ from app.nodes.ai import cache
 from app.nodes.resources import NodeResources
 from app.services.executions import ExecutionService
 from app.services.forms import FormService
+from app.services.gauges import ClusterGauges
 from app.services.runner import Runner
 from app.services.workflows import WorkflowService
 from app.settings import Settings
@@ -29,6 +30,7 @@ class Services:
     forms: FormService
     node_types: NodeTypeList  # what GET /v1/node-types answers; fixed once the process started
     resources: NodeResources  # the clients node executors share (and their counters)
+    gauges: ClusterGauges  # cluster-wide counts for the metrics, refreshed in the background
 
     def answer_cache_counts(self) -> dict[str, tuple[int, int]]:
         """Hits and misses of the process's answer caches made so far, by kind (``llm``,

@@ -11,6 +11,7 @@ import httpx
 import pytest
 from alembic.config import Config
 from alembic.script import ScriptDirectory
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
@@ -193,3 +194,30 @@ async def test_each_app_has_its_own_metrics(pg_database_url: str) -> None:
         await first.get("/healthz")
         text = (await second.get("/metrics")).text
         assert 'route="/healthz"' not in text
+
+
+async def test_metrics_show_cluster_gauges_build_and_process(fresh_pg_url: str) -> None:
+    waiting = linear(
+        {"id": "start", "type": "start"},
+        {"id": "vote", "type": "approval", "config": {"prompt": "Ship it?"}},
+        name="waits",
+    )
+    async with serving(fresh_pg_url) as client:
+        before = (await client.get("/metrics")).text
+        run = await start_run(client, await create_workflow(client, waiting))
+        assert (await wait_run(client, run["id"]))["status"] == "waiting"
+        await services_of(client).gauges.refresh()  # as its background task does every 5 s
+        families = {
+            family.name: family
+            for family in text_string_to_metric_families((await client.get("/metrics")).text)
+        }
+    assert "oxify_queue_depth" not in before  # nothing shown before the first read
+    runs = {s.labels["status"]: s.value for s in families["oxify_runs"].samples}
+    assert runs["waiting"] == 1 and runs["queued"] == 0 and "completed" not in runs
+    assert families["oxify_queue_depth"].samples[0].value == 0
+    pending = {s.labels["kind"]: s.value for s in families["oxify_forms_pending"].samples}
+    assert pending == {"approval": 1, "form": 0}
+    assert families["oxify_forms_oldest_pending_age_seconds"].samples[0].value >= 0
+    [build] = families["oxify_build_info"].samples
+    assert build.labels["version"] == "0.1.0" and build.value == 1
+    assert "process_cpu_seconds" in families and "python_gc_objects_collected" in families
