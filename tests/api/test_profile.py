@@ -7,12 +7,22 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from sqlalchemy import delete
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from tests.api.helpers import assert_problem, create_workflow, linear, start_run, wait_run
+from app.store import tables
+from tests.api.helpers import (
+    assert_problem,
+    create_workflow,
+    delays,
+    linear,
+    services_of,
+    start_run,
+    wait_run,
+)
 from tests.e2e.live import start_uvicorn
 
 FAILURES = 2  # answers 503 before the first 200
@@ -105,6 +115,21 @@ async def test_a_run_waiting_for_a_form_has_a_partial_profile(client: httpx.Asyn
     assert (ask["node_id"], ask["status"]) == ("ask", "waiting")
     assert ask["waiting_ms"] > 0
     assert found["time"]["waiting_ms"] == ask["waiting_ms"]
+
+
+async def test_a_run_whose_events_were_purged_is_profiled_from_its_node_rows(
+    client: httpx.AsyncClient,
+) -> None:
+    workflow_id = await create_workflow(client, delays(2, 0.05))
+    done = await wait_run(client, (await start_run(client, workflow_id))["id"])
+    async with services_of(client).engine.begin() as conn:  # what retention deletes
+        await conn.execute(delete(tables.events).where(tables.events.c.execution_id == done["id"]))
+
+    found = (await client.get(f"/v1/executions/{done['id']}/profile")).json()
+    path = ["start", "d1", "d2", "end"]
+    assert [n["node_id"] for n in found["critical_path"]] == path
+    assert found["critical_path_ms"] >= 100
+    assert found["time"]["backoff_ms"] == found["time"]["waiting_ms"] == 0
 
 
 async def test_an_unknown_run_has_no_profile(client: httpx.AsyncClient) -> None:

@@ -41,6 +41,7 @@ STORM_BACKOFF_SHARE = 0.1  # of the makespan, spent in one node's backoff
 MAX_LISTED = 20  # bottlenecks of one type, and nodes named by one bottleneck
 _TOP = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _LAST = re.compile(r"[A-Za-z_][A-Za-z0-9_]*$")
+_ITERATION = re.compile(r"\[\d+\]")
 _GATES = frozenset({"start", "if", "switch"})  # edges from these order, never carry data
 _NODE_EVENTS = frozenset(
     {
@@ -500,7 +501,7 @@ def _unread_edges(plan: Plan, nodes: Mapping[str, _Node], run: _Window) -> list[
     table = plan.table
     for target, target_node in plan.nodes.items():
         entering = table.entering(target_node.position)
-        if not entering or target_node.type == "end":
+        if not entering or target_node.type == "end" or _reads_everything(target_node):
             continue
         used = _names(target_node)
         for j in entering:
@@ -529,6 +530,11 @@ def _unread_edges(plan: Plan, nodes: Mapping[str, _Node], run: _Window) -> list[
         )
         for gain, source, target in listed
     ]
+
+
+def _reads_everything(node: PlanNode) -> bool:
+    """A ``code`` node without an ``inputs`` mapping gets the whole run's context."""
+    return node.type == "code" and node.raw_config.get("inputs") is None
 
 
 def _names(node: PlanNode) -> Collection[str]:
@@ -578,7 +584,8 @@ def _repeated_llm_calls(
         # Only nested calls (iterations): a top-level answer from the cache repeats another
         # run's request, which this run cannot avoid.
         if line.type == "llm" and line.finished_at is not None and line.key != line.node_id:
-            calls.setdefault(line.node_id, []).append(line)
+            # One node's calls: its key with the iteration numbers left out (loop[*].ask).
+            calls.setdefault(_ITERATION.sub("[*]", line.key), []).append(line)
     for node_id, made in sorted(calls.items()):
         cached = [line.key for line in made if line.cached]
         if cached:

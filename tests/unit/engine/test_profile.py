@@ -166,6 +166,13 @@ def test_an_edge_whose_target_reads_nothing_of_its_source() -> None:
     assert "Remove the edge slow → b" in unread[0].fix
 
 
+def test_a_code_node_without_inputs_reads_every_source() -> None:
+    code = node("c", "code", language="python", source="def main(inputs):\n    return 1\n")
+    plan = plan_workflow(workflow([reads("slow"), code], [edge("slow", "c")]))
+    found = run_profile(plan, Log().ran("slow", 0, 5).ran("c", 5, 6, "code"), end=6)
+    assert not [b for b in found.bottlenecks if b.type == "unread_edge"]
+
+
 def test_nested_keys_fold_into_their_container() -> None:
     body = {"nodes": [reads("x")], "edges": []}
     plan = plan_workflow(workflow([node("loop", "repeat", count=2, body=body)], []))
@@ -202,6 +209,7 @@ def test_repeated_llm_calls_from_configs_and_cached_answers() -> None:
     repeated = [b for b in found.bottlenecks if b.type == "repeated_llm_call"]
     assert sorted(b.nodes for b in repeated) == [["loop[1].ask", "loop[2].ask"], ["one", "two"]]
     assert {round(b.severity, 3) for b in repeated} == {0.5, 0.667}
+    assert any("2 of 3 calls of loop[*].ask" in b.detail for b in repeated)
 
 
 def test_a_run_again_node_is_profiled_by_its_last_run() -> None:
