@@ -27,6 +27,7 @@ import json
 import re
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from app.domain import views
 from app.domain.events import Event, EventType
@@ -109,15 +110,27 @@ def timelines(events: Iterable[Event]) -> dict[str, NodeTimeline]:
 def _apply(line: NodeTimeline, event: Event, at: float) -> None:
     data = event.data
     kind = event.type
-    if kind is EventType.NODE_STARTED:
+    ending = _ENDING.get(kind)
+    if ending is not None:
+        line.finished_at = at
+        line.status = ending
+        if line.started_at is None:  # skipped: it never ran; it resolved its edges here
+            line.started_at = at
+        if line.waits:
+            _stop_waiting(line, at)
+        _count_attempt(line, data)
+        output = data.get("output")
+        line.cached = type(output) is dict and output.get("cached") is True
+    elif kind is EventType.NODE_STARTED:
         if line.finished_at is not None:  # run again after it ended: profile the last run
             line.started_at = line.finished_at = None
             line.retries, line.backoff_s, line.waits = 0, 0.0, ()
         if line.started_at is None:
             line.started_at = at
-        _stop_waiting(line, at)
+        if line.waits:
+            _stop_waiting(line, at)
         line.type = data.get("type", line.type)
-        line.attempts = max(line.attempts, int(data.get("attempt", 1)))
+        _count_attempt(line, data)
         line.status = "running"
     elif kind is EventType.NODE_RETRY:
         line.retries += 1
@@ -127,19 +140,16 @@ def _apply(line: NodeTimeline, event: Event, at: float) -> None:
     elif kind is EventType.NODE_WAITING:
         line.waits = (*line.waits, (at, None))
         line.status = "waiting"
-    else:
-        line.finished_at = at
-        line.status = _ENDING[kind]
-        if line.started_at is None:  # skipped: it never ran; it resolved its edges here
-            line.started_at = at
-        _stop_waiting(line, at)
-        line.attempts = max(line.attempts, int(data.get("attempt", 0)))
-        output = data.get("output")
-        line.cached = isinstance(output, dict) and output.get("cached") is True
+
+
+def _count_attempt(line: NodeTimeline, data: Mapping[str, Any]) -> None:
+    attempt = data.get("attempt")
+    if type(attempt) is int and attempt > line.attempts:
+        line.attempts = attempt
 
 
 def _stop_waiting(line: NodeTimeline, at: float) -> None:
-    if line.waits and line.waits[-1][1] is None:
+    if line.waits[-1][1] is None:
         line.waits = (*line.waits[:-1], (line.waits[-1][0], at))
 
 
