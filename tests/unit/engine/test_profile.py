@@ -282,6 +282,20 @@ def test_profile_properties(case: tuple[Plan, Log, float, int | None], finished:
     for before, after in itertools.pairwise(path):
         assert after.gated_by == before.node_id
         assert before.finished_ms <= after.started_ms
+    # Every profiled node's span, clipped to the run, is its running + backoff + waiting.
+    window = found.makespan_ms / 1000
+    first: dict[str, float] = {}
+    last: dict[str, float] = {}
+    for event in log.events:
+        at = (event.ts - T0).total_seconds()
+        if event.type is E.NODE_STARTED and event.node_id:
+            first.setdefault(event.node_id, at)
+        elif event.type is E.NODE_COMPLETED and event.node_id:
+            last[event.node_id] = at
+    spans = 0.0
+    for key, started in first.items():
+        start = min(started, window)
+        spans += max(min(last.get(key, window), window), start) - start
     split = found.time
     total = split.running_ms + split.backoff_ms + split.waiting_ms
-    assert total <= found.makespan_ms * max(found.nodes_profiled, 1) + 0.01
+    assert math.isclose(total, spans * 1000, abs_tol=0.01 * max(found.nodes_profiled, 1))
