@@ -172,6 +172,85 @@ class CheckpointInfo(BaseModel):
     nodes: list[str] = Field(description="Node keys whose results the checkpoint saved.")
 
 
+class ProfileNode(BaseModel):
+    """One top-level node of a run profile. Times are milliseconds since the run started; a
+    node's span (start to end) splits into running, backoff and waiting."""
+
+    node_id: str
+    type: str
+    status: str
+    attempts: int = Field(description="Attempts made (retries + 1).")
+    started_ms: float = Field(description="When it first started (skipped: when it was skipped).")
+    finished_ms: float = Field(description="When it ended; for an unfinished node, the run's end.")
+    running_ms: float = Field(description="Its span less backoff and waiting.")
+    backoff_ms: float = Field(description="Retry delays, its nested nodes' included.")
+    waiting_ms: float = Field(description="Waiting for people, its nested nodes' included.")
+    queued_ms: float = Field(
+        description="Ready but not started: its start less the end of the dependency that "
+        "gated it (the run's start for a root)."
+    )
+    gated_by: str | None = Field(
+        default=None, description="The dependency that finished last before it started."
+    )
+
+
+class TimeSplit(BaseModel):
+    """Node time summed over the top-level nodes (node-milliseconds, not wall time): each
+    node's span is running + backoff + waiting; queued comes before its span."""
+
+    running_ms: float
+    backoff_ms: float
+    queued_ms: float
+    waiting_ms: float
+
+
+class Parallelism(BaseModel):
+    efficiency: float = Field(
+        ge=0, le=1, description="busy_ms ÷ makespan_ms ÷ slots, clamped to [0, 1]."
+    )
+    busy_ms: float = Field(description="Running time summed over the top-level nodes.")
+    slots: int = Field(description="min(max_concurrency, width).")
+    max_concurrency: int | None
+    width: int = Field(description="The most top-level nodes on one level of the plan.")
+
+
+class Bottleneck(BaseModel):
+    type: str = Field(
+        description="`slow_critical_node`, `retry_storm`, `starved_slots`, `unread_edge` or "
+        "`repeated_llm_call`."
+    )
+    severity: float = Field(ge=0, le=1, description="0: harmless … 1: it is the run's time.")
+    nodes: list[str] = Field(description="The node keys involved (an edge: source, target).")
+    detail: str = Field(description="What the records show.")
+    fix: str = Field(description="What to change in the document or the run's config.")
+
+
+class RunProfile(BaseModel):
+    """Where a run's time went, from its recorded events (see `GET /v1/executions/{id}/profile`)."""
+
+    execution_id: str
+    status: ExecutionStatus
+    partial: bool = Field(
+        description="The run has not finished: unfinished nodes and the makespan run to the "
+        "time of the request, and the critical path is the path so far."
+    )
+    makespan_ms: float = Field(description="From the run's start to its end (or to now).")
+    critical_path: list[ProfileNode] = Field(
+        description="From a root to the node that ended last, each node the one that gated "
+        "the next one's start."
+    )
+    critical_path_ms: float = Field(description="The spans of the critical path's nodes, summed.")
+    slowest: list[ProfileNode] = Field(description="The top-level nodes that ran longest.")
+    time: TimeSplit
+    parallelism: Parallelism
+    bottlenecks: list[Bottleneck] = Field(description="Most severe first.")
+    nodes_profiled: int = Field(description="Top-level nodes that started or were skipped.")
+    nested_folded: int = Field(
+        description="Nested node keys (loop iterations, sub-workflow and agent nodes) whose "
+        "backoff and waiting were added to their top-level container."
+    )
+
+
 class EventOut(BaseModel):
     seq: int
     execution_id: str

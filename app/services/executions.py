@@ -39,6 +39,7 @@ from app.errors import (
 )
 from app.events.bus import EventBus
 from app.events.notify import Channel, Notifier
+from app.services import profiles
 from app.services.admission import Admission
 from app.services.runner import Runner
 from app.services.workflows import WorkflowService
@@ -238,6 +239,9 @@ class ExecutionService:
         await self.get(execution_id)
         async with self._read.connect() as conn:
             return await store.list_checkpoints(conn, execution_id)
+
+    async def profile(self, execution_id: str) -> models.RunProfile:
+        return await profiles.run_profile(self._read, self._workflows, execution_id)
 
     async def events(
         self, execution_id: str, *, after: int, limit: int

@@ -244,6 +244,19 @@ async def list_checkpoints(execution_id: ExecutionId, executions: ExecutionsDep)
 
 
 @router.get(
+    "/v1/executions/{execution_id}/profile",
+    summary="Where the run's time went: critical path, time split, bottlenecks",
+    description="Computed from the run's recorded events, for a running, waiting or finished "
+    "run (`partial` until it finishes: unfinished nodes run to now). Top-level nodes only; "
+    "nested nodes' backoff and waiting count as their container's.",
+    response_model=models.RunProfile,
+    responses=problems(404, 422),
+)
+async def run_profile(execution_id: ExecutionId, executions: ExecutionsDep) -> models.RunProfile:
+    return await executions.profile(execution_id)
+
+
+@router.get(
     "/v1/executions/{execution_id}/events/log",
     summary="The run's events as JSON pages (the same events as the SSE stream)",
     response_model=models.Page[models.EventOut],

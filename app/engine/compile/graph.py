@@ -96,7 +96,7 @@ def validate_workflow(
 ) -> list[ErrorDetail]:
     """Every problem of ``document`` (the same checks as planning), or [] when it is valid."""
     builder = GraphBuilder(node_types, limits)
-    with _gc_paused():
+    with gc_paused():
         builder.document(document)
     return builder.errors
 
@@ -118,7 +118,7 @@ def plan_graph(
     """
     builder = GraphBuilder(node_types, limits)
     plan = None
-    with _gc_paused():
+    with gc_paused():
         if builder.depth_ok(pointer, depth):
             parts = builder.graph_from_model(graph, pointer)
             if parts is not None:
@@ -221,7 +221,7 @@ default_plan_cache = PlanCache()
 
 def _plan(document: Document, node_types: NodeTypes, limits: Limits, digest: str | None) -> Plan:
     builder = GraphBuilder(node_types, limits)
-    with _gc_paused():
+    with gc_paused():
         plan = builder.document(document)
     if plan is None:
         raise WorkflowInvalid(builder.errors or [ErrorDetail("", "invalid workflow")])
@@ -236,7 +236,7 @@ def _document_hash(document: Document) -> str:
 
 
 @contextmanager
-def _gc_paused() -> Iterator[None]:
+def gc_paused() -> Iterator[None]:
     """Run the block with the cyclic garbage collector off (if it was on).
 
     Planning allocates objects that all live as long as the plan (a few per node: the node,

@@ -1,0 +1,1 @@
+"""Analysis of workflow documents and runs: pure functions over plans and recorded runs."""
