@@ -1,0 +1,84 @@
+"""Static analysis of workflow documents: health, complexity, cost estimate, batching.
+
+The analyses are the engine's pure functions (``app.engine.analysis``); this module finds the
+plan (a stored version's or an unsaved document's), and for the estimate the process's price
+table and what past runs of the version spent.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping
+from typing import Any
+
+from app.domain.analysis import BatchingReport, ComplexityReport, EstimateReport, HealthReport
+from app.engine.analysis import batching, complexity, estimate, graphs, health
+from app.engine.analysis.estimate import PastUsage, Pricing
+from app.nodes.ai import prices
+from app.services.container import Services
+from app.store import db, usage
+
+PAST_RUNS = 50  # the most recent completed runs of a version an estimate learns from
+
+
+async def health_of(services: Services, workflow_id: str, version: int | None) -> HealthReport:
+    """A stored version's health (WorkflowNotFound for an unknown workflow or version)."""
+    _workflow, plan = await services.workflows.plan_for(workflow_id, version)
+    return health.health(plan)
+
+
+async def health_of_document(services: Services, document: dict[str, Any]) -> HealthReport:
+    """An unsaved document's health (WorkflowInvalid when it does not plan)."""
+    return health.health(await services.workflows.plan(document))
+
+
+async def complexity_of(
+    services: Services, workflow_id: str, version: int | None
+) -> ComplexityReport:
+    _workflow, plan = await services.workflows.plan_for(workflow_id, version)
+    return complexity.complexity(plan)
+
+
+async def batching_of(services: Services, workflow_id: str, version: int | None) -> BatchingReport:
+    _workflow, plan = await services.workflows.plan_for(workflow_id, version)
+    return batching.batching(plan)
+
+
+async def estimate_of(
+    services: Services,
+    workflow_id: str,
+    version: int | None,
+    inputs: Mapping[str, Any] | None,
+) -> EstimateReport:
+    """A stored version's estimate, sized by ``inputs`` and corrected by its past runs."""
+    workflow, plan = await services.workflows.plan_for(workflow_id, version)
+    async with db.autocommit(services.engine).connect() as conn:
+        rows = await usage.node_usage(conn, workflow_id, workflow.version, runs=PAST_RUNS)
+    return estimate.estimate(plan, pricing(services), inputs=inputs, past=past_usage(rows))
+
+
+def pricing(services: Services) -> Pricing:
+    """The llm nodes' price table as the engine's pricing callable."""
+    table = prices.price_table(services.resources)
+
+    def price(provider: str, model: str) -> tuple[float, float] | None:
+        found = table.price(provider, model)
+        return None if found is None else (found.input, found.output)
+
+    return price
+
+
+def past_usage(rows: list[tuple[str, str, dict[str, Any]]]) -> dict[str, list[PastUsage]]:
+    """Per node (its key less loop indices), what each run spent on it: the run's rows summed
+    (loop iterations are rows of their own). A run with an unpriced call has no cost."""
+    spent: dict[str, dict[str, list[float | None]]] = defaultdict(dict)
+    for execution_id, node_key, used in rows:
+        tokens = float(used.get("tokens", 0))
+        cost = None if used.get("unpriced_calls") else float(used.get("cost_usd", 0.0))
+        total = spent[graphs.unindexed(node_key)].setdefault(execution_id, [0.0, 0.0])
+        total[0] = (total[0] or 0.0) + tokens
+        total[1] = None if cost is None or total[1] is None else total[1] + cost
+    return {
+        key: [PastUsage(tokens=t or 0.0, cost_usd=c) for t, c in runs.values()]
+        for key, runs in spent.items()
+    }
