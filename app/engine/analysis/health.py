@@ -14,7 +14,7 @@ Codes (category, severity):
 - ``unreachable_node`` (structure, warning): a graph has a ``start`` node and this node is not
   reachable from it (it runs as a second root, which is rarely meant).
 - ``no_retry`` (reliability, warning): a call node (http, graphql, mcp, llm, agent, retriever,
-  index) without a ``retry`` policy: one transient failure fails it.
+  index) without a ``retry`` policy (or with ``max_retries`` 0): one transient failure fails it.
 - ``no_timeout`` (reliability, warning): a call node with neither the node's ``timeout_s`` nor a
   config ``timeout_s``: only a type default (or the run's timeout) bounds it.
 - ``llm_no_max_tokens`` (cost, warning): an llm or agent node without ``max_tokens``.
@@ -61,7 +61,7 @@ RULES: Mapping[str, Rule] = {
     "no_retry": Rule(
         "reliability",
         "warning",
-        'Add "retry": {"max_attempts": 3} so a transient failure does not fail the node.',
+        'Add "retry": {"max_retries": 3} so a transient failure does not fail the node.',
     ),
     "no_timeout": Rule("reliability", "warning", 'Set the node\'s "timeout_s".'),
     "llm_no_max_tokens": Rule("cost", "warning", 'Set "max_tokens" to bound the answer.'),
@@ -157,7 +157,7 @@ def _unreachable(graph: Plan) -> Iterator[HealthIssue]:
 def _node_issues(node: PlanNode) -> Iterator[HealthIssue]:
     config = node.raw_config
     if node.type in graphs.CALL_TYPES:
-        if node.options.retry is None:
+        if node.options.retry is None or node.options.retry.max_retries == 0:
             message = f"{node.type} node {node.id} has no retry policy"
             yield _issue("no_retry", node.pointer, node, message)
         if node.options.timeout_s is None and "timeout_s" not in config:
