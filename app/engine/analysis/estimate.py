@@ -4,10 +4,11 @@ each as low / expected / high.
 Static estimate of one model call (every constant below is listed in the answer):
 
 - input tokens: the prompt text as written (``system``, ``prompt``, ``messages``) counted as
-  characters ÷ 4 (no offline tokenizer is used), plus per ``{{ }}`` placeholder
+  characters ÷ 4 (no offline tokenizer is used), times :data:`TOKENIZER_SPREAD` (a model's
+  tokenizer counts differently: short words take fewer), plus per ``{{ }}`` placeholder
   :data:`PLACEHOLDER_TOKENS` (low / expected / high) for the text it renders to;
-- output tokens: ``max_tokens`` (else :data:`DEFAULT_OUTPUT_CAP`) is the high; the low and the
-  expected are :data:`OUTPUT_SHARE` of it.
+- output tokens: one token at least; :data:`EXPECTED_OUTPUT_SHARE` of ``max_tokens`` (else of
+  :data:`DEFAULT_OUTPUT_CAP`) expected; all of it at most.
 
 Calls per run: the product of the enclosing loops' sizes (a literal ``foreach`` list or
 ``repeat`` count, or one named by a whole ``{{ inputs.x }}`` found in the given inputs, is exact;
@@ -36,9 +37,10 @@ Pricing = Callable[[str, str], tuple[float, float] | None]
 
 TOKENIZER = "chars/4"
 CHARS_PER_TOKEN = 4
+TOKENIZER_SPREAD = (0.5, 1.0, 1.5)  # low, expected, high multiples of the chars/4 count
 PLACEHOLDER_TOKENS = (0, 100, 1000)  # low, expected, high tokens a {{ }} renders to
 DEFAULT_OUTPUT_CAP = 4096  # tokens, when max_tokens is not set (or is a template)
-OUTPUT_SHARE = (0.05, 0.25, 1.0)  # of the output cap: low, expected, high
+EXPECTED_OUTPUT_SHARE = 0.25  # of the output cap
 UNKNOWN_LOOP = 10  # expected iterations of a loop whose size is unknown
 EXPECTED_TURNS = 3  # an agent's expected model calls (at most max_turns)
 DEFAULT_MAX_TURNS = 10
@@ -59,9 +61,10 @@ def assumptions() -> list[str]:
     """The estimate's assumptions, as the answer lists them."""
     low, mid, high = PLACEHOLDER_TOKENS
     return [
-        f"prompt text is counted as characters / {CHARS_PER_TOKEN} (no offline tokenizer)",
+        f"prompt text is counted as characters / {CHARS_PER_TOKEN} (no offline tokenizer), "
+        f"times {' / '.join(map(str, TOKENIZER_SPREAD))} (low/expected/high)",
         f"each {{{{ }}}} placeholder renders to {low} / {mid} / {high} tokens (low/expected/high)",
-        f"answers use {OUTPUT_SHARE[0]:.0%} / {OUTPUT_SHARE[1]:.0%} / 100% of max_tokens "
+        f"answers are 1 token / {EXPECTED_OUTPUT_SHARE:.0%} / 100% of max_tokens "
         f"({DEFAULT_OUTPUT_CAP} when unset or templated)",
         "loops of unknown size run 1 / "
         f"{UNKNOWN_LOOP} (at most max_iterations) / max_iterations times",
@@ -116,7 +119,7 @@ def _node(
     prompt = _prompt_tokens(config)
     cap = config.get("max_tokens")
     cap = cap if isinstance(cap, int) else DEFAULT_OUTPUT_CAP
-    answer = tuple(math.ceil(cap * share) for share in OUTPUT_SHARE)
+    answer = (1, math.ceil(cap * EXPECTED_OUTPUT_SHARE), cap)
     turns = _turns(node)
     calls: list[float] = []
     reads: list[float] = []  # input tokens: low, expected, high
@@ -157,7 +160,10 @@ def _prompt_tokens(config: Mapping[str, Any]) -> tuple[float, float, float]:
     chars = sum(len(t) for t in written)
     holes = sum(len(_PLACEHOLDER.findall(t)) for t in written)
     base = math.ceil(chars / CHARS_PER_TOKEN)
-    low, expected, high = (base + holes * n for n in PLACEHOLDER_TOKENS)
+    low, expected, high = (
+        math.ceil(base * spread) + holes * n
+        for spread, n in zip(TOKENIZER_SPREAD, PLACEHOLDER_TOKENS, strict=True)
+    )
     return low, expected, high
 
 

@@ -30,14 +30,14 @@ def test_an_llm_in_a_literal_loop() -> None:
         "static",
     )
     assert ask.calls.model_dump() == {"low": 3, "expected": 3, "high": 3}
-    # 400 chars / 4 = 100 tokens a call; answers 5 % / 25 % / 100 % of max_tokens 100
-    assert ask.input_tokens.model_dump() == {"low": 300, "expected": 300, "high": 300}
-    assert ask.output_tokens.model_dump() == {"low": 15, "expected": 75, "high": 300}
-    assert ask.tokens.model_dump() == {"low": 315, "expected": 375, "high": 600}
+    # 400 chars / 4 = 100 tokens a call, x 0.5 / 1 / 1.5; answers 1 / 25 / 100 (max_tokens)
+    assert ask.input_tokens.model_dump() == {"low": 150, "expected": 300, "high": 450}
+    assert ask.output_tokens.model_dump() == {"low": 3, "expected": 75, "high": 300}
+    assert ask.tokens.model_dump() == {"low": 153, "expected": 375, "high": 750}
     assert ask.cost_usd is not None
-    assert ask.cost_usd.low == pytest.approx(330e-6)
+    assert ask.cost_usd.low == pytest.approx(156e-6)
     assert ask.cost_usd.expected == pytest.approx(450e-6)
-    assert ask.cost_usd.high == pytest.approx(900e-6)
+    assert ask.cost_usd.high == pytest.approx(1050e-6)
     assert report.tokens == ask.tokens
     assert report.tokenizer == "chars/4"
     assert report.unpriced_nodes == []
@@ -65,8 +65,8 @@ def test_an_agent_resends_its_transcript_each_turn() -> None:
     report = estimate.estimate(graph.plan_workflow(workflow([agent], [])), flat_price)
     (found,) = report.nodes
     assert found.calls.model_dump() == {"low": 1, "expected": 3, "high": 4}
-    # turn t reads 10 prompt tokens + (t - 1) answers of 1 / 3 / 10 tokens
-    assert found.input_tokens.model_dump() == {"low": 10, "expected": 39, "high": 100}
+    # turn t reads 5 / 10 / 15 prompt tokens + (t - 1) answers of 1 / 3 / 10 tokens
+    assert found.input_tokens.model_dump() == {"low": 5, "expected": 39, "high": 120}
     assert found.output_tokens.model_dump() == {"low": 1, "expected": 9, "high": 40}
     assert found.cost_usd is None
     assert report.unpriced_nodes == ["agent"]
@@ -75,12 +75,8 @@ def test_an_agent_resends_its_transcript_each_turn() -> None:
 def test_placeholders_widen_the_prompt() -> None:
     document = workflow([llm("ask", "{{ inputs.q }}", max_tokens=20)], [])
     (ask,) = estimate.estimate(graph.plan_workflow(document), flat_price).nodes
-    chars = len("{{ inputs.q }}") // 4 + 1
-    assert ask.input_tokens.model_dump() == {
-        "low": chars,
-        "expected": chars + 100,
-        "high": chars + 1000,
-    }
+    assert len("{{ inputs.q }}") == 14  # 4 tokens as chars / 4, 2 / 4 / 6 spread
+    assert ask.input_tokens.model_dump() == {"low": 2, "expected": 104, "high": 1006}
 
 
 def test_past_runs_replace_the_static_numbers() -> None:
