@@ -71,14 +71,15 @@ def pricing(services: Services) -> Pricing:
 def past_usage(rows: list[tuple[str, str, dict[str, Any]]]) -> dict[str, list[PastUsage]]:
     """Per node (its key less loop indices), what each run spent on it: the run's rows summed
     (loop iterations are rows of their own). A run with an unpriced call has no cost."""
-    spent: dict[str, dict[str, list[float | None]]] = defaultdict(dict)
+    tokens: dict[str, dict[str, float]] = defaultdict(dict)
+    costs: dict[str, dict[str, float | None]] = defaultdict(dict)
     for execution_id, node_key, used in rows:
-        tokens = float(used.get("tokens", 0))
-        cost = None if used.get("unpriced_calls") else float(used.get("cost_usd", 0.0))
-        total = spent[graphs.unindexed(node_key)].setdefault(execution_id, [0.0, 0.0])
-        total[0] = (total[0] or 0.0) + tokens
-        total[1] = None if cost is None or total[1] is None else total[1] + cost
+        key = graphs.unindexed(node_key)
+        tokens[key][execution_id] = tokens[key].get(execution_id, 0.0) + used.get("tokens", 0)
+        cost = None if used.get("unpriced_calls") else used.get("cost_usd", 0.0)
+        before = costs[key].get(execution_id, 0.0)
+        costs[key][execution_id] = None if cost is None or before is None else before + cost
     return {
-        key: [PastUsage(tokens=t or 0.0, cost_usd=c) for t, c in runs.values()]
-        for key, runs in spent.items()
+        key: [PastUsage(tokens=spent, cost_usd=costs[key][run]) for run, spent in runs.items()]
+        for key, runs in tokens.items()
     }

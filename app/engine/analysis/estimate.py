@@ -71,6 +71,8 @@ def assumptions() -> list[str]:
         f"an agent makes 1 / min({EXPECTED_TURNS}, max_turns) / max_turns model calls, each "
         "resending the prompt and the earlier answers (tool results not counted)",
         "every node runs: branches not taken are counted; retries are not",
+        "stored sub-workflows (workflow_id) and agents' workflow tools are not followed; "
+        "inline sub-workflow graphs are",
         "past runs of this version, when there are any, replace a node's tokens and dollars "
         "with the min / mean / max per run",
         "a templated provider or model is read from the inputs when it is a whole "
