@@ -26,13 +26,7 @@ from app.settings import Settings
 def pricing(settings: Settings) -> Pricing:
     """The llm nodes' price table (``OXIFY_LLM_PRICING_FILE`` merged in) as a pricing callable."""
     logger = logging.getLogger("oxify.cli")
-    table = prices.PriceTable(prices.load_prices(settings.llm_pricing_file), logger)
-
-    def price(provider: str, model: str) -> tuple[float, float] | None:
-        found = table.price(provider, model)
-        return None if found is None else (found.input, found.output)
-
-    return price
+    return prices.PriceTable(prices.load_prices(settings.llm_pricing_file), logger).rates
 
 
 def render(plan: Plan, price: Pricing, *, as_json: bool) -> str:

@@ -2,18 +2,21 @@
 
 The analyses are the engine's pure functions (``app.engine.analysis``); this module finds the
 plan (a stored version's or an unsaved document's), and for the estimate the process's price
-table and what past runs of the version spent.
+table and what past runs of the version spent. The analyses run in a worker thread: on a
+10,000-node plan each takes tens of milliseconds, too long for the event loop (plans are
+read-only, so sharing one with a thread is safe).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from collections.abc import Mapping
 from typing import Any
 
 from app.domain.analysis import BatchingReport, ComplexityReport, EstimateReport, HealthReport
 from app.engine.analysis import batching, complexity, estimate, graphs, health
-from app.engine.analysis.estimate import PastUsage, Pricing
+from app.engine.analysis.estimate import PastUsage
 from app.nodes.ai import prices
 from app.services.container import Services
 from app.store import db, usage
@@ -24,24 +27,24 @@ PAST_RUNS = 50  # the most recent completed runs of a version an estimate learns
 async def health_of(services: Services, workflow_id: str, version: int | None) -> HealthReport:
     """A stored version's health (WorkflowNotFound for an unknown workflow or version)."""
     _workflow, plan = await services.workflows.plan_for(workflow_id, version)
-    return health.health(plan)
+    return await asyncio.to_thread(health.health, plan)
 
 
 async def health_of_document(services: Services, document: dict[str, Any]) -> HealthReport:
     """An unsaved document's health (WorkflowInvalid when it does not plan)."""
-    return health.health(await services.workflows.plan(document))
+    return await asyncio.to_thread(health.health, await services.workflows.plan(document))
 
 
 async def complexity_of(
     services: Services, workflow_id: str, version: int | None
 ) -> ComplexityReport:
     _workflow, plan = await services.workflows.plan_for(workflow_id, version)
-    return complexity.complexity(plan)
+    return await asyncio.to_thread(complexity.complexity, plan)
 
 
 async def batching_of(services: Services, workflow_id: str, version: int | None) -> BatchingReport:
     _workflow, plan = await services.workflows.plan_for(workflow_id, version)
-    return batching.batching(plan)
+    return await asyncio.to_thread(batching.batching, plan)
 
 
 async def estimate_of(
@@ -54,18 +57,9 @@ async def estimate_of(
     workflow, plan = await services.workflows.plan_for(workflow_id, version)
     async with db.autocommit(services.engine).connect() as conn:
         rows = await usage.node_usage(conn, workflow_id, workflow.version, runs=PAST_RUNS)
-    return estimate.estimate(plan, pricing(services), inputs=inputs, past=past_usage(rows))
-
-
-def pricing(services: Services) -> Pricing:
-    """The llm nodes' price table as the engine's pricing callable."""
-    table = prices.price_table(services.resources)
-
-    def price(provider: str, model: str) -> tuple[float, float] | None:
-        found = table.price(provider, model)
-        return None if found is None else (found.input, found.output)
-
-    return price
+    rates = prices.price_table(services.resources).rates
+    past = past_usage(rows)
+    return await asyncio.to_thread(estimate.estimate, plan, rates, inputs=inputs, past=past)
 
 
 def past_usage(rows: list[tuple[str, str, dict[str, Any]]]) -> dict[str, list[PastUsage]]:

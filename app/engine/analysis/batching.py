@@ -65,21 +65,18 @@ def target(node: PlanNode) -> tuple[Kind, str] | None:
 
 
 def _groups(graph: Plan) -> Iterator[BatchGroup]:
-    reach = graphs.descendants(graph)
-    by_target: dict[tuple[Kind, str], list[list[PlanNode]]] = {}
+    sharing: dict[tuple[Kind, str], list[PlanNode]] = {}
     for node_id in graph.order:
-        node = graph.nodes[node_id]
-        found = target(node)
-        if found is None:
-            continue
-        groups = by_target.setdefault(found, [])
-        for group in groups:
-            if all(not _related(node, other, reach) for other in group):
-                group.append(node)
-                break
-        else:
-            groups.append([node])
-    for (kind, name), groups in by_target.items():
+        found = target(graph.nodes[node_id])
+        if found is not None:
+            sharing.setdefault(found, []).append(graph.nodes[node_id])
+    if all(len(nodes) < 2 for nodes in sharing.values()):
+        return  # nothing to group: spare the reachability
+    reach = graphs.descendants(graph)
+    for (kind, name), nodes in sharing.items():
+        groups: list[list[PlanNode]] = []
+        for node in nodes:
+            _place(node, groups, reach)
         for group in groups:
             if len(group) > 1:
                 saved = len(group) - 1
@@ -91,6 +88,15 @@ def _groups(graph: Plan) -> Iterator[BatchGroup]:
                     calls_saved=saved,
                     latency_saved_s=round(saved * OVERHEAD_S[kind], 6),
                 )
+
+
+def _place(node: PlanNode, groups: list[list[PlanNode]], reach: Mapping[str, int]) -> None:
+    """Into the first group none of whose nodes it reaches or is reached from, or a new one."""
+    for group in groups:
+        if all(not _related(node, other, reach) for other in group):
+            group.append(node)
+            return
+    groups.append([node])
 
 
 def _related(a: PlanNode, b: PlanNode, reach: Mapping[str, int]) -> bool:
