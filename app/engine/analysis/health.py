@@ -115,14 +115,14 @@ def _counts(issues: list[HealthIssue]) -> dict[str, int]:
     return counts
 
 
-def _issue(code: str, pointer: str, node: PlanNode | None, message: str) -> HealthIssue:
+def _issue(code: str, pointer: str, node: PlanNode, message: str) -> HealthIssue:
     rule = RULES[code]
     return HealthIssue(
         code=code,
         category=rule.category,
         severity=rule.severity,
         pointer=pointer,
-        node_id=node.id if node is not None else None,
+        node_id=node.id,
         message=message,
         suggestion=rule.suggestion,
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from app.engine.analysis import health
 from app.engine.compile import graph
 from tests.support import edge, node, workflow
@@ -74,10 +76,10 @@ def test_a_retry_of_zero_retries_is_no_retry_and_api_key_values_are_secrets() ->
 
 
 def test_deep_nesting_is_reported_past_three_containers() -> None:
-    inner: dict[str, object] = {"nodes": [node("leaf")], "edges": []}
+    inner: dict[str, Any] = {"nodes": [node("leaf")], "edges": []}
     for depth in range(4):
         inner = {"nodes": [node(f"r{depth}", "repeat", count=1, body=inner)], "edges": []}
-    document = workflow(inner["nodes"], [])  # type: ignore[arg-type]
+    document = workflow(inner["nodes"], [])
     report = health.health(graph.plan_workflow(document))
     assert [(i.code, i.node_id) for i in report.issues] == [("deep_nesting", "leaf")]
 
