@@ -4,7 +4,8 @@ One small function per subcommand (``cmd_*``), each registered by an ``add_*`` f
 ``serve`` and ``migrate`` join them the same way. ``main`` returns the exit code:
 
 - 0: done (the run completed, the document is valid, the picture was printed);
-- 1: ``validate``/``graph`` found the document invalid; the run failed, timed out or was cancelled;
+- 1: ``validate``/``graph``/``analyze`` found the document invalid; the run failed, timed out
+  or was cancelled;
 - 2: unusable input: a file that cannot be read or is not JSON, bad options, and for ``run`` an
   invalid document or inputs;
 - 3: the run stopped waiting for a person (forms and approvals need the server);
@@ -27,7 +28,7 @@ from typing import Any, TypeAlias
 
 from pydantic import ValidationError
 
-from app import cli_database, cli_display
+from app import cli_analysis, cli_database, cli_display
 from app.cli_errors import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -408,6 +409,23 @@ def add_graph(commands: Commands) -> None:
     p.set_defaults(handler=cmd_graph)
 
 
+def cmd_analyze(args: argparse.Namespace) -> int:
+    with loaded_registry() as registry:
+        plan = plan_document(args.file, registry, EXIT_FAILED)
+    price = cli_analysis.pricing(cli_database.load_settings())
+    print(cli_analysis.render(plan, price, as_json=args.json))
+    return EXIT_OK
+
+
+def add_analyze(commands: Commands) -> None:
+    p = commands.add_parser(
+        "analyze", help="score a document's health, complexity, cost estimate and batching"
+    )
+    p.add_argument("file", help="workflow document (JSON; - for stdin)")
+    p.add_argument("--json", action="store_true", help="print the reports as one JSON object")
+    p.set_defaults(handler=cmd_analyze)
+
+
 # -- nodes -------------------------------------------------------------------------------------
 
 NODES_COLUMNS = ("type", "source", "version", "description")
@@ -449,7 +467,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="oxify", description="Oxify: durable workflow execution.")
     parser.add_argument("--version", action="version", version=f"oxify {installed_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (add_run, add_validate, add_graph, add_nodes, add_server_commands):
+    for add in (add_run, add_validate, add_graph, add_analyze, add_nodes, add_server_commands):
         add(commands)
     return parser
 

@@ -38,6 +38,7 @@ DOCUMENT_SCHEMAS = ("WorkflowDocument", "NodeSpec", "EdgeSpec", "GraphSpec", "Re
 ROUTE_CODES: dict[tuple[str, str], tuple[str, ...]] = {
     ("POST", "/v1/workflows/validate"): ("workflow_invalid",),
     ("POST", "/v1/workflows"): ("workflow_invalid",),
+    ("POST", "/v1/workflows/health"): ("workflow_invalid",),
     ("GET", "/v1/workflows"): ("cursor_invalid",),
     ("PUT", "/v1/workflows/{workflow_id}"): ("workflow_invalid", "workflow_archived"),
     ("POST", "/v1/workflows/{workflow_id}/executions"): (

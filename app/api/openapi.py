@@ -93,11 +93,18 @@ def _errors_as_problems(document: dict[str, Any]) -> None:
 
 
 def methods_of(document: dict[str, Any], path: str) -> list[str]:
-    """The methods ``document`` lists for the path that ``path`` matches (none: [])."""
-    for template, operations in document.get("paths", {}).items():
-        if _path_pattern(template).fullmatch(path):
-            return sorted(method.upper() for method in operations if method in _METHODS)
-    return []
+    """The methods ``document`` lists for the path that ``path`` matches (none: []): a path
+    written out (``/v1/workflows/health``) before a template that also matches it
+    (``/v1/workflows/{workflow_id}``), whatever their order in the document."""
+    paths = document.get("paths", {})
+    template = (
+        path
+        if path in paths
+        else next((t for t in paths if _path_pattern(t).fullmatch(path)), None)
+    )
+    if template is None:
+        return []
+    return sorted(method.upper() for method in paths[template] if method in _METHODS)
 
 
 _METHODS = frozenset({"get", "put", "post", "delete", "options", "head", "patch", "trace"})

@@ -40,6 +40,18 @@ class StartExecution(BaseModel):
         return self.config.model_dump(mode="json", exclude_unset=True)
 
 
+class EstimateRequest(BaseModel):
+    """Body of `POST /v1/workflows/{id}/estimate` (optional)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    inputs: dict[str, Any] | None = Field(
+        default=None,
+        description="Run inputs that size loops: a foreach's `items` or a repeat's `count` "
+        "written as a whole `{{ inputs.x }}` is read from here.",
+    )
+
+
 class SubmitForm(BaseModel):
     """Body of `POST /v1/forms/{id}/submit`."""
 

@@ -161,6 +161,11 @@ class WorkflowService:
             self._versions.move_to_end(key)
         return plan
 
+    async def plan(self, document: Mapping[str, Any]) -> Plan:
+        """The plan of a document that is not stored (WorkflowInvalid listing every problem);
+        the node types' config checks are not run."""
+        return await self._plan(document)
+
     async def load_workflow(self, workflow_id: str, version: int | None) -> Mapping[str, Any]:
         """The engine's WorkflowLoader port, for ``subworkflow`` nodes naming a stored workflow."""
         return (await self.get(workflow_id, version)).document

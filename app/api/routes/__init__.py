@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.routing import APIRoute
 
-from app.api.routes import executions, forms, health, node_types, stream, workflows
+from app.api.routes import analysis, executions, forms, health, node_types, stream, workflows
 
 
 def operation_id(route: APIRoute) -> str:
@@ -16,6 +16,7 @@ def operation_id(route: APIRoute) -> str:
 router = APIRouter(generate_unique_id_function=operation_id)
 router.include_router(health.router)
 router.include_router(workflows.router)
+router.include_router(analysis.router)
 router.include_router(executions.router)
 router.include_router(stream.router)
 router.include_router(forms.router)

@@ -53,6 +53,12 @@ class PriceTable:
         found = models.get(model) or models.get(SNAPSHOT.sub("", model))
         return found if found is not None else models.get(WILDCARD)
 
+    def rates(self, provider: str, model: str) -> tuple[float, float] | None:
+        """The model's (input, output) dollars per million tokens, or None: what cost
+        estimates take (``app.engine.analysis.estimate.Pricing``)."""
+        price = self.price(provider, model)
+        return None if price is None else (price.input, price.output)
+
     def cost(
         self, provider: str, model: str, input_tokens: int, output_tokens: int
     ) -> float | None:
