@@ -135,7 +135,7 @@ async def running_services(settings: Settings) -> AsyncIterator[Services]:
         retention_days=settings.retention_days,
         retention_interval_s=settings.retention_interval_s,
     )
-    gauges = ClusterGauges(engine)
+    gauges = ClusterGauges(engine, settings.cluster_gauges_s)
     services = Services(
         settings,
         engine,

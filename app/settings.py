@@ -139,6 +139,13 @@ class Settings(BaseSettings, AiSettings, NetSettings, McpSettings, CodeSettings)
         le=60,
         description="Seconds between looks for forms and approvals past their deadline.",
     )
+    cluster_gauges_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=300,
+        description="Seconds between reads of the cluster-wide gauges /metrics shows (runs by "
+        "status, queue depth, pending forms).",
+    )
     retention_days: float | None = Field(
         default=None,
         gt=0,

@@ -1,6 +1,6 @@
-"""Cluster-wide gauges for the metrics: read from the database every ``REFRESH_S`` seconds by
-a task of their own, so a scrape only reads the last answer (it never waits for a query) and
-every replica reports the same numbers, at most ``REFRESH_S`` old."""
+"""Cluster-wide gauges for the metrics: read from the database every ``OXIFY_CLUSTER_GAUGES_S``
+seconds (5) by a task of their own, so a scrape only reads the last answer (it never waits for a
+query) and every replica reports the same numbers, at most that old."""
 
 from __future__ import annotations
 
@@ -16,11 +16,8 @@ from app.store.gauges import ClusterCounts
 
 log = logging.getLogger(__name__)
 
-REFRESH_S = 5.0
-
-
 class ClusterGauges:
-    def __init__(self, engine: AsyncEngine, refresh_s: float = REFRESH_S) -> None:
+    def __init__(self, engine: AsyncEngine, refresh_s: float) -> None:
         self._engine = engine
         self._refresh_s = refresh_s
         self._task: asyncio.Task[None] | None = None

@@ -112,7 +112,12 @@ async def test_a_lost_database_connection_answers_503_then_the_pool_reconnects(
 ) -> None:
     # Background work rarely touches the pool here, so the next request is the one that
     # finds its connection dead.
-    quiet = {"lease_s": 3600.0, "poll_s": 60.0, "deadline_sweep_s": 60.0}
+    quiet = {
+        "lease_s": 3600.0,
+        "poll_s": 60.0,
+        "deadline_sweep_s": 60.0,
+        "cluster_gauges_s": 300.0,
+    }
     async with serving(fresh_pg_url, **quiet) as client:
         assert (await client.get("/v1/workflows")).status_code == 200
         dsn = make_url(fresh_pg_url).set(drivername="postgresql").render_as_string(False)
