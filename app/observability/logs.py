@@ -80,13 +80,31 @@ def _span_ids() -> Iterator[tuple[str, str]]:
         yield "span_id", format(span.span_id, "016x")
 
 
+class Listener(QueueListener):
+    """Writes the queued records on its thread; stops once, from whichever comes first: the
+    server's exit or ``logging.shutdown`` (at exit, or before a fault's ``os._exit``)."""
+
+    stopped = False
+
+    def stop(self) -> None:
+        if not self.stopped:
+            self.stopped = True
+            super().stop()  # what is still queued is written first
+
+
 class ContextQueueHandler(QueueHandler):
     """Reads, in the logging task, what the listener's thread cannot: the bound fields, the
     current span, the message with its arguments, the exception's text."""
 
-    def __init__(self, sink: queue.SimpleQueue[logging.LogRecord], fields: Mapping[str, Any]):
-        super().__init__(sink)
+    def __init__(self, records: queue.SimpleQueue[logging.LogRecord], fields: Mapping[str, Any]):
+        super().__init__(records)
         self.fields = fields
+        self.listener: Listener | None = None
+
+    def close(self) -> None:
+        if self.listener is not None:
+            self.listener.stop()
+        super().close()
 
     def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
         record = copy.copy(record)
@@ -147,7 +165,7 @@ def configure(
     secrets: Sequence[str] = (),
     fields: Mapping[str, Any] | None = None,
     stream: TextIO | None = None,
-) -> QueueListener:
+) -> Listener:
     """Send every logger's records (the app's, uvicorn's error and access logs) through one
     queue to ``stream`` (stderr) in ``log_format``; ``fields`` go on every line. Returns the
     started listener: stop it on the way out, which writes what is still queued."""
@@ -155,7 +173,8 @@ def configure(
     sink.setFormatter(JsonLines(secrets) if log_format == "json" else TextLines(secrets))
     records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
     root = logging.getLogger()
-    root.handlers[:] = [ContextQueueHandler(records, dict(fields or {}))]
+    handler = ContextQueueHandler(records, dict(fields or {}))
+    root.handlers[:] = [handler]
     root.setLevel(level.upper())
     for name in SERVER_LOGGERS:
         server_logger = logging.getLogger(name)
@@ -165,6 +184,6 @@ def configure(
         server_logger.disabled = False
     for chatty in QUIET_LOGGERS:
         logging.getLogger(chatty).setLevel(max(logging.WARNING, root.level))
-    listener = QueueListener(records, sink)
-    listener.start()
-    return listener
+    handler.listener = Listener(records, sink)
+    handler.listener.start()
+    return handler.listener

@@ -147,3 +147,14 @@ def test_redact_hides_secret_named_fields_at_any_depth() -> None:
         "calls": [{"access_token": SECRET, "input_tokens": 5, "key_id": "k1"}],
         "note": f"held {SECRET}",
     }
+
+
+async def test_closing_the_handler_writes_what_is_queued(configure: Configure) -> None:
+    """``logging.shutdown`` closes the handlers: at exit, and before a fault's ``os._exit``."""
+    lines = configure(log_format="json", level="info")
+    logging.getLogger("oxify.test").warning("last words")
+    (handler,) = logging.getLogger().handlers
+    handler.close()
+    assert isinstance(handler, logs.ContextQueueHandler)
+    assert handler.listener is not None and handler.listener.stopped  # drained and joined
+    assert [json.loads(line)["message"] for line in lines()] == ["last words"]
