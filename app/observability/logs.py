@@ -47,6 +47,7 @@ ACCESS_FIELDS = ("client_addr", "method", "path", "http_version", "status")
 FIRST_FIELDS = ("time", "level", "logger", "message")
 # Record attributes that are not fields: uvicorn's ANSI-coloured copy of the message, the task.
 NOT_FIELDS = (*RESERVED_ATTRS, "color_message", "taskName")
+_EXCEPTIONS = logging.Formatter()  # a traceback as text, taken in the logging task
 
 
 def secret_values(model: object) -> list[str]:
@@ -120,9 +121,6 @@ class ContextQueueHandler(QueueHandler):
             record.exc_text = _EXCEPTIONS.formatException(record.exc_info)
             record.exc_info = None
         return record
-
-
-_EXCEPTIONS = logging.Formatter()
 
 
 class JsonLines(JsonFormatter):
