@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import argparse
 import gc
-import logging
 import sys
 from typing import Any
 
 from app import cli_database
 from app.cli_errors import EXIT_OK
+from app.observability import logs
+from app.settings import Settings
 from app.store import db
 
 
@@ -21,22 +22,28 @@ def cmd_migrate(_args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-QUIET_LOGGERS = ("httpx", "httpx2", "httpcore", "httpcore2")
-
-
 def cmd_serve(args: argparse.Namespace) -> int:
+    settings = cli_database.load_settings()
+    # Resolved once: the leases and every log line name the same replica.
+    settings = settings.model_copy(update={"replica_id": settings.resolved_replica_id})
+    listener = logs.configure(
+        log_format=settings.log_format,
+        level=settings.log_level,
+        secrets=logs.secret_values(settings),
+        fields={"replica_id": settings.replica_id},
+    )
+    try:
+        _serve(settings, args)
+    finally:
+        listener.stop()  # writes what is still queued
+    return EXIT_OK
+
+
+def _serve(settings: Settings, args: argparse.Namespace) -> None:
     import uvicorn
 
     from app.main import create_app
 
-    settings = cli_database.load_settings()
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
-    # The HTTP clients log every request's full URL at INFO: a query string or userinfo may hold
-    # a secret (an http node's API key in the query, credentials in OXIFY_OLLAMA_URL).
-    for chatty in QUIET_LOGGERS:
-        logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.root.level))
     url = settings.resolved_database_url
     # A database that cannot be reached is said here in two lines, not as a traceback from
     # the app's startup.
@@ -50,10 +57,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         log_level=settings.log_level.lower(),
+        log_config=None,  # uvicorn's loggers write through ours (logs.configure)
         # Open event streams must not hold the process past the runs' pause-and-checkpoint.
         timeout_graceful_shutdown=max(1, int(settings.shutdown_grace_s)),
     )
-    return EXIT_OK
 
 
 def cmd_openapi(args: argparse.Namespace) -> int:

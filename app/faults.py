@@ -150,6 +150,7 @@ def _act(point: str, rule: FaultRule) -> None:
     elif rule.action == "error":
         raise FaultInjected(f"fault injected at {point}")
     elif rule.action == "exit":
+        logging.shutdown()  # the log is written by a thread: the lines above reach stderr first
         os._exit(rule.exit_code)
     elif rule.action == "sigterm":
         os.kill(os.getpid(), signal.SIGTERM)

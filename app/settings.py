@@ -8,6 +8,7 @@ import secrets
 import socket
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -168,7 +169,13 @@ class Settings(BaseSettings, AiSettings, NetSettings, McpSettings, CodeSettings)
         "app/faults.py).",
     )
     faults_seed: int | None = Field(default=None, description="Seed of the faults' chances.")
-    log_level: str = Field(default="info")
+    log_level: str = Field(
+        default="info", description="Level of the server's log (debug, info, warning, error)."
+    )
+    log_format: Literal["json", "text"] = Field(
+        default="json",
+        description="The server's log lines: one JSON object a line, or text for a terminal.",
+    )
 
     @field_validator("database_url")
     @classmethod

@@ -37,6 +37,7 @@ from app import faults
 from app.domain.events import EventType
 from app.domain.run import RunConfig
 from app.domain.status import HAND_BACK_REASON, ExecutionStatus, Move
+from app.engine.run import log_fields
 from app.engine.run.control import RunControl
 from app.engine.run.scheduler import RunRequest, Scheduler
 from app.errors import LeaseLost
@@ -262,6 +263,8 @@ class Runner:
 
     async def _drive(self, entry: _Active) -> None:
         run = entry.run
+        # The task's own context: the fields last as long as the task, no unbind needed.
+        log_fields.bind(execution_id=run.id, replica_id=self.replica_id)
         try:
             await self._execute(entry)
         except asyncio.CancelledError:

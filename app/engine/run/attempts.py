@@ -8,7 +8,7 @@ from typing import Any
 
 from app.domain.events import EventType
 from app.engine.compile.plan import PlanNode
-from app.engine.run import bounded, payload, retry
+from app.engine.run import bounded, log_fields, payload, retry
 from app.engine.run.context import NodeContext, NodeExecutor
 from app.engine.run.outcomes import NodeOutput, Suspend, as_node_error, error_payload
 from app.engine.run.runtime import RunRuntime
@@ -79,6 +79,7 @@ class NodeAttempts:
     ) -> NodeOutput | Suspend | Failure:
         """One attempt of the node, within its timeout; an error comes back as a Failure."""
         self.last_attempt[ctx.key] = ctx.attempt
+        fields = log_fields.bind(node_id=ctx.key, attempt=ctx.attempt)
         try:
             self.rt.usage.spend(ctx.key, nodes=1)
             timeout_s = ctx.node.options.timeout_s
@@ -96,6 +97,7 @@ class NodeAttempts:
             return Failure(as_node_error(exc), ctx.attempt)
         finally:
             ctx.end_attempt()
+            log_fields.unbind(fields)
 
     async def _timed(
         self, executor: NodeExecutor, ctx: NodeContext, timeout_s: float

@@ -22,7 +22,7 @@ from app.domain.status import ExecutionStatus
 from app.engine.compile.graph import Limits, PlanCache, default_plan_cache
 from app.engine.compile.plan import Plan
 from app.engine.ports import CheckpointStore, Clock, EventSink, WorkflowLoader
-from app.engine.run import graph_loop
+from app.engine.run import graph_loop, log_fields
 from app.engine.run.clock import SystemClock
 from app.engine.run.context import NodeExecutor
 from app.engine.run.control import RunControl
@@ -99,7 +99,10 @@ class Scheduler:
 
     async def run(self, request: RunRequest, control: RunControl | None = None) -> RunOutcome:
         """Run to an end, a pause or a wait. Cancelling the calling task cancels the run."""
-        control = control or RunControl()
+        with log_fields.bound(execution_id=request.execution_id):
+            return await self._run(request, control or RunControl())
+
+    async def _run(self, request: RunRequest, control: RunControl) -> RunOutcome:
         checkpoints = request.checkpoints
         if checkpoints is None:
             checkpoints = (

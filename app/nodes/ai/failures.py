@@ -20,6 +20,7 @@ import orjson
 from app.errors import NodeError
 from app.nodes.net import egress
 from app.nodes.net.exchange import retry_after_s
+from app.redaction import scrub
 
 RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
 # Error types a provider may send inside a started stream that another attempt will not fix.
@@ -129,14 +130,6 @@ async def read_error_text(response: httpx.Response) -> str:
     except orjson.JSONDecodeError:
         return raw[:ERROR_BODY_BYTES].decode(errors="replace")
     return str(parsed.get("error", parsed)) if isinstance(parsed, dict) else str(parsed)
-
-
-def scrub(text: str, secrets: Iterable[str]) -> str:
-    """``text`` with every secret replaced (a provider may echo the key it refused)."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "[secret]")
-    return text
 
 
 def _said(body: object) -> str | None:
