@@ -16,6 +16,7 @@ from app.store.gauges import ClusterCounts
 
 log = logging.getLogger(__name__)
 
+
 class ClusterGauges:
     def __init__(self, engine: AsyncEngine, refresh_s: float) -> None:
         self._engine = engine
