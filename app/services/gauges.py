@@ -41,8 +41,10 @@ class ClusterGauges:
 
     async def _loop(self) -> None:
         while True:
+            # The first read waits one period too: a process starting up has enough to do, and
+            # the database sees no burst of reads when many replicas start at once.
+            await asyncio.sleep(self._refresh_s)
             try:
                 await self.refresh()
             except Exception as exc:  # the database is down: the gauges keep their last values
                 log.warning("cluster gauges not refreshed (%s)", type(exc).__name__)
-            await asyncio.sleep(self._refresh_s)
