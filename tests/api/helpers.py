@@ -9,11 +9,16 @@ from typing import Any
 
 import httpx
 from fastapi import FastAPI
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
 
 from app.domain.events import Event, EventType
 from app.main import create_app
 from app.services.container import Services
 from app.settings import Settings
+from tests.e2e.live import start_uvicorn
 
 BASE_URL = "http://oxify.test"
 PROBLEM_JSON = "application/problem+json"
@@ -132,3 +137,28 @@ async def wait_run(client: httpx.AsyncClient, execution_id: str) -> dict[str, An
     assert response.status_code == 200, response.text
     execution: dict[str, Any] = response.json()
     return execution
+
+
+@asynccontextmanager
+async def flaky_endpoint(failures: int) -> AsyncIterator[str]:
+    """The URL of a local server whose ``/flaky`` answers 503 (retryable) ``failures`` times,
+    then 200 with ``{"calls": n}``."""
+    calls = 0
+
+    async def flaky(request: Request) -> Response:
+        del request
+        nonlocal calls
+        calls += 1
+        if calls <= failures:
+            return PlainTextResponse("busy", status_code=503)
+        return JSONResponse({"calls": calls})
+
+    server, serving_task, sock = await start_uvicorn(
+        Starlette(routes=[Route("/flaky", flaky)]), lifespan="off"
+    )
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}/flaky"
+    finally:
+        server.should_exit = True
+        await serving_task
+        sock.close()

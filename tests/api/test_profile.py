@@ -8,22 +8,18 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 from sqlalchemy import delete
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route
 
 from app.store import tables
 from tests.api.helpers import (
     assert_problem,
     create_workflow,
     delays,
+    flaky_endpoint,
     linear,
     services_of,
     start_run,
     wait_run,
 )
-from tests.e2e.live import start_uvicorn
 
 FAILURES = 2  # answers 503 before the first 200
 
@@ -31,25 +27,8 @@ FAILURES = 2  # answers 503 before the first 200
 @pytest.fixture
 async def flaky_url() -> AsyncIterator[str]:
     """A local server whose ``/flaky`` answers 503 (retryable) twice, then 200."""
-    calls = 0
-
-    async def flaky(request: Request) -> Response:
-        del request
-        nonlocal calls
-        calls += 1
-        if calls <= FAILURES:
-            return PlainTextResponse("busy", status_code=503)
-        return JSONResponse({"calls": calls})
-
-    server, serving_task, sock = await start_uvicorn(
-        Starlette(routes=[Route("/flaky", flaky)]), lifespan="off"
-    )
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}/flaky"
-    finally:
-        server.should_exit = True
-        await serving_task
-        sock.close()
+    async with flaky_endpoint(FAILURES) as url:
+        yield url
 
 
 async def test_a_finished_run_has_its_critical_path_backoff_and_bottlenecks(

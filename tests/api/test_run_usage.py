@@ -9,13 +9,8 @@ from typing import Any
 
 import httpx
 import pytest
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route
 
-from tests.api.helpers import create_workflow, linear, start_run, wait_run
-from tests.e2e.live import start_uvicorn
+from tests.api.helpers import create_workflow, flaky_endpoint, linear, start_run, wait_run
 from tests.providers import ProviderServer, openai_server
 
 
@@ -28,25 +23,8 @@ async def openai_srv() -> AsyncIterator[ProviderServer]:
 @pytest.fixture
 async def flaky_url() -> AsyncIterator[str]:
     """A local server whose ``/flaky`` answers 503 (retryable) once, then 200."""
-    calls = 0
-
-    async def flaky(request: Request) -> Response:
-        del request
-        nonlocal calls
-        calls += 1
-        if calls == 1:
-            return PlainTextResponse("busy", status_code=503)
-        return JSONResponse({"calls": calls})
-
-    server, serving_task, sock = await start_uvicorn(
-        Starlette(routes=[Route("/flaky", flaky)]), lifespan="off"
-    )
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}/flaky"
-    finally:
-        server.should_exit = True
-        await serving_task
-        sock.close()
+    async with flaky_endpoint(1) as url:
+        yield url
 
 
 def spent(api_calls: int, tokens: int, cost_usd: float, unpriced_calls: int = 0) -> dict[str, Any]:
