@@ -43,9 +43,12 @@ class Housekeeping:
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
+        # Deadlines that passed while no replica ran are handled before this one serves; the
+        # loop then looks again every period (nothing of it runs in the background at once).
+        await _once(self.deadlines, "deadlines")
         self._tasks.append(
             asyncio.create_task(
-                _every(self._deadline_sweep_s, self.deadlines, "deadlines"),
+                _every(self._deadline_sweep_s, self.deadlines, "deadlines", wait_first=True),
                 name="oxify-deadlines",
             )
         )
@@ -83,12 +86,20 @@ class Housekeeping:
                 return total
 
 
-async def _every(seconds: float, job: Callable[[], Awaitable[int]], what: str) -> None:
-    while True:
-        try:
-            done = await job()
-            if done:
-                log.info("%s: %d handled", what, done)
-        except Exception as exc:
-            log.warning("%s failed (%s); trying again later", what, exc)
+async def _every(
+    seconds: float, job: Callable[[], Awaitable[int]], what: str, *, wait_first: bool = False
+) -> None:
+    if wait_first:
         await asyncio.sleep(seconds)
+    while True:
+        await _once(job, what)
+        await asyncio.sleep(seconds)
+
+
+async def _once(job: Callable[[], Awaitable[int]], what: str) -> None:
+    try:
+        done = await job()
+        if done:
+            log.info("%s: %d handled", what, done)
+    except Exception as exc:
+        log.warning("%s failed (%s); trying again later", what, exc)
