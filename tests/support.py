@@ -13,8 +13,10 @@ from app.domain.events import Event, EventType
 from app.domain.node_types import NodeConfig, NodeType
 from app.domain.run import RunConfig, RunOutcome
 from app.engine.compile.graph import Limits
+from app.engine.ports import RunObserver
 from app.engine.run.context import NodeContext, NodeExecutor
 from app.engine.run.control import RunControl
+from app.engine.run.observe import UNWATCHED
 from app.engine.run.outcomes import NodeOutput, Suspend
 from app.engine.run.scheduler import RunRequest, Scheduler
 from app.nodes.registry import Registry, core_registry
@@ -110,6 +112,7 @@ class Harness:
     clock: Any = field(default_factory=FakeClock)
     seed: int | None = 7
     limits: Limits | None = None
+    observer: RunObserver = UNWATCHED
 
     @property
     def probe(self) -> ProbeExecutor:
@@ -126,6 +129,7 @@ class Harness:
             node_types=self.registry.node_types,
             seed=self.seed,
             limits=self.limits,
+            observer=self.observer,
         )
 
     async def run(

@@ -67,3 +67,42 @@ class Clock(Protocol):
     async def sleep(self, seconds: float) -> None:
         """Sleep; cancellable."""
         ...
+
+
+class AttemptWatch(Protocol):
+    """One attempt of a node (or one checkpoint write) as metrics and traces see it."""
+
+    def end(self, outcome: str, error_code: str | None = None) -> None:
+        """It ended: ``completed``, ``failed`` (with the error's code), ``suspended`` (waits
+        for people) or ``interrupted`` (cancelled, or a nested graph paused or waits)."""
+        ...
+
+
+class NodeWatch(AttemptWatch, Protocol):
+    """A node from its first attempt to its last, as metrics and traces see it; it ends like
+    its last attempt."""
+
+    def attempt(self, attempt: int) -> AttemptWatch:
+        """Attempt number ``attempt`` starts now (on the task that runs it)."""
+        ...
+
+    def retry(self, attempt: int, delay_s: float, error_code: str) -> None:
+        """Attempt ``attempt`` failed with ``error_code``; the next starts after ``delay_s``."""
+        ...
+
+
+class RunObserver(Protocol):
+    """Watches nodes and checkpoints for metrics and traces.
+
+    A watch begins and ends on the same task, in order, so an implementation may make its span
+    the current one in between (a node's own calls then nest under it). Implementations never
+    raise, and cost next to nothing when nothing is watching: they are called once per node.
+    """
+
+    def node(self, key: str, node_type: str) -> NodeWatch:
+        """Node ``key`` (of type ``node_type``) starts its first attempt of this stretch."""
+        ...
+
+    def checkpoint(self, number: int) -> AttemptWatch:
+        """Checkpoint ``number`` is being written."""
+        ...

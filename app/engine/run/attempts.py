@@ -8,6 +8,7 @@ from typing import Any
 
 from app.domain.events import EventType
 from app.engine.compile.plan import PlanNode
+from app.engine.ports import NodeWatch
 from app.engine.run import bounded, log_fields, payload, retry
 from app.engine.run.context import NodeContext, NodeExecutor
 from app.engine.run.outcomes import NodeOutput, Suspend, as_node_error, error_payload
@@ -45,12 +46,33 @@ class NodeAttempts:
 
     async def run(self, ctx: NodeContext) -> NodeOutput | Suspend | Failure:
         """Attempts until success, suspension, a non-retryable error or retries run out."""
+        watch = self.rt.observer.node(ctx.key, ctx.node.type)
+        outcome: NodeOutput | Suspend | Failure | None = None
+        try:
+            outcome = await self._retrying(ctx, watch)
+            return outcome
+        finally:
+            watch.end(_outcome_name(outcome), _error_code(outcome))
+
+    async def once(
+        self, executor: NodeExecutor, ctx: NodeContext
+    ) -> NodeOutput | Suspend | Failure:
+        """The node's only attempt (see :meth:`inline_executor`)."""
+        watch = self.rt.observer.node(ctx.key, ctx.node.type)
+        outcome: NodeOutput | Suspend | Failure | None = None
+        try:
+            outcome = await self.attempt(executor, ctx, watch)
+            return outcome
+        finally:
+            watch.end(_outcome_name(outcome), _error_code(outcome))
+
+    async def _retrying(self, ctx: NodeContext, watch: NodeWatch) -> NodeOutput | Suspend | Failure:
         node = ctx.node
         policy = node.options.retry
         executor = self.rt.executors[node.type]
         retries = 0
         while True:
-            outcome = await self.attempt(executor, ctx)
+            outcome = await self.attempt(executor, ctx, watch)
             if not isinstance(outcome, Failure):
                 return outcome
             error = outcome.error
@@ -58,6 +80,7 @@ class NodeAttempts:
                 return outcome
             retries += 1
             delay = retry.backoff_delay(policy, retries, self.rt.rng.random, error.retry_after_s)
+            watch.retry(ctx.attempt, delay, error.code)
             self.rt.log.event(
                 EventType.NODE_RETRY,
                 node_id=ctx.key,
@@ -75,16 +98,18 @@ class NodeAttempts:
             ctx.attempt += 1
 
     async def attempt(
-        self, executor: NodeExecutor, ctx: NodeContext
+        self, executor: NodeExecutor, ctx: NodeContext, node_watch: NodeWatch
     ) -> NodeOutput | Suspend | Failure:
         """One attempt of the node, within its timeout; an error comes back as a Failure."""
         self.last_attempt[ctx.key] = ctx.attempt
         fields = log_fields.bind(node_id=ctx.key, attempt=ctx.attempt)
+        watch = node_watch.attempt(ctx.attempt)
+        outcome: NodeOutput | Suspend | Failure | None = None
         try:
             self.rt.usage.spend(ctx.key, nodes=1)
             timeout_s = ctx.node.options.timeout_s
             if timeout_s is None:
-                outcome: NodeOutput | Suspend = await executor.execute(ctx)
+                outcome = await executor.execute(ctx)
             else:
                 outcome = await self._timed(executor, ctx, timeout_s)
             if isinstance(outcome, NodeOutput) and not _plainly_storable(outcome):
@@ -94,9 +119,11 @@ class NodeAttempts:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            return Failure(as_node_error(exc), ctx.attempt)
+            outcome = Failure(as_node_error(exc), ctx.attempt)
+            return outcome
         finally:
             ctx.end_attempt()
+            watch.end(_outcome_name(outcome), _error_code(outcome))
             log_fields.unbind(fields)
 
     async def _timed(
@@ -109,6 +136,21 @@ class NodeAttempts:
             if scope.expired():
                 raise NodeTimeout(f"node timed out after {timeout_s:g} s") from None
             raise
+
+
+def _outcome_name(outcome: NodeOutput | Suspend | Failure | None) -> str:
+    """How an attempt ended, for observers (None: cancelled, or a nested graph stopped)."""
+    if isinstance(outcome, NodeOutput):
+        return "completed"
+    if isinstance(outcome, Failure):
+        return "failed"
+    if isinstance(outcome, Suspend):
+        return "suspended"
+    return "interrupted"
+
+
+def _error_code(outcome: NodeOutput | Suspend | Failure | None) -> str | None:
+    return outcome.error.code if isinstance(outcome, Failure) else None
 
 
 def _plainly_storable(out: NodeOutput) -> bool:

@@ -124,7 +124,7 @@ class GraphLoop:
             self._started(node, key, ctx.attempt)
             executor = attempts.inline_executor(node)
             if executor is not None:
-                self._handle(node, key, await attempts.attempt(executor, ctx), started)
+                self._handle(node, key, await attempts.once(executor, ctx), started)
                 continue
             task = asyncio.ensure_future(self._guarded(ctx))
             task.add_done_callback(self._on_done)

@@ -20,7 +20,8 @@ from typing import Any
 
 from app.domain.events import Event, EventType
 from app.domain.run import Checkpoint, CheckpointPolicy, EveryNLevels, EveryNNodes, NodeRecord
-from app.engine.ports import CheckpointStore, Clock, EventSink
+from app.engine.ports import CheckpointStore, Clock, EventSink, RunObserver
+from app.engine.run.observe import UNWATCHED
 from app.errors import LeaseLost
 
 _NOTHING: frozenset[str] = frozenset()
@@ -40,6 +41,7 @@ class RunLog:
         last_seq: int = 0,
         last_checkpoint: int = 0,
         fence: int | None = None,
+        observer: RunObserver = UNWATCHED,
     ) -> None:
         self.execution_id = execution_id
         self.fence = fence  # the lease generation every write of this journal carries
@@ -49,6 +51,7 @@ class RunLog:
         self._store = checkpoints
         self._now = clock.now  # bound once: called for every event
         self._policy = policy
+        self._observer = observer
         self._pending: list[Event] = []
         self._records: list[NodeRecord] = []
         self._unsaved: set[str] = set()
@@ -202,7 +205,7 @@ class RunLog:
         try:
             if checkpoint is not None:
                 self._saving = frozenset(r.key for r in checkpoint.records)
-                await self._store.save_checkpoint(checkpoint, events, fence=self.fence)
+                await self._save(checkpoint, events)
             elif events:
                 await self._sink.emit(events, fence=self.fence)
         except BaseException:
@@ -213,3 +216,15 @@ class RunLog:
             raise
         finally:
             self._saving = _NOTHING
+
+    async def _save(self, checkpoint: Checkpoint, events: list[Event]) -> None:
+        watch = self._observer.checkpoint(checkpoint.number)
+        outcome, error = "interrupted", None
+        try:
+            await self._store.save_checkpoint(checkpoint, events, fence=self.fence)
+            outcome = "completed"
+        except Exception as exc:
+            outcome, error = "failed", type(exc).__name__
+            raise
+        finally:
+            watch.end(outcome, error)

@@ -10,7 +10,7 @@ from typing import Any
 from app.domain.run import NodeRecord, RunConfig
 from app.engine.compile.builder import Limits
 from app.engine.compile.plan import Plan
-from app.engine.ports import Clock, WorkflowLoader
+from app.engine.ports import Clock, RunObserver, WorkflowLoader
 from app.engine.run.context import NodeExecutor, RunHandle
 from app.engine.run.control import RunControl
 from app.engine.run.run_log import RunLog
@@ -36,6 +36,7 @@ class RunRuntime(RunHandle):
         rng: random.Random,
         planner: Callable[[Mapping[str, Any]], Awaitable[Plan]],
         limits: Limits,
+        observer: RunObserver,
     ) -> None:
         super().__init__(
             execution_id=execution_id,
@@ -54,3 +55,4 @@ class RunRuntime(RunHandle):
         self.resume_values = resume_values
         self.prior_attempts = prior_attempts
         self.rng = rng
+        self.observer = observer

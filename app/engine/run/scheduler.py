@@ -21,11 +21,12 @@ from app.domain.run import Checkpoint, RunConfig, RunOutcome, fold_records
 from app.domain.status import ExecutionStatus
 from app.engine.compile.graph import Limits, PlanCache, default_plan_cache
 from app.engine.compile.plan import Plan
-from app.engine.ports import CheckpointStore, Clock, EventSink, WorkflowLoader
+from app.engine.ports import CheckpointStore, Clock, EventSink, RunObserver, WorkflowLoader
 from app.engine.run import graph_loop, log_fields
 from app.engine.run.clock import SystemClock
 from app.engine.run.context import NodeExecutor
 from app.engine.run.control import RunControl
+from app.engine.run.observe import UNWATCHED
 from app.engine.run.run_log import RunLog
 from app.engine.run.runtime import RunRuntime
 from app.engine.run.scope import Scope
@@ -82,6 +83,7 @@ class Scheduler:
         limits: Limits | None = None,
         plan_cache: PlanCache | None = None,
         seed: int | None = None,
+        observer: RunObserver = UNWATCHED,
     ) -> None:
         self._executors = executors
         self._events = events
@@ -92,6 +94,7 @@ class Scheduler:
         self._limits = limits or Limits()
         self._plans = plan_cache or default_plan_cache
         self._seed = seed
+        self._observer = observer
 
     def plan(self, document: Mapping[str, Any]) -> Plan:
         """Validate and plan a document (cached by content hash); raises WorkflowInvalid."""
@@ -119,6 +122,7 @@ class Scheduler:
             last_seq=request.last_seq,
             last_checkpoint=max((c.number for c in checkpoints), default=0),
             fence=request.fence,
+            observer=self._observer,
         )
         runtime = RunRuntime(
             execution_id=request.execution_id,
@@ -136,6 +140,7 @@ class Scheduler:
                 self._plans.get_or_plan_async, node_types=self._node_types, limits=self._limits
             ),
             limits=self._limits,
+            observer=self._observer,
         )
         driver = {} if request.replica is None else {"replica": request.replica}
         if request.resume:
