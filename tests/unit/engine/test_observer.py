@@ -75,3 +75,14 @@ async def test_a_node_out_of_retries_ends_failed() -> None:
         ("end", "p#2", "failed", "node_failed"),
         ("end", "p", "failed", "node_failed"),
     ]
+
+
+async def test_combined_observers_each_see_everything() -> None:
+    from app.observability.observers import combined
+
+    first, second = Recorder(), Recorder()
+    h = Harness(observer=combined([first, second]))
+    retry = {"max_retries": 1, "initial_delay_ms": 10, "jitter": 0}
+    await h.run(workflow([node("p", "probe", fail_times=1, retry=retry)], []))
+    assert first.calls == second.calls
+    assert ("retry", "p", 1, 0.01, "node_failed") in first.calls
