@@ -46,5 +46,5 @@ async def readyz(services: ServicesDep) -> Status:
     },
 )
 async def prometheus_metrics(request: Request) -> Response:
-    body = metrics.of(request.app).render()
+    body = await metrics.of(request.app).render()
     return Response(body, media_type=metrics.CONTENT_TYPE)
