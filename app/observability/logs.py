@@ -2,7 +2,9 @@
 
 Records go through a queue: the logging call only copies the record and what its context knows
 (the run, node and attempt bound by the engine, the replica, the current span), and a thread
-formats and writes it, so a slow sink never stalls the event loop. Secrets are redacted on that
+formats and writes it, so a slow sink never stalls the event loop. The queue is bounded
+(``MAX_QUEUED``): records that find it full are dropped and counted, and the next record
+that gets through is preceded by a warning saying how many were lost. Secrets are redacted on that
 thread: fields named like secrets, and the settings' secret values wherever they appear.
 
 Fields: ``time`` (RFC 3339, UTC), ``level``, ``logger``, ``message``; ``execution_id``,
@@ -21,7 +23,7 @@ import sys
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from logging.handlers import QueueHandler, QueueListener
-from typing import Any, Literal, TextIO
+from typing import Any, Literal, TextIO, cast
 
 from pydantic import BaseModel, SecretStr
 from pythonjsonlogger.core import RESERVED_ATTRS
@@ -48,6 +50,7 @@ FIRST_FIELDS = ("time", "level", "logger", "message")
 # Record attributes that are not fields: uvicorn's ANSI-coloured copy of the message, the task.
 NOT_FIELDS = (*RESERVED_ATTRS, "color_message", "taskName")
 _EXCEPTIONS = logging.Formatter()  # a traceback as text, taken in the logging task
+MAX_QUEUED = 10_000  # records waiting for a slow sink; memory stays bounded past that
 
 
 def secret_values(model: object) -> list[str]:
@@ -87,6 +90,11 @@ class Listener(QueueListener):
 
     stopped = False
 
+    def enqueue_sentinel(self) -> None:
+        # Waits for room (a full queue drains on its own), where the library's put_nowait fails.
+        records = cast("queue.Queue[Any]", self.queue)
+        records.put(None)  # QueueListener's sentinel
+
     def stop(self) -> None:
         if not self.stopped:
             self.stopped = True
@@ -97,10 +105,35 @@ class ContextQueueHandler(QueueHandler):
     """Reads, in the logging task, what the listener's thread cannot: the bound fields, the
     current span, the message with its arguments, the exception's text."""
 
-    def __init__(self, records: queue.SimpleQueue[logging.LogRecord], fields: Mapping[str, Any]):
+    def __init__(self, records: queue.Queue[logging.LogRecord], fields: Mapping[str, Any]):
         super().__init__(records)
         self.fields = fields
         self.listener: Listener | None = None
+        self.dropped = 0  # records lost to a full queue since start
+        self._unreported = 0  # of those, not yet announced in the log
+
+    def enqueue(self, record: logging.LogRecord) -> None:
+        try:
+            if self._unreported:
+                self.queue.put_nowait(self._dropped_warning())
+                self._unreported = 0
+            self.queue.put_nowait(record)
+        except queue.Full:
+            self.dropped += 1
+            self._unreported += 1
+
+    def _dropped_warning(self) -> logging.LogRecord:
+        return self.prepare(
+            logging.makeLogRecord(
+                {
+                    "name": "oxify.logs",
+                    "levelno": logging.WARNING,
+                    "levelname": "WARNING",
+                    "msg": "%d log record(s) dropped: the log sink did not keep up",
+                    "args": (self._unreported,),
+                }
+            )
+        )
 
     def close(self) -> None:
         if self.listener is not None:
@@ -163,13 +196,14 @@ def configure(
     secrets: Sequence[str] = (),
     fields: Mapping[str, Any] | None = None,
     stream: TextIO | None = None,
+    max_queued: int = MAX_QUEUED,
 ) -> Listener:
     """Send every logger's records (the app's, uvicorn's error and access logs) through one
     queue to ``stream`` (stderr) in ``log_format``; ``fields`` go on every line. Returns the
     started listener: stop it on the way out, which writes what is still queued."""
     sink = logging.StreamHandler(stream or sys.stderr)
     sink.setFormatter(JsonLines(secrets) if log_format == "json" else TextLines(secrets))
-    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    records: queue.Queue[logging.LogRecord] = queue.Queue(max_queued)
     root = logging.getLogger()
     handler = ContextQueueHandler(records, dict(fields or {}))
     root.handlers[:] = [handler]
@@ -185,3 +219,9 @@ def configure(
     handler.listener = Listener(records, sink)
     handler.listener.start()
     return handler.listener
+
+
+def dropped_records() -> int:
+    """Records lost to a full queue since the server's logging was configured (0 without)."""
+    root = logging.getLogger()
+    return sum(h.dropped for h in root.handlers if isinstance(h, ContextQueueHandler))

@@ -6,8 +6,10 @@ from __future__ import annotations
 import io
 import json
 import logging
+import queue
+import threading
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -158,3 +160,38 @@ async def test_closing_the_handler_writes_what_is_queued(configure: Configure) -
     assert isinstance(handler, logs.ContextQueueHandler)
     assert handler.listener is not None and handler.listener.stopped  # drained and joined
     assert [json.loads(line)["message"] for line in lines()] == ["last words"]
+
+
+class _BlockedSink(io.StringIO):
+    """A stream whose writes wait until released: a sink that cannot keep up."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+
+    def write(self, text: str) -> int:
+        self.release.wait()
+        return super().write(text)
+
+
+def test_a_stuck_sink_costs_dropped_records_not_memory_or_a_blocked_caller(
+    configure: Configure,
+) -> None:
+    sink = _BlockedSink()
+    listener = logs.configure(log_format="json", level="info", stream=sink, max_queued=10)
+    try:
+        log = logging.getLogger("oxify.test")
+        for n in range(50):  # none of these calls waits for the stuck sink
+            log.info("record %d", n)
+        dropped = logs.dropped_records()
+        assert 50 - 11 <= dropped <= 50 - 10  # the listener may hold one it took
+        sink.release.set()
+        cast("queue.Queue[Any]", listener.queue).join()  # all written: room again
+        log.info("after")
+    finally:
+        listener.stop()
+    lines = [json.loads(line) for line in sink.getvalue().splitlines()]
+    warning = next(line for line in lines if line["logger"] == "oxify.logs")
+    assert warning["level"] == "warning"
+    assert warning["message"] == f"{dropped} log record(s) dropped: the log sink did not keep up"
+    assert lines[-1]["message"] == "after"
