@@ -82,20 +82,16 @@ async def test_promtool_has_nothing_to_say_about_the_exposition_after_runs(
         flaky_endpoint(1) as flaky_url,
         serving(pg_database_url, shutdown_grace_s=2.0) as client,
     ):
-        completes = await create_workflow(client, doubler())
-        done = await wait_run(
-            client, (await start_run(client, completes, {"inputs": {"n": 2}}))["id"]
+        doubled = await start_run(
+            client, await create_workflow(client, doubler()), {"inputs": {"n": 2}}
         )
-        assert done["status"] == "completed", done
-        fails = await create_workflow(client, busy_run(llm.url, flaky_url))
-        done = await wait_run(client, (await start_run(client, fails))["id"])
-        assert done["status"] == "failed", done
+        assert (await wait_run(client, doubled["id"]))["status"] == "completed"
+        busy = await start_run(client, await create_workflow(client, busy_run(llm.url, flaky_url)))
+        assert (await wait_run(client, busy["id"]))["status"] == "failed"
         exposition = (await client.get("/metrics")).content
     assert b"oxify_runs_finished_total" in exposition
-    assert await prometheus.promtool(prometheus_bin, "check", "metrics", stdin=exposition) == (
-        0,
-        "",
-    )
+    checked = await prometheus.promtool(prometheus_bin, "check", "metrics", stdin=exposition)
+    assert checked == (0, "")
 
 
 async def test_prometheus_scrapes_two_replicas(
