@@ -141,7 +141,15 @@ def test_the_readme_points_at_the_reference() -> None:
 def test_nothing_points_outside_the_repository() -> None:
     """The project's own notes live outside the product; no file may send readers there."""
     outside = ["../" + "shared", "api-" + "contract.md"]
-    skipped = {".git", ".venv", "__pycache__", ".mypy_cache", ".ruff_cache", ".pytest_cache"}
+    skipped = {
+        ".git",
+        ".venv",
+        ".cache",
+        "__pycache__",
+        ".mypy_cache",
+        ".ruff_cache",
+        ".pytest_cache",
+    }
     for path in ROOT.rglob("*"):
         if skipped & set(path.relative_to(ROOT).parts) or not path.is_file():
             continue
