@@ -4,6 +4,7 @@ time to first token, event lags, stream subscribers, takeovers, and OpenMetrics 
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from types import SimpleNamespace
 from typing import Any
@@ -16,6 +17,7 @@ from prometheus_client.openmetrics.parser import (
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, update
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from websockets.asyncio.client import connect
 
 from app.api.metrics import MetricsMiddleware
 from app.domain.events import Event, EventType
@@ -243,19 +245,29 @@ async def test_stream_subscribers_are_counted_and_their_lag_observed(fresh_pg_ur
     ):
         run = await start_run(client, await create_workflow(client, approval("followed")))
         assert (await wait_run(client, run["id"]))["status"] == "waiting"
-        async with sse(client, f"/v1/executions/{run['id']}/events") as events:
+        async with (
+            sse(client, f"/v1/executions/{run['id']}/events") as events,
+            connect(f"{live.ws_url}/v1/executions/{run['id']}/ws") as ws,
+        ):
             await events.until(EventType.WORKFLOW_WAITING.value)  # replayed from the table
+            while json.loads(await ws.recv())["type"] != EventType.WORKFLOW_WAITING.value:
+                pass
             following = await scrape(client)
             await approve(client, run["id"])  # the rest is published live
             await events.until(EventType.WORKFLOW_COMPLETED.value)
             assert await events.rest() == []  # the server ended the stream
+            frames = [json.loads(message) async for message in ws]  # until the server closes
+            assert frames[-1]["type"] == EventType.WORKFLOW_COMPLETED.value
         after = await scrape(client)
 
     assert value(following, "oxify_stream_subscribers", kind="sse") == 1
-    assert value(following, "oxify_stream_subscribers", kind="websocket") == 0
-    assert value(after, "oxify_stream_subscribers", kind="sse") == 0
+    assert value(following, "oxify_stream_subscribers", kind="websocket") == 1
+    assert value(after, "oxify_stream_subscribers") == 0
     lags = "oxify_event_publish_lag_seconds_count"  # the /wait above was a subscriber too
-    assert value(after, lags) > value(following, lags)
+    assert value(after, lags) >= value(following, lags) + 2  # one batch at least, each stream
+    ws_route = "/v1/executions/{execution_id}/ws"
+    assert value(after, "oxify_http_requests_total", route=ws_route, status="101") == 1
+    assert value(after, "oxify_http_request_duration_seconds_count", route=ws_route) == 0
 
 
 async def until(events: AsyncIterator[Event], type_: EventType) -> None:
