@@ -4,6 +4,7 @@ services, and the FastAPI app around them. The only module that wires everything
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -21,8 +22,11 @@ from app.events.bus import EventBus
 from app.events.notify import Channel, LocalNotifier, Notifier, PgNotifier
 from app.nodes.registry import load_registry
 from app.nodes.resources import NodeResources
+from app.observability.metrics import Metrics
+from app.observability.observers import combined
 from app.services.container import Services
 from app.services.executions import ExecutionService
+from app.services.finished_runs import FinishedRuns
 from app.services.forms import FormService
 from app.services.gauges import ClusterGauges
 from app.services.housekeeping import Housekeeping
@@ -38,8 +42,9 @@ MAINTENANCE_TIMEOUT_S = 300.0  # seconds a retention statement may take (bulk de
 
 
 @asynccontextmanager
-async def running_services(settings: Settings) -> AsyncIterator[Services]:
-    """Everything a serving process needs, started; stopped (runs paused) on exit."""
+async def running_services(settings: Settings, metrics: Metrics) -> AsyncIterator[Services]:
+    """Everything a serving process needs, started, recording into ``metrics``; stopped (runs
+    paused) on exit."""
     faults.install(settings.faults, settings.faults_seed)
     # One bound for every database call; writes and renewals a third of a lease at most, so a
     # hung connection is replaced while the leases it renews still hold.
@@ -47,7 +52,7 @@ async def running_services(settings: Settings) -> AsyncIterator[Services]:
     engine = db.create_engine(settings.resolved_database_url, timeout_s=settings.db_timeout_s)
     replica_id = settings.resolved_replica_id
     journal = SqlJournal(engine, timeout_s=timeout_s)
-    bus = EventBus(journal, queue_size=settings.subscriber_queue)
+    bus = EventBus(journal, queue_size=settings.subscriber_queue, lags=metrics)
     notifier: Notifier = (
         PgNotifier(db.asyncpg_dsn(engine), replica_id, timeout_s=settings.db_timeout_s)
         if db.is_postgres(engine)
@@ -61,7 +66,7 @@ async def running_services(settings: Settings) -> AsyncIterator[Services]:
     journal.set_publisher(published)
     notifier.listen(Channel.EVENTS, bus.refresh)
     notifier.on_resync(bus.refresh_all)
-    resources = NodeResources(settings=settings, database=engine)
+    resources = NodeResources(settings=settings, database=engine, meter=metrics)
     registry = load_registry(resources)
     if settings.faults:
         executors = {name: faults.FaultyExecutor(e) for name, e in registry.executors.items()}
@@ -83,6 +88,9 @@ async def running_services(settings: Settings) -> AsyncIterator[Services]:
         node_types=registry.node_types,
         limits=limits,
         plan_cache=plan_cache,
+        # A tracing observer goes before the metrics: watches end in reverse, so its span is
+        # still current when a node's duration is observed (the trace_id exemplar).
+        observer=combined([metrics.nodes]),
     )
     runner = Runner(
         engine=engine,
@@ -98,6 +106,9 @@ async def running_services(settings: Settings) -> AsyncIterator[Services]:
             poll_s=settings.resolved_poll_s,
             timeout_s=timeout_s,
         ),
+        on_claimed=functools.partial(
+            metrics.claimed, replica_id=replica_id, lease_s=settings.lease_s
+        ),
     )
 
     def requeued(execution_ids: list[str]) -> None:
@@ -105,7 +116,13 @@ async def running_services(settings: Settings) -> AsyncIterator[Services]:
         notifier.send(Channel.QUEUE, execution_ids)
 
     journal.on_requeued(requeued)
-    forms = FormService(engine, queued=lambda execution_id: requeued([execution_id]))
+    forms = FormService(
+        engine,
+        queued=lambda execution_id: requeued([execution_id]),
+        answered=metrics.form_answered,
+    )
+    finished_runs = FinishedRuns(engine, metrics.run_finished, timeout_s=timeout_s)
+    bus.listen(finished_runs.events)
     executions = ExecutionService(
         engine,
         workflows=workflows,
@@ -147,6 +164,7 @@ async def running_services(settings: Settings) -> AsyncIterator[Services]:
         registry.catalog(),
         resources,
         gauges,
+        finished_runs=finished_runs,
     )
     await notifier.start()
     await runner.start()
@@ -159,6 +177,7 @@ async def running_services(settings: Settings) -> AsyncIterator[Services]:
         await housekeeping.close()
         await runner.shutdown(settings.shutdown_grace_s)
         await journal.close()
+        await finished_runs.close()
         await bus.close()
         await notifier.close()
         await resources.aclose()
@@ -174,9 +193,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with running_services(settings) as services:
+        async with running_services(settings, api_metrics.of(app)) as services:
             app.state.services = services
-            services.bus.listen(api_metrics.of(app).observe_events)
             yield
 
     app = FastAPI(
@@ -186,5 +204,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     api_errors.install(app, max_body_bytes=settings.max_body_bytes)
+    api_metrics.install(app, settings)
     app.include_router(router)
     return app

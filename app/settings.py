@@ -147,6 +147,20 @@ class Settings(BaseSettings, AiSettings, NetSettings, McpSettings, CodeSettings)
         description="Seconds between reads of the cluster-wide gauges /metrics shows (runs by "
         "status, queue depth, pending forms).",
     )
+    metrics_max_workflows: int = Field(
+        default=50,
+        ge=1,
+        le=10_000,
+        description="Workflow names /metrics labels finished runs with, per process (the first "
+        'ones met); runs of any later workflow count as workflow="other".',
+    )
+    metrics_max_models: int = Field(
+        default=50,
+        ge=1,
+        le=10_000,
+        description="Model names /metrics labels LLM tokens, cost and time to first token with, "
+        'per process (the first ones met); later ones count as model="other".',
+    )
     retention_days: float | None = Field(
         default=None,
         gt=0,

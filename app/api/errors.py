@@ -22,7 +22,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, ExceptionHandler, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
-from app.api import bodies, metrics, openapi
+from app.api import bodies, openapi
 from app.api.schemas import PROBLEM_MEDIA_TYPE, ProblemDetails, ProblemError
 from app.errors import ErrorDetail, OxifyError
 
@@ -259,7 +259,8 @@ def _from_api_problem(exc: ApiProblem) -> ProblemDetails:
 
 def install(app: FastAPI, *, max_body_bytes: int) -> None:
     """Everything the API adds around its routes (the composition root's one hook into the
-    edge): problem+json handlers, the body cap, request metrics and the OpenAPI document."""
+    edge, with :func:`app.api.metrics.install`): problem+json handlers, the body cap and the
+    OpenAPI document."""
     app.add_exception_handler(OxifyError, _handler(from_oxify_error, _retry_after))
     app.add_exception_handler(RequestValidationError, _handler(from_validation_error))
     app.add_exception_handler(StarletteHTTPException, _handler(from_http_exception, _http_headers))
@@ -268,7 +269,6 @@ def install(app: FastAPI, *, max_body_bytes: int) -> None:
     )
     app.add_exception_handler(Exception, _handler(_unexpected))
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=max_body_bytes)
-    metrics.install(app)
     openapi.install(app)
 
 

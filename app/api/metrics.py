@@ -1,100 +1,37 @@
-"""Prometheus metrics of one app, in a registry of its own (two apps in a process never collide).
+"""The app's Prometheus metrics (:mod:`app.observability.metrics`) at the HTTP edge.
 
 HTTP requests are counted and timed by route template (``/v1/executions/{execution_id}``, never
-the raw path) by a pure ASGI middleware; the number of runs this process drives is read from the
-runner when scraped, and the LLM answer caches' hits and misses from the caches.
+the raw path) by a pure ASGI middleware; streams (Server-Sent Events, WebSockets) are counted but
+not timed. What the runner counts, the answer caches' hits and misses and the cluster gauges are
+read from the services when scraped; a scrape renders in a worker thread (OpenMetrics, with
+exemplars, when its ``Accept`` asks for it).
 """
 
 from __future__ import annotations
 
-import platform
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 from fastapi import FastAPI
-from prometheus_client import (
-    CollectorRegistry,
-    Counter,
-    GCCollector,
-    Histogram,
-    Info,
-    PlatformCollector,
-    ProcessCollector,
-    disable_created_metrics,
-)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPENMETRICS_TYPE
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.domain.events import Event
-from app.observability.exposition import TextExposition
-
-# The ``_created`` series would add one series per child that the text format's readers ignore.
-disable_created_metrics()  # type: ignore[no-untyped-call]
+from app.observability.metrics import Metrics
+from app.settings import Settings
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+OPENMETRICS_CONTENT_TYPE = OPENMETRICS_TYPE
 UNMATCHED_ROUTE = "<unmatched>"  # one label for every unknown path: bounded cardinality
-LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
-
-
-class Metrics:
-    """The metric objects of one app."""
-
-    def __init__(self, app: FastAPI) -> None:
-        self.registry = CollectorRegistry()
-        self.http_requests = Counter(
-            "oxify_http_requests",
-            "HTTP requests answered, by method, route template and status.",
-            ["method", "route", "status"],
-            registry=self.registry,
-        )
-        self.http_latency = Histogram(
-            "oxify_http_request_duration_seconds",
-            "Time to answer HTTP requests (seconds), by method and route template.",
-            ["method", "route"],
-            buckets=LATENCY_BUCKETS,
-            registry=self.registry,
-        )
-        self.runs_started = Counter(
-            "oxify_runs_started", "Runs created through this API.", registry=self.registry
-        )
-        self.runs_finished = Counter(
-            "oxify_runs_finished",
-            "Runs that reached a terminal status, by status (fed by observe_events).",
-            ["status"],
-            registry=self.registry,
-        )
-        self.registry.register(_RunningRuns(app))
-        self.registry.register(_AnswerCaches(app))
-        self.registry.register(_Cluster(app))
-        ProcessCollector(registry=self.registry)
-        PlatformCollector(registry=self.registry)
-        GCCollector(registry=self.registry)
-        Info("oxify_build", "The running build.", registry=self.registry).info(
-            {"version": app.version, "python": platform.python_version()}
-        )
-        self._text = TextExposition(self.registry)
-
-    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
-        self.http_requests.labels(method, route, str(status)).inc()
-        self.http_latency.labels(method, route).observe(seconds)
-
-    def observe_events(self, events: Sequence[Event]) -> None:
-        """Count terminal events; meant to be chained to the journal's publisher."""
-        for event in events:
-            if event.type.is_terminal:
-                self.runs_finished.labels(event.type.value.removeprefix("workflow.")).inc()
-
-    async def render(self) -> bytes:
-        """The text exposition (tens of ms of CPU for 10,000 series, in slices that let the
-        event loop run in between)."""
-        return await self._text.render_async()
+EVENT_STREAM = b"text/event-stream"
 
 
 class _RunningRuns(Collector):
     """What the runner counts, read when scraped (zeros before start-up): runs driven now,
-    claims, lease renewals, recoveries, journal commits and notifying transactions."""
+    claims, lease renewals, recoveries, journal commits, notifying transactions and fenced
+    writes."""
 
     def __init__(self, app: FastAPI) -> None:
         self._app = app
@@ -180,27 +117,37 @@ _RUNNER_COUNTERS = {
     "lease_renewals": "Lease renewal statements (one renews all of this replica's leases).",
     "journal_commits": "Transactions the journal wrote (events, checkpoints, node results).",
     "notifications": "Notifying transactions sent to the other replicas.",
+    "fenced_writes": "Journal writes refused because another replica drives the run now.",
 }
 
 
 class MetricsMiddleware:
-    """Counts and times every HTTP request by route template and status."""
+    """Counts every HTTP request and WebSocket session by route template and status, and times
+    the requests that are not streams."""
 
     def __init__(self, app: ASGIApp, *, metrics: Metrics) -> None:
         self.app = app
         self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        kind = scope["type"]
+        if kind not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
         status = 500  # unless a response starts
+        stream = kind == "websocket"
 
         async def watched_send(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
+            nonlocal status, stream
+            sent = message["type"]
+            if sent in ("http.response.start", "websocket.http.response.start"):
                 status = message["status"]
+                stream = stream or _is_event_stream(message)
+            elif sent == "websocket.accept":
+                status = 101
+            elif sent == "websocket.close" and status == 500:
+                status = 403  # closed before it was accepted: the handshake was refused
             await send(message)
 
         try:
@@ -209,16 +156,29 @@ class MetricsMiddleware:
             route = scope.get("route")
             template = getattr(route, "path_format", None) or getattr(route, "path", None)
             self.metrics.observe_request(
-                scope["method"],
+                scope.get("method", "GET"),  # a WebSocket opens with a GET
                 template or UNMATCHED_ROUTE,
                 status,
-                time.perf_counter() - started,
+                None if stream else time.perf_counter() - started,
             )
 
 
-def install(app: FastAPI) -> Metrics:
+def _is_event_stream(message: Message) -> bool:
+    return any(
+        name == b"content-type" and value.startswith(EVENT_STREAM)
+        for name, value in message.get("headers", ())
+    )
+
+
+def install(app: FastAPI, settings: Settings) -> Metrics:
     """Give ``app`` its metrics (``app.state.metrics``) and the middleware that feeds them."""
-    metrics = Metrics(app)
+    metrics = Metrics(
+        version=app.version,
+        max_workflows=settings.metrics_max_workflows,
+        max_models=settings.metrics_max_models,
+    )
+    for collector in (_RunningRuns(app), _AnswerCaches(app), _Cluster(app)):
+        metrics.registry.register(collector)
     app.state.metrics = metrics
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return metrics
@@ -227,3 +187,8 @@ def install(app: FastAPI) -> Metrics:
 def of(app: FastAPI) -> Metrics:
     metrics: Metrics = app.state.metrics
     return metrics
+
+
+async def render(app: FastAPI, accept: str | None) -> tuple[bytes, str]:
+    """The scrape's body and content type."""
+    return await of(app).render(accept)

@@ -8,6 +8,10 @@ live, with no gap and no duplicate (live events at or below the replayed positio
 Runs driven by another replica reach local subscribers through :meth:`EventBus.refresh`: a
 notification names the run, and one read from the table serves all its subscribers here; a read
 that fails is tried again, backing off, for as long as the run has subscribers.
+
+Both paths are timed for the metrics (:class:`LagWatch`): a published batch from its commit to
+the moment a subscriber takes it, and a batch read after a notification from its newest event's
+timestamp (taken on the writing replica just before its commit) to the end of the read.
 """
 
 from __future__ import annotations
@@ -15,8 +19,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from datetime import UTC, datetime
 from typing import Any, Protocol, cast
 
 from app import faults
@@ -35,20 +41,33 @@ class EventReader(Protocol):
         ...
 
 
+class LagWatch(Protocol):
+    """Where the bus reports how late events reach subscribers (metrics); never raises."""
+
+    def published(self, seconds: float) -> None:
+        """A batch committed here reached a local subscriber ``seconds`` after its commit."""
+        ...
+
+    def notified(self, seconds: float) -> None:
+        """A batch another replica committed was read here ``seconds`` after it."""
+        ...
+
+
 class Subscription:
-    """A bounded mailbox of event batches for one subscriber."""
+    """A bounded mailbox of event batches for one subscriber, each with the monotonic time it
+    was published at (None: read from the table for another replica's run)."""
 
     __slots__ = ("_capacity", "_queue", "_size", "overflowed", "position", "wake")
 
     def __init__(self, capacity: int, position: int) -> None:
-        self._queue: list[Sequence[Event]] = []
+        self._queue: list[tuple[float | None, Sequence[Event]]] = []
         self._size = 0
         self._capacity = capacity
         self.overflowed = False
         self.position = position  # seq of the last event handed to the reader
         self.wake = asyncio.Event()
 
-    def offer(self, events: Sequence[Event]) -> None:
+    def offer(self, events: Sequence[Event], published_at: float | None) -> None:
         if self.overflowed:
             return
         if self._size + len(events) > self._capacity:
@@ -58,11 +77,11 @@ class Subscription:
             self._size = 0
             self.overflowed = True
         else:
-            self._queue.append(events)
+            self._queue.append((published_at, events))
             self._size += len(events)
         self.wake.set()
 
-    def take(self) -> list[Sequence[Event]]:
+    def take(self) -> list[tuple[float | None, Sequence[Event]]]:
         batches, self._queue, self._size = self._queue, [], 0
         self.wake.clear()
         return batches
@@ -72,9 +91,15 @@ class EventBus:
     """Subscribers per execution; ``publish`` is called by the store after each commit."""
 
     def __init__(
-        self, reader: EventReader, *, queue_size: int = 1024, retry_s: float = RETRY_FIRST_S
+        self,
+        reader: EventReader,
+        *,
+        queue_size: int = 1024,
+        retry_s: float = RETRY_FIRST_S,
+        lags: LagWatch | None = None,
     ) -> None:
         self._reader = reader
+        self._lags = lags
         self._queue_size = queue_size
         self._retry_s = retry_s  # after a failed read; doubling up to RETRY_MAX_S
         self._subscribers: dict[str, set[Subscription]] = defaultdict(set)
@@ -99,9 +124,10 @@ class EventBus:
         by_execution: dict[str, list[Event]] = {}
         for event in events:
             by_execution.setdefault(event.execution_id, []).append(event)
+        now = time.monotonic()  # just after the commit: the journal publishes right after it
         for execution_id, batch in by_execution.items():
             for subscription in self._subscribers.get(execution_id, ()):
-                subscription.offer(batch)
+                subscription.offer(batch, now)
 
     def refresh(self, execution_ids: Iterable[str]) -> None:
         """Another replica logged events for these runs: read them from the table, once per
@@ -143,9 +169,11 @@ class EventBus:
                     await asyncio.sleep(delay)
                     continue
                 failures = 0
+                if page and self._lags is not None:
+                    self._lags.notified((datetime.now(UTC) - page[-1].ts).total_seconds())
                 for subscription in self._subscribers.get(execution_id, ()):
                     if page:
-                        subscription.offer(page)
+                        subscription.offer(page, None)
                 if len(page) == READ_PAGE:
                     continue
                 if execution_id not in self._stale:
@@ -209,7 +237,9 @@ class EventBus:
                     return
                 while not subscription.overflowed:
                     await subscription.wake.wait()
-                    for batch in subscription.take():
+                    for published_at, batch in subscription.take():
+                        if published_at is not None and self._lags is not None:
+                            self._lags.published(time.monotonic() - published_at)
                         fresh, gap = _after(batch, last)
                         if fresh:
                             yield fresh

@@ -1,7 +1,8 @@
 """What executors may use beyond their ``NodeContext``: one object, owned by the composition root.
 
 ``NodeResources`` holds the shared HTTP client (every connection through the egress policy),
-the settings, the database engine, named provider clients, the clock and a logger. The
+the settings, the database engine, named provider clients, the clock, a logger and the meter
+model calls report to. The
 composition root (``app.main``, or ``oxify run``) builds one, hands it to every node factory
 (built-in or plug-in) and closes it on shutdown; executors never read settings or open clients
 of their own, so a process has one connection pool per outside service and nothing outlives it.
@@ -22,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.engine.ports import Clock
 from app.engine.run.clock import SystemClock
+from app.nodes.meter import UNMETERED, LlmMeter
 from app.nodes.net import egress
 from app.settings import Settings, get_settings
 
@@ -74,8 +76,10 @@ class NodeResources:
         http: httpx.AsyncClient | None = None,
         clock: Clock | None = None,
         logger: logging.Logger | None = None,
+        meter: LlmMeter = UNMETERED,
     ) -> None:
         self.settings = settings if settings is not None else get_settings()
+        self.meter = meter  # the metrics' view of model calls
         self.database = database
         self.clock: Clock = clock if clock is not None else SystemClock()
         self.logger = logger if logger is not None else logging.getLogger(LOGGER_NAME)
@@ -126,7 +130,9 @@ class NodeResources:
     def made(self, kind: type[T]) -> dict[str, T]:
         """The clients of type ``kind`` made so far, by name: what reads their state (the
         metrics read the answer caches' counters) sees them without making any."""
-        return {name: made for name, made in self._clients.made.items() if isinstance(made, kind)}
+        # A copy first: a scrape reads this from a thread while the loop may add a client.
+        made = list(self._clients.made.items())
+        return {name: client for name, client in made if isinstance(client, kind)}
 
     def scoped(self, name: str) -> NodeResources:
         """A view with the logger ``oxify.nodes.<name>``, sharing everything else."""

@@ -11,6 +11,7 @@ from app.events.bus import EventBus
 from app.nodes.ai import cache
 from app.nodes.resources import NodeResources
 from app.services.executions import ExecutionService
+from app.services.finished_runs import FinishedRuns
 from app.services.forms import FormService
 from app.services.gauges import ClusterGauges
 from app.services.runner import Runner
@@ -31,6 +32,7 @@ class Services:
     node_types: NodeTypeList  # what GET /v1/node-types answers; fixed once the process started
     resources: NodeResources  # the clients node executors share (and their counters)
     gauges: ClusterGauges  # cluster-wide counts for the metrics, refreshed in the background
+    finished_runs: FinishedRuns  # runs that ended here, counted by workflow for the metrics
 
     def answer_cache_counts(self) -> dict[str, tuple[int, int]]:
         """Hits and misses of the process's answer caches made so far, by kind (``llm``,

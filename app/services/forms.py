@@ -34,13 +34,21 @@ from app.store import db
 from app.store import forms as store
 
 SWEEP_BATCH = 100  # overdue forms per transaction
+Answered = Callable[[str, datetime, datetime], None]  # kind, created at, answered at
 
 
 class FormService:
-    def __init__(self, engine: AsyncEngine, *, queued: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        queued: Callable[[str], None],
+        answered: Answered | None = None,
+    ) -> None:
         self._engine = engine
         self._read = db.autocommit(engine)
         self._queued = queued  # a run was queued again: replicas should claim it
+        self._answered = answered  # metrics: a form was decided by people
 
     async def get(self, form_id: str) -> models.Form:
         async with self._read.connect() as conn:
@@ -97,6 +105,8 @@ class FormService:
             queued = decided is not None and await store.decide(
                 conn, form, status=store.SUBMITTED, answer=decided, at=at
             )
+        if decided is not None and self._answered is not None:
+            self._answered(form.kind, form.created_at, at)
         if queued:
             self._queued(form.execution_id)
         return await self.get(form_id)
@@ -119,6 +129,8 @@ class FormService:
         if status is None:  # another answer or the deadline came first
             _still_pending(await self.get(form.id))
             raise FormClosed(f"form {form.id!r} takes no more answers")
+        if self._answered is not None:
+            self._answered(form.kind, form.created_at, at)
         if status == store.QUEUED:
             self._queued(form.execution_id)
             await asyncio.sleep(0)  # let the claimer send its claim before this answer is built

@@ -27,7 +27,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -50,6 +50,7 @@ from app.store.journal import SqlJournal
 log = logging.getLogger(__name__)
 
 _E = ExecutionStatus
+ClaimListener = Callable[[claims.Kind, Sequence[claims.ClaimedRun]], None]
 PUMP_RETRY_S = 2.0  # seconds between attempts while the database is unreachable
 
 
@@ -88,8 +89,10 @@ class Runner:
         workflows: WorkflowService,
         notifier: Notifier,
         settings: LeaseSettings,
+        on_claimed: ClaimListener | None = None,
     ) -> None:
         self._engine = engine
+        self._on_claimed = on_claimed  # metrics: queue waits and takeovers
         # Reads and single statements: no BEGIN/COMMIT round trips.
         self._read = self._statements = db.autocommit(engine)
         self._timeout_s = settings.timeout_s
@@ -189,11 +192,13 @@ class Runner:
         return len(self._active)
 
     def counts(self) -> dict[str, int]:
-        """Counters for metrics: claims, renewals, recoveries, commits, notifications."""
+        """Counters for metrics: claims, renewals, recoveries, commits, notifications, fenced
+        writes."""
         return {
             **self._counts,
             "running": len(self._active),
             "journal_commits": self._journal.commits,
+            "fenced_writes": self._journal.fenced,
             "notifications": self._notifier.sent,
         }
 
@@ -246,6 +251,8 @@ class Runner:
         self._counts["runs_claimed"] += len(runs)
         if kind == "expired":
             self._counts["runs_recovered"] += len(runs)
+        if runs and self._on_claimed is not None:
+            self._on_claimed(kind, runs)
         for run in runs:
             previous = self._active.get(run.id)
             if previous is not None:

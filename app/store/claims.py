@@ -24,7 +24,18 @@ from typing import Any, Literal, Protocol
 
 import asyncpg
 import orjson
-from sqlalchemy import Integer, Interval, String, Update, any_, bindparam, func, select, update
+from sqlalchemy import (
+    Integer,
+    Interval,
+    String,
+    Update,
+    any_,
+    bindparam,
+    func,
+    literal_column,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -58,6 +69,11 @@ class ClaimedRun:
     cancel_requested: bool
     started_at: datetime | None  # first start (None for a run never started)
     active_s: float  # seconds the run was driven so far
+    # For metrics: the claim's time and the row as the claim found it.
+    claimed_at: datetime | None = None
+    queued_at: datetime | None = None  # when a queued run was queued (its last update)
+    lease_expired_at: datetime | None = None  # a recovered run's lapsed lease (None: released)
+    previous_owner: str | None = None  # the replica whose lease it was
     history: History | None = None  # Postgres: what resuming needs, read by the claim itself
 
 
@@ -122,7 +138,12 @@ def statement(kind: Kind, dialect: str) -> Update:
     # A CTE, not ``IN (subquery)``: Postgres never inlines a locking CTE, so the rows are picked
     # (and locked) exactly once, whatever join the planner chooses.
     chosen = (
-        select(executions.c.id)
+        select(
+            executions.c.id,
+            executions.c.updated_at.label("queued_at"),
+            executions.c.lease_expires_at.label("lease_expired_at"),
+            executions.c.owner.label("previous_owner"),
+        )
         .where(where)
         .order_by(executions.c.queue_seq)
         .limit(bindparam("limit", type_=Integer))
@@ -141,8 +162,24 @@ def statement(kind: Kind, dialect: str) -> Update:
             updated_at=now,
             **values,
         )
-        .returning(*_CLAIMED_COLUMNS)
+        .returning(*_CLAIMED_COLUMNS, *_before(chosen, dialect))
     )
+
+
+def _before(chosen: Any, dialect: str) -> list[Any]:
+    """The claimed rows as the claim found them (for metrics), from the locking CTE. SQLite's
+    RETURNING cannot name a FROM table, only read it through a subquery (correlated by the
+    qualified name, which SQLAlchemy leaves out of SQLite's RETURNING columns)."""
+    before = [chosen.c.queued_at, chosen.c.lease_expired_at, chosen.c.previous_owner]
+    if dialect != "postgresql":
+        before = [
+            select(column)
+            .where(chosen.c.id == literal_column("executions.id"))
+            .scalar_subquery()
+            .label(column.name)
+            for column in before
+        ]
+    return [executions.c.updated_at.label("claimed_at"), *before]
 
 
 def history_query() -> Any:
@@ -221,6 +258,10 @@ def _runs(rows: Sequence[Mapping[str, Any]], decode: bool) -> list[ClaimedRun]:
             cancel_requested=bool(row["cancel_requested"]),
             started_at=_aware(row["started_at"]),
             active_s=row["active_s"],
+            claimed_at=_aware(row["claimed_at"]),
+            queued_at=_aware(row["queued_at"]),
+            lease_expired_at=_aware(row["lease_expired_at"]),
+            previous_owner=row["previous_owner"],
         )
         for row in ordered
     ]

@@ -102,6 +102,7 @@ class SqlJournal:
         self._requeued: Callable[[list[str]], None] | None = None
         self.commits = 0  # batches written, for benchmarks and metrics
         self.retries = 0  # writes tried again after the connection failed
+        self.fenced = 0  # writes refused by fencing (the run is driven elsewhere), for metrics
 
     def set_publisher(self, publish: Publish) -> None:
         self._publish = publish
@@ -338,6 +339,8 @@ class SqlJournal:
                 again.append(rest)
                 continue
             problem = _problem(submission, state)
+            if isinstance(problem, LeaseLost):
+                self.fenced += 1
             outcomes.append((submission, problem))
             if problem is None:
                 stored.extend(submission.events)

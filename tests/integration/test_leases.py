@@ -21,6 +21,7 @@ from app.store.journal import SqlJournal
 from tests.integration.rows import OTHER, S, add, status_of
 
 LEASE_S = 30.0
+LAPSED = datetime(2000, 1, 1, tzinfo=UTC)  # a lease that ran out long ago
 
 
 async def claim(
@@ -44,7 +45,7 @@ async def lapse(engine: AsyncEngine, *ids: str) -> None:
         await conn.execute(
             update(tables.executions)
             .where(tables.executions.c.id.in_(ids))
-            .values(lease_expires_at=datetime(2000, 1, 1, tzinfo=UTC))
+            .values(lease_expires_at=LAPSED)
         )
 
 
@@ -111,6 +112,35 @@ async def test_lapsed_leases_are_recovered_with_a_new_generation(engine: AsyncEn
         (pausing, S.PAUSING, 2),
     }
     assert {r.resume_reason for r in recovered} == {"recovered"}
+    # For the takeover metrics: whose lease it was, when it lapsed, when it was taken.
+    assert {r.previous_owner for r in recovered} == {"a"}
+    assert {r.lease_expired_at for r in recovered} == {LAPSED}
+    assert all(r.claimed_at is not None and r.claimed_at > LAPSED for r in recovered)
+
+
+async def test_a_claim_reports_when_each_run_was_queued(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        first, second = await add(conn), await add(conn)
+        queued = await conn.execute(
+            select(tables.executions.c.id, tables.executions.c.updated_at).where(
+                tables.executions.c.id.in_([first, second])
+            )
+        )
+        queued_at = {row.id: row.updated_at for row in queued}
+
+    taken = await claim(engine, "a")
+
+    assert {run.id: run.queued_at for run in taken} == queued_at
+    assert all(run.claimed_at is not None for run in taken)
+    assert {run.previous_owner for run in taken} == {None}
+    assert {run.lease_expired_at for run in taken} == {None}
+    async with engine.connect() as conn:
+        updated = await conn.execute(
+            select(tables.executions.c.id, tables.executions.c.updated_at).where(
+                tables.executions.c.id.in_([first, second])
+            )
+        )
+        assert {run.id: run.claimed_at for run in taken} == {r.id: r.updated_at for r in updated}
 
 
 async def test_renewal_keeps_what_the_owner_holds_and_reports_the_rest(
@@ -167,6 +197,7 @@ async def test_the_journal_refuses_writes_of_a_fenced_owner(engine: AsyncEngine)
         await journal.emit(
             [Event(run.id, 2, EventType.NODE_STARTED, now, node_id="x")], fence=run.generation
         )
+    assert journal.fenced == 1  # what oxify_fenced_writes_total shows
 
     successor = SqlJournal(engine)
     await successor.emit(

@@ -38,13 +38,20 @@ async def readyz(services: ServicesDep) -> Status:
 
 @router.get(
     "/metrics",
-    summary="Prometheus metrics (text exposition format)",
+    summary="Prometheus metrics (text format, or OpenMetrics with exemplars when accepted)",
+    description="Answers in the OpenMetrics format, with `trace_id` exemplars on histograms, "
+    "when `Accept` names `application/openmetrics-text`; else in Prometheus' text format.",
     response_class=Response,
     responses={
-        200: {"content": {metrics.CONTENT_TYPE: {"schema": {"type": "string"}}}},
+        200: {
+            "content": {
+                metrics.CONTENT_TYPE: {"schema": {"type": "string"}},
+                metrics.OPENMETRICS_CONTENT_TYPE: {"schema": {"type": "string"}},
+            }
+        },
         **problems(),
     },
 )
 async def prometheus_metrics(request: Request) -> Response:
-    body = await metrics.of(request.app).render()
-    return Response(body, media_type=metrics.CONTENT_TYPE)
+    body, content_type = await metrics.render(request.app, request.headers.get("accept"))
+    return Response(body, media_type=content_type)

@@ -13,12 +13,13 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Generic, TypeVar, cast
 
-from fastapi import APIRouter, Header, Query, Response, WebSocket
+from fastapi import APIRouter, Header, Query, Request, Response, WebSocket
+from prometheus_client import Gauge
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from app.api import errors as api_errors
-from app.api import openapi
+from app.api import metrics, openapi
 from app.api.deps import ServicesDep
 from app.api.routes.params import MAX_SEQ, ExecutionId
 from app.domain import views
@@ -73,6 +74,7 @@ _EVENT_RESPONSES: dict[int | str, dict[str, Any]] = {
 async def stream_events(
     execution_id: ExecutionId,
     services: ServicesDep,
+    request: Request,
     after: Annotated[
         int, Query(ge=0, le=MAX_SEQ, description="Send the events after this seq.")
     ] = 0,
@@ -86,7 +88,7 @@ async def stream_events(
     if batches is None:
         return Response(status_code=204)
     return EventSourceResponse(
-        sse_messages(batches),
+        sse_messages(batches, metrics.of(request.app).streams.labels("sse")),
         ping=services.settings.sse_ping_s,
         sep="\n",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
@@ -94,14 +96,16 @@ async def stream_events(
 
 
 async def sse_messages(
-    batches: AsyncIterator[list[Event]],
+    batches: AsyncIterator[list[Event]], followers: Gauge
 ) -> AsyncIterator[ServerSentEvent | bytes]:
     """A reconnect hint, then one SSE message per event, sent one chunk per stored batch (one
-    write however many events a step made); closes ``batches`` when stopped."""
-    async with contextlib.aclosing(cast(Any, batches)):
-        yield ServerSentEvent(retry=RETRY_MS, sep="\n")
-        async for batch in batches:
-            yield b"".join(map(_frame, batch))
+    write however many events a step made); closes ``batches`` when stopped. ``followers``
+    counts it while it runs."""
+    with followers.track_inprogress():
+        async with contextlib.aclosing(cast(Any, batches)):
+            yield ServerSentEvent(retry=RETRY_MS, sep="\n")
+            async for batch in batches:
+                yield b"".join(map(_frame, batch))
 
 
 @router.websocket("/v1/executions/{execution_id}/ws", name="stream_events_ws")
@@ -129,7 +133,8 @@ async def stream_events_ws(websocket: WebSocket, execution_id: str) -> None:
     sender = asyncio.create_task(_send_all(websocket, batches))
     watcher = asyncio.create_task(_until_disconnect(websocket))
     try:
-        await asyncio.wait((sender, watcher), return_when=asyncio.FIRST_COMPLETED)
+        with metrics.of(websocket.app).streams.labels("websocket").track_inprogress():
+            await asyncio.wait((sender, watcher), return_when=asyncio.FIRST_COMPLETED)
     finally:
         for task in (sender, watcher):
             task.cancel()

@@ -5,6 +5,7 @@ config, and the sender that puts it through the provider's gate and client, boun
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
@@ -78,10 +79,14 @@ def sender(resources: NodeResources, request: ChatRequest, ctx: NodeContext) -> 
             ),
         )
 
+    meter = resources.meter
+
     async def send(on_text: OnText | None) -> ChatAnswer:
         try:
             async with gate(resources, request.provider).turn():
                 async with asyncio.timeout(timeout_s):
+                    if on_text is not None:
+                        on_text = _first_timed(on_text, request, meter.first_token)
                     return await call(on_text)
         except TimeoutError:
             raise failures.LlmTransportError(
@@ -112,7 +117,31 @@ async def paid_answer(
         request.provider, answer.model, answer.input_tokens, answer.output_tokens
     )
     ctx.spend(tokens=answer.input_tokens + answer.output_tokens, cost_usd=cost)
+    resources.meter.llm_call(
+        request.provider,
+        request.model,
+        input_tokens=answer.input_tokens,
+        output_tokens=answer.output_tokens,
+        cost_usd=cost,
+    )
     return answer, cost
+
+
+def _first_timed(
+    write: OnText, request: ChatRequest, report: Callable[[str, str, float], None]
+) -> OnText:
+    """``write``, reporting how long after now the first text came (time to first token)."""
+    sent = time.perf_counter()
+    waiting = True
+
+    def timed(piece: str) -> None:
+        nonlocal waiting
+        if waiting:
+            waiting = False
+            report(request.provider, request.model, time.perf_counter() - sent)
+        write(piece)
+
+    return timed
 
 
 def capped(write: OnText, limit: int) -> OnText:

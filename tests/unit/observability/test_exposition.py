@@ -16,7 +16,7 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.api import metrics  # noqa: F401  (as the app runs: without _created series)
+from app.observability import metrics  # noqa: F401  (as the app runs: without _created series)
 from app.observability.exposition import CHUNK, TextExposition
 
 
