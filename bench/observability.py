@@ -138,21 +138,19 @@ async def _scrape() -> None:
                 answer.raise_for_status()
                 times.append((time.perf_counter() - started) * 1000)
             ticking.cancel()
-    stalls.sort()
     print(
-        "stalls p50/p99/max ms",
-        [round(stalls[int(len(stalls) * q)] * 1000, 1) for q in (0.5, 0.99)],
-        round(stalls[-1] * 1000, 1),
-        len(stalls),
+        f"scrape {_series(body)} series ({len(body) / 1e6:.1f} MB), {SCRAPES} scrapes: "
+        f"p50 {_quantile(times, 0.5):.1f} ms, p99 {_quantile(times, 0.99):.1f} ms (target "
+        f"≤ 50 ms); the event loop's stalls while scraping: p50 "
+        f"{_quantile(stalls, 0.5) * 1000:.1f} ms, p99 {_quantile(stalls, 0.99) * 1000:.1f} ms, "
+        f"longest {max(stalls) * 1000:.1f} ms (target ≤ 10 ms; the server and this client "
+        "share the loop, and other processes on the machine inflate it)"
     )
-    times.sort()
-    p50, p99 = times[len(times) // 2], times[int(len(times) * 0.99) - 1]
-    print(
-        f"scrape {_series(body)} series ({len(body) / 1e6:.1f} MB): p50 {p50:.1f} ms, p99 "
-        f"{p99:.1f} ms (target ≤ 50 ms); event loop's longest stall while scraping "
-        f"{max(stalls) * 1000:.1f} ms (target ≤ 10 ms), {SCRAPES} scrapes (the server and "
-        "this client share one event loop)"
-    )
+
+
+def _quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
 
 
 def _series(answer: Any) -> int:
