@@ -21,6 +21,7 @@ from app.events.bus import EventBus
 from app.events.notify import Channel, LocalNotifier, Notifier, PgNotifier
 from app.nodes.registry import load_registry
 from app.nodes.resources import NodeResources
+from app.observability.tracing import Tracing
 from app.services.container import Services
 from app.services.executions import ExecutionService
 from app.services.forms import FormService
@@ -38,8 +39,11 @@ MAINTENANCE_TIMEOUT_S = 300.0  # seconds a retention statement may take (bulk de
 
 
 @asynccontextmanager
-async def running_services(settings: Settings) -> AsyncIterator[Services]:
+async def running_services(
+    settings: Settings, tracing: Tracing | None = None
+) -> AsyncIterator[Services]:
     """Everything a serving process needs, started; stopped (runs paused) on exit."""
+    tracing = tracing or Tracing()
     faults.install(settings.faults, settings.faults_seed)
     # One bound for every database call; writes and renewals a third of a lease at most, so a
     # hung connection is replaced while the leases it renews still hold.
@@ -83,6 +87,7 @@ async def running_services(settings: Settings) -> AsyncIterator[Services]:
         node_types=registry.node_types,
         limits=limits,
         plan_cache=plan_cache,
+        observer=tracing.observer(),
     )
     runner = Runner(
         engine=engine,
@@ -98,6 +103,7 @@ async def running_services(settings: Settings) -> AsyncIterator[Services]:
             poll_s=settings.resolved_poll_s,
             timeout_s=timeout_s,
         ),
+        tracer=tracing.tracer,
     )
 
     def requeued(execution_ids: list[str]) -> None:
@@ -115,6 +121,8 @@ async def running_services(settings: Settings) -> AsyncIterator[Services]:
         notifier=notifier,
         max_queued=settings.max_queued_runs,
         max_input_bytes=settings.max_input_bytes,
+        tracer=tracing.tracer,
+        trace_url_template=settings.trace_url_template,
     )
     # Retention deletes in bulk: its statements get a longer bound, on connections of their own.
     maintenance = (
@@ -168,16 +176,23 @@ async def running_services(settings: Settings) -> AsyncIterator[Services]:
         faults.install(())
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """The HTTP app; its lifespan starts and stops the services."""
+def create_app(settings: Settings | None = None, *, tracing: Tracing | None = None) -> FastAPI:
+    """The HTTP app; its lifespan starts and stops the services. ``tracing``: the app's tracer
+    provider (tests hand in their own); None: as the settings say (off without an endpoint)."""
     settings = settings or get_settings()
+    # Resolved once: the leases and the spans' resource name the same replica.
+    settings = settings.model_copy(update={"replica_id": settings.resolved_replica_id})
+    tracing = tracing or Tracing.from_settings(settings, settings.resolved_replica_id)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with running_services(settings) as services:
-            app.state.services = services
-            services.bus.listen(api_metrics.of(app).observe_events)
-            yield
+        try:
+            async with running_services(settings, tracing) as services:
+                app.state.services = services
+                services.bus.listen(api_metrics.of(app).observe_events)
+                yield
+        finally:
+            await tracing.close()
 
     app = FastAPI(
         title="Oxify",
@@ -187,4 +202,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     api_errors.install(app, max_body_bytes=settings.max_body_bytes)
     app.include_router(router)
+    tracing.instrument(app)
     return app

@@ -58,6 +58,8 @@ class ClaimedRun:
     cancel_requested: bool
     started_at: datetime | None  # first start (None for a run never started)
     active_s: float  # seconds the run was driven so far
+    trace_context: str | None  # the run's trace (a traceparent) its segments parent on
+    trace_segment: str | None  # the last recorded segment's span, which the next links to
     history: History | None = None  # Postgres: what resuming needs, read by the claim itself
 
 
@@ -93,6 +95,8 @@ _CLAIMED_COLUMNS = (
     executions.c.cancel_requested,
     executions.c.started_at,
     executions.c.active_s,
+    executions.c.trace_context,
+    executions.c.trace_segment,
 )
 
 
@@ -221,6 +225,8 @@ def _runs(rows: Sequence[Mapping[str, Any]], decode: bool) -> list[ClaimedRun]:
             cancel_requested=bool(row["cancel_requested"]),
             started_at=_aware(row["started_at"]),
             active_s=row["active_s"],
+            trace_context=row["trace_context"],
+            trace_segment=row["trace_segment"],
         )
         for row in ordered
     ]
