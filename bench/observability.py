@@ -8,6 +8,8 @@ Sections:
   when its last dependency ends, plus a little queueing; one node in 50 retries once). Timed:
   the timelines from the events plus the profile, median of 5; the database reads and the
   planning (cached per version in the service) are not in it.
+- ``tracing``: what tracing costs a node, off, 1 % and 100 % sampled (see bench/tracing_cost.py;
+  targets ≤ 1, 3 and 30 µs).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from app.domain.status import ExecutionStatus
 from app.engine.analysis import profile
 from app.engine.compile import graph
 from app.engine.compile.plan import Plan
+from bench.tracing_cost import bench_tracing
 
 RUNS = 5
 LEVELS = 100
@@ -101,7 +104,7 @@ def bench_profile() -> float:
     return median
 
 
-SECTIONS = {"profile": bench_profile}
+SECTIONS = {"profile": bench_profile, "tracing": bench_tracing}
 
 
 def main(argv: list[str]) -> None:

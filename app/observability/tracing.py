@@ -41,6 +41,9 @@ from app.settings_tracing import TracingSettings
 
 # Request spans only: without this every ASGI message (each SSE frame) would be a span.
 EXCLUDED_ASGI_SPANS: list[Literal["receive", "send"]] = ["send", "receive"]
+# Probes and scrapes come every few seconds and tell a trace nothing (regexes, searched in the
+# request's URL).
+EXCLUDED_URLS = "/healthz$,/readyz$,/metrics$"
 
 
 def sampler(name: str, ratio: float) -> Sampler:
@@ -117,6 +120,7 @@ class Tracing:
             tracer_provider=self.provider,
             meter_provider=NoOpMeterProvider(),  # metrics are Prometheus's (app/api/metrics)
             exclude_spans=EXCLUDED_ASGI_SPANS,
+            excluded_urls=EXCLUDED_URLS,
         )
 
     async def close(self) -> None:
