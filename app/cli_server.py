@@ -41,14 +41,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def _serve(settings: Settings, args: argparse.Namespace) -> None:
     import uvicorn
+    from opentelemetry import trace
 
     from app.main import create_app
+    from app.observability.tracing import Tracing
 
     url = settings.resolved_database_url
     # A database that cannot be reached is said here in two lines, not as a traceback from
     # the app's startup.
     cli_database.prepare(url, migrate=not args.no_migrate)
-    app = create_app(settings)
+    tracing = Tracing.from_settings(settings, settings.resolved_replica_id)
+    if tracing.provider is not None:
+        # One app in this process: libraries that ask OpenTelemetry for its provider get ours.
+        trace.set_tracer_provider(tracing.provider)
+    app = create_app(settings, tracing=tracing)
     # Modules, schemas and the app live as long as the process: keep them out of the
     # collector's full passes (each would otherwise scan ~10^5 objects that never die).
     gc.freeze()

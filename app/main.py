@@ -24,6 +24,7 @@ from app.nodes.registry import load_registry
 from app.nodes.resources import NodeResources
 from app.observability.metrics import Metrics
 from app.observability.observers import combined
+from app.observability.tracing import Tracing
 from app.services.container import Services
 from app.services.executions import ExecutionService
 from app.services.finished_runs import FinishedRuns
@@ -42,9 +43,12 @@ MAINTENANCE_TIMEOUT_S = 300.0  # seconds a retention statement may take (bulk de
 
 
 @asynccontextmanager
-async def running_services(settings: Settings, metrics: Metrics) -> AsyncIterator[Services]:
-    """Everything a serving process needs, started, recording into ``metrics``; stopped (runs
-    paused) on exit."""
+async def running_services(
+    settings: Settings, metrics: Metrics, tracing: Tracing | None = None
+) -> AsyncIterator[Services]:
+    """Everything a serving process needs, started, recording into ``metrics`` (and traces
+    into ``tracing``); stopped (runs paused) on exit."""
+    tracing = tracing or Tracing()
     faults.install(settings.faults, settings.faults_seed)
     # One bound for every database call; writes and renewals a third of a lease at most, so a
     # hung connection is replaced while the leases it renews still hold.
@@ -88,9 +92,9 @@ async def running_services(settings: Settings, metrics: Metrics) -> AsyncIterato
         node_types=registry.node_types,
         limits=limits,
         plan_cache=plan_cache,
-        # A tracing observer goes before the metrics: watches end in reverse, so its span is
+        # The tracing observer goes before the metrics: watches end in reverse, so its span is
         # still current when a node's duration is observed (the trace_id exemplar).
-        observer=combined([metrics.nodes]),
+        observer=combined([tracing.observer(), metrics.nodes]),
     )
     runner = Runner(
         engine=engine,
@@ -109,6 +113,7 @@ async def running_services(settings: Settings, metrics: Metrics) -> AsyncIterato
         on_claimed=functools.partial(
             metrics.claimed, replica_id=replica_id, lease_s=settings.lease_s
         ),
+        tracer=tracing.tracer,
     )
 
     def requeued(execution_ids: list[str]) -> None:
@@ -132,6 +137,8 @@ async def running_services(settings: Settings, metrics: Metrics) -> AsyncIterato
         notifier=notifier,
         max_queued=settings.max_queued_runs,
         max_input_bytes=settings.max_input_bytes,
+        tracer=tracing.tracer,
+        trace_url_template=settings.trace_url_template,
     )
     # Retention deletes in bulk: its statements get a longer bound, on connections of their own.
     maintenance = (
@@ -187,15 +194,22 @@ async def running_services(settings: Settings, metrics: Metrics) -> AsyncIterato
         faults.install(())
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """The HTTP app; its lifespan starts and stops the services."""
+def create_app(settings: Settings | None = None, *, tracing: Tracing | None = None) -> FastAPI:
+    """The HTTP app; its lifespan starts and stops the services. ``tracing``: the app's tracer
+    provider (tests hand in their own); None: as the settings say (off without an endpoint)."""
     settings = settings or get_settings()
+    # Resolved once: the leases and the spans' resource name the same replica.
+    settings = settings.model_copy(update={"replica_id": settings.resolved_replica_id})
+    tracing = tracing or Tracing.from_settings(settings, settings.resolved_replica_id)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with running_services(settings, api_metrics.of(app)) as services:
-            app.state.services = services
-            yield
+        try:
+            async with running_services(settings, api_metrics.of(app), tracing) as services:
+                app.state.services = services
+                yield
+        finally:
+            await tracing.close()
 
     app = FastAPI(
         title="Oxify",
@@ -206,4 +220,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api_errors.install(app, max_body_bytes=settings.max_body_bytes)
     api_metrics.install(app, settings)
     app.include_router(router)
+    tracing.instrument(app)
     return app

@@ -12,6 +12,8 @@ Sections:
   holds at least 10,000 series (HTTP histograms of synthetic routes on top of what a started
   app reports), scraped 200 times one after another (target p99 ≤ 50 ms), while a ticker task
   on the same event loop records how late it wakes (target: the longest stall ≤ 10 ms).
+- ``tracing``: what tracing costs a node, off, 1 % and 100 % sampled (see bench/tracing_cost.py;
+  targets ≤ 1, 3 and 30 µs).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from app.domain.status import ExecutionStatus
 from app.engine.analysis import profile
 from app.engine.compile import graph
 from app.engine.compile.plan import Plan
+from bench.tracing_cost import bench_tracing
 
 RUNS = 5
 LEVELS = 100
@@ -171,7 +174,7 @@ def bench_scrape() -> None:
     asyncio.run(_scrape())
 
 
-SECTIONS = {"profile": bench_profile, "scrape": bench_scrape}
+SECTIONS = {"profile": bench_profile, "scrape": bench_scrape, "tracing": bench_tracing}
 
 
 def main(argv: list[str]) -> None:

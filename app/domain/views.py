@@ -163,6 +163,16 @@ class Execution(ExecutionSummary):
         default=None,
         description="When retention deleted the run's events, checkpoints and node outputs.",
     )
+    trace_id: str | None = Field(
+        default=None,
+        description="The run's OpenTelemetry trace (32 hex digits): every segment of the run, "
+        "on any replica, is in it. Taken from the submitting request's `traceparent`, else "
+        "made when tracing is on; null when neither.",
+    )
+    trace_url: str | None = Field(
+        default=None,
+        description="The trace in a trace viewer, when `OXIFY_TRACE_URL_TEMPLATE` is set.",
+    )
 
 
 class CheckpointInfo(BaseModel):

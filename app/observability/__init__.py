@@ -1,1 +1,1 @@
-"""Logs (and, later, metrics and traces) of the serving process."""
+"""Logs, metrics and traces of the serving process."""

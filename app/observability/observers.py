@@ -9,7 +9,9 @@ from app.engine.run.observe import UNWATCHED
 
 
 def combined(observers: Sequence[RunObserver]) -> RunObserver:
-    """Nothing watching costs nothing; one observer is used as it is; more are told in turn."""
+    """Nothing watching costs nothing; one observer is used as it is; more are told in turn
+    (the unwatching ones left out)."""
+    observers = [o for o in observers if o is not UNWATCHED]
     if not observers:
         return UNWATCHED
     if len(observers) == 1:

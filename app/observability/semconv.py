@@ -57,3 +57,13 @@ CHECKPOINT_NUMBER = "oxify.checkpoint.number"
 REPLICA_ID = "oxify.replica.id"
 RETRY_SCHEDULED = "retry_scheduled"  # the event on a failed attempt that will be retried
 RETRY_DELAY_S = "oxify.retry.delay_s"
+EXECUTION_STATUS = "oxify.execution.status"  # how a segment left the run: completed, waiting, …
+
+# -- span names (besides the GenAI ones above) ------------------------------------------------
+SPAN_NODE = "node"  # "node {node_id}": a node from its first attempt to its last
+SPAN_ATTEMPT = "attempt"  # "attempt {n}": one attempt of a node, under the node's span
+SPAN_CHECKPOINT = "checkpoint"
+SPAN_SUBMIT = "submit_workflow"  # the root of a run submitted outside any trace (no request)
+
+# -- instrumentation scope --------------------------------------------------------------------
+TRACER_NAME = "oxify"

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Callable, Collection
 from datetime import UTC, datetime
 from typing import Any
 
+from opentelemetry.trace import Tracer
 from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -39,6 +40,7 @@ from app.errors import (
 )
 from app.events.bus import EventBus
 from app.events.notify import Channel, Notifier
+from app.observability import trace_context
 from app.services import profiles
 from app.services.admission import Admission
 from app.services.runner import Runner
@@ -74,8 +76,12 @@ class ExecutionService:
         notifier: Notifier,
         max_queued: int = 10_000,
         max_input_bytes: int,
+        tracer: Tracer | None = None,
+        trace_url_template: str | None = None,
     ) -> None:
         self._engine = engine
+        self._tracer = tracer  # None: tracing is off
+        self._trace_url_template = trace_url_template
         self._read = db.autocommit(engine)  # reads: no BEGIN/ROLLBACK round trips
         self._workflows = workflows
         self._runner = runner
@@ -96,8 +102,10 @@ class ExecutionService:
         version: int | None = None,
         idempotency_key: str | None = None,
         started_by: str | None = None,
+        traceparent: str | None = None,
     ) -> tuple[models.Execution, bool]:
-        """Queue a run; returns it and whether it was created (False: an idempotent replay)."""
+        """Queue a run; returns it and whether it was created (False: an idempotent replay).
+        The run's trace continues the current span, else the client's ``traceparent``."""
         run_config = _parse_config(config or {})
         # The key is checked first, against the request as sent: a replay answers with the
         # first run even if the workflow changed or was archived since.
@@ -119,6 +127,7 @@ class ExecutionService:
         execution_id = str(uuid.uuid4())
         now = datetime.now(UTC)
         config_json = run_config.model_dump(mode="json")
+        trace = trace_context.for_new_run(traceparent, self._tracer)
         try:
             async with self._engine.begin() as conn:
                 await store.insert_execution(
@@ -129,6 +138,7 @@ class ExecutionService:
                     inputs=inputs,
                     config=config_json,
                     started_by=started_by,
+                    trace_context=trace,
                     now=now,
                 )
                 if idempotency_key is not None:
@@ -160,8 +170,9 @@ class ExecutionService:
             last_seq=0,
             inputs=inputs,
             config=config_json,
+            trace_id=trace_context.trace_id(trace),
         )
-        return created, True
+        return self._linked(created), True
 
     async def _admit(self) -> None:
         """Refuse a new run while too many wait to start. The count is re-read when it is
@@ -205,6 +216,14 @@ class ExecutionService:
             execution = await store.get_execution(conn, execution_id)
         if execution is None:
             raise ExecutionNotFound(f"no execution {execution_id!r}")
+        return self._linked(execution)
+
+    def _linked(self, execution: models.Execution) -> models.Execution:
+        """With the link to its trace, when a trace viewer's URL template is set."""
+        template = self._trace_url_template
+        if template is None or execution.trace_id is None:
+            return execution
+        execution.trace_url = template.replace("{trace_id}", execution.trace_id)
         return execution
 
     async def list(

@@ -31,6 +31,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from opentelemetry.trace import Tracer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app import faults
@@ -42,6 +43,7 @@ from app.engine.run.control import RunControl
 from app.engine.run.scheduler import RunRequest, Scheduler
 from app.errors import LeaseLost
 from app.events.notify import Channel, Notifier
+from app.observability import segments
 from app.services.workflows import WorkflowService
 from app.store import claims, db, leases
 from app.store import executions as store
@@ -90,9 +92,11 @@ class Runner:
         notifier: Notifier,
         settings: LeaseSettings,
         on_claimed: ClaimListener | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         self._engine = engine
         self._on_claimed = on_claimed  # metrics: queue waits and takeovers
+        self._tracer = tracer  # None: tracing is off
         # Reads and single statements: no BEGIN/COMMIT round trips.
         self._read = self._statements = db.autocommit(engine)
         self._timeout_s = settings.timeout_s
@@ -317,12 +321,31 @@ class Runner:
         )
         started = time.monotonic()
         try:
-            await self._scheduler.run(request, control)
+            with segments.segment(
+                self._tracer,
+                workflow=plan.name,
+                execution_id=run.id,
+                resume_reason=run.resume_reason,
+                trace=run.trace_context,
+                previous=run.trace_segment,
+            ) as segment:
+                if segment.traceparent is not None:
+                    await self._record_segment(run, segment.traceparent)
+                outcome = await self._scheduler.run(request, control)
+                segment.ended(outcome.status.value)
         finally:
             if config.timeout_s is not None and not entry.lost:
                 async with self._statements.connect() as conn:
                     stretch = time.monotonic() - started
                     await store.add_active_time(conn, run.id, stretch, run.generation)
+
+    async def _record_segment(self, run: claims.ClaimedRun, traceparent: str) -> None:
+        """Store this segment's span for the next segment's link (wherever that one runs)."""
+        try:
+            async with asyncio.timeout(self._timeout_s), self._statements.connect() as conn:
+                await store.set_trace_segment(conn, run.id, traceparent, run.generation)
+        except Exception as exc:  # a trace's link is not worth a run
+            log.warning("could not record the trace segment of run %s (%s)", run.id, exc)
 
     async def _elapsed(self, run: claims.ClaimedRun, config: RunConfig) -> float:
         """The part of ``timeout_s`` the run has used: the time it was driven, or with

@@ -69,6 +69,8 @@ class ClaimedRun:
     cancel_requested: bool
     started_at: datetime | None  # first start (None for a run never started)
     active_s: float  # seconds the run was driven so far
+    trace_context: str | None  # the run's trace (a traceparent) its segments parent on
+    trace_segment: str | None  # the last recorded segment's span, which the next links to
     # For metrics: the claim's time and the row as the claim found it.
     claimed_at: datetime | None = None
     queued_at: datetime | None = None  # when a queued run was queued (its last update)
@@ -109,6 +111,8 @@ _CLAIMED_COLUMNS = (
     executions.c.cancel_requested,
     executions.c.started_at,
     executions.c.active_s,
+    executions.c.trace_context,
+    executions.c.trace_segment,
 )
 
 
@@ -262,6 +266,8 @@ def _runs(rows: Sequence[Mapping[str, Any]], decode: bool) -> list[ClaimedRun]:
             queued_at=_aware(row["queued_at"]),
             lease_expired_at=_aware(row["lease_expired_at"]),
             previous_owner=row["previous_owner"],
+            trace_context=row["trace_context"],
+            trace_segment=row["trace_segment"],
         )
         for row in ordered
     ]

@@ -37,6 +37,7 @@ async def insert_execution(
     config: dict[str, Any],
     status: ExecutionStatus = _E.QUEUED,
     started_by: str | None = None,
+    trace_context: str | None = None,
     now: datetime,
 ) -> int:
     """A new run; returns its queue position (``queue_seq``, increasing in submission order)."""
@@ -48,6 +49,7 @@ async def insert_execution(
         "inputs": inputs,
         "config": config,
         "started_by": started_by,
+        "trace_context": trace_context,
         "created_at": now,
         "updated_at": now,
     }
@@ -121,7 +123,13 @@ async def get_execution(
         usage=models.ExecutionUsage.of(nodes),
         owner=row.owner,
         purged_at=row.purged_at,
+        trace_id=_trace_id(row.trace_context),
     )
+
+
+def _trace_id(traceparent: str | None) -> str | None:
+    # Stored as "00-<trace id>-<span id>-<flags>" (app.observability.trace_context.header).
+    return traceparent[3:35] if traceparent else None
 
 
 async def list_executions(
@@ -224,6 +232,17 @@ async def add_active_time(
         update(executions)
         .where(executions.c.id == execution_id, executions.c.generation == generation)
         .values(active_s=executions.c.active_s + seconds)
+    )
+
+
+async def set_trace_segment(
+    conn: AsyncConnection, execution_id: str, traceparent: str, generation: int
+) -> None:
+    """Record the span of the segment the driver of ``generation`` runs (the next links to it)."""
+    await conn.execute(
+        update(executions)
+        .where(executions.c.id == execution_id, executions.c.generation == generation)
+        .values(trace_segment=traceparent)
     )
 
 

@@ -135,6 +135,10 @@ executions = Table(
     Column("active_s", Float, nullable=False, server_default=text("0")),
     # With timeout_includes_waiting: when the run times out, waiting or not.
     Column("deadline_at", Timestamp()),
+    # The run's trace (a W3C traceparent): every segment of the run parents on it.
+    Column("trace_context", String(55)),
+    # The last recorded segment's span (a traceparent): the next segment links to it.
+    Column("trace_segment", String(55)),
     ForeignKeyConstraint(
         ["workflow_id", "workflow_version"],
         ["workflow_versions.workflow_id", "workflow_versions.version"],

@@ -16,6 +16,7 @@ from starlette.routing import Route
 
 from app.domain.events import Event, EventType
 from app.main import create_app
+from app.observability.tracing import Tracing
 from app.services.container import Services
 from app.settings import Settings
 from tests.e2e.live import start_uvicorn
@@ -25,9 +26,12 @@ PROBLEM_JSON = "application/problem+json"
 
 
 @asynccontextmanager
-async def serving(database_url: str, **settings: Any) -> AsyncIterator[httpx.AsyncClient]:
-    """A client of a started app (lifespan entered) on ``database_url``."""
-    app = create_app(Settings(database_url=database_url, **settings))
+async def serving(
+    database_url: str, *, tracing: Tracing | None = None, **settings: Any
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of a started app (lifespan entered) on ``database_url``; ``tracing``: the
+    app's own tracer provider (tests/spans.py), else as the settings say (off)."""
+    app = create_app(Settings(database_url=database_url, **settings), tracing=tracing)
     async with app.router.lifespan_context(app), client_of(app) as client:
         yield client
 

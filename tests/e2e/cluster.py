@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -35,10 +35,17 @@ class Cluster:
 
 
 @asynccontextmanager
-async def cluster(database_url: str, size: int = 3, **settings: str) -> AsyncIterator[Cluster]:
-    """``size`` replicas named r0, r1, … (their lease ids), started together."""
+async def cluster(
+    database_url: str, size: int = 3, *, env: Mapping[str, str] | None = None, **settings: str
+) -> AsyncIterator[Cluster]:
+    """``size`` replicas named r0, r1, … (their lease ids), started together; ``env``: other
+    variables than the ``OXIFY_*`` ``settings`` (OTEL_*)."""
     replicas = [
-        ServerProcess(database_url, settings={**FAST_LEASES, **settings, "replica_id": f"r{i}"})
+        ServerProcess(
+            database_url,
+            settings={**FAST_LEASES, **settings, "replica_id": f"r{i}"},
+            env=env,
+        )
         for i in range(size)
     ]
     try:

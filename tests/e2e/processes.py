@@ -31,7 +31,8 @@ def free_port() -> int:
 
 class ServerProcess:
     """One ``oxify serve`` child on a fixed loopback port, with ``OXIFY_<name>`` settings from
-    ``settings``; its output goes to a temporary file (``log_tail`` shows it)."""
+    ``settings`` and other variables from ``env``; its output goes to a temporary file
+    (``log_tail`` shows it)."""
 
     def __init__(
         self,
@@ -40,6 +41,7 @@ class ServerProcess:
         port: int | None = None,
         migrate: bool = False,
         settings: Mapping[str, str] | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.database_url = database_url
         self.port = port or free_port()
@@ -50,6 +52,7 @@ class ServerProcess:
             "OXIFY_LOG_LEVEL": "warning",  # no access log: it would cost the server CPU
             "OXIFY_SHUTDOWN_GRACE_S": "5",
             **{f"OXIFY_{k.upper()}": v for k, v in (settings or {}).items()},
+            **(env or {}),  # variables of other names (OTEL_*)
         }
         # Lives as long as this object (the process may be restarted): closed by close().
         self.log: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115

@@ -44,6 +44,14 @@ IdempotencyKey = Annotated[
         description="Same key and body: the first execution again (200); other body: 409.",
     ),
 ]
+TraceParent = Annotated[
+    str | None,
+    Header(
+        pattern=TEXT,
+        description="W3C trace context: the run's trace (`trace_id`) continues it. A malformed "
+        "value is ignored.",
+    ),
+]
 _STATUS = "|".join(s.value for s in ExecutionStatus)
 # Statuses separated by commas, spaces around them and empty items ignored (what _statuses reads;
 # it checks them itself, to name the statuses it knows).
@@ -80,6 +88,7 @@ async def start_execution(
     body: Annotated[StartExecution | None, Body(openapi_examples=examples.START)] = None,
     version: Version = None,
     idempotency_key: IdempotencyKey = None,
+    traceparent: TraceParent = None,
 ) -> models.Execution:
     body = body or StartExecution()
     execution, created = await executions.start(
@@ -89,6 +98,7 @@ async def start_execution(
         version=version,
         idempotency_key=idempotency_key,
         started_by=body.by,
+        traceparent=traceparent,
     )
     if created:
         metrics.of(request.app).runs_started.inc()

@@ -197,3 +197,25 @@ def test_a_stuck_sink_costs_dropped_records_not_memory_or_a_blocked_caller(
     assert sum(announced) == dropped  # every loss is told, once
     assert warnings[-1]["message"].endswith("log record(s) dropped: the log sink did not keep up")
     assert lines[-1]["message"] == "after"
+
+
+async def test_node_lines_carry_the_attempts_trace_and_span_ids(configure: Configure) -> None:
+    from app.domain.node_types import NodeType
+    from tests.spans import one, recording, span_id, trace_id
+
+    tracing, exporter = recording()
+    assert tracing.tracer is not None
+    registry = probe_registry()[0].with_type(NodeType("chatty", ProbeConfig), Chatty())
+    lines = configure(log_format="json", level="info")
+    retry = {"max_retries": 1, "initial_delay_ms": 1, "jitter": 0}
+    with tracing.tracer.start_as_current_span("segment"):
+        await Harness(registry=registry, observer=tracing.observer()).run(
+            workflow([node("talk", "chatty", retry=retry)], [])
+        )
+    records = [json.loads(line) for line in lines()]
+    spans = exporter.get_finished_spans()
+    attempts = [one(spans, "attempt 1"), one(spans, "attempt 2")]
+    node_lines = [r for r in records if r["logger"] == "oxify.test.node"]
+    assert [(r["trace_id"], r["span_id"]) for r in node_lines] == [
+        (f"{trace_id(a):032x}", f"{span_id(a):016x}") for a in attempts
+    ]

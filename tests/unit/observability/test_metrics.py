@@ -59,6 +59,8 @@ def claimed(**fields: Any) -> ClaimedRun:
         "cancel_requested": False,
         "started_at": None,
         "active_s": 0.0,
+        "trace_context": None,
+        "trace_segment": None,
         "claimed_at": CLAIMED_AT,
     }
     return ClaimedRun(**(base | fields))
