@@ -226,7 +226,9 @@ class Metrics:
             self.takeover_delay.observe(delay)
 
     def form_answered(self, kind: str, created_at: datetime, answered_at: datetime) -> None:
-        self.form_response.labels(kind).observe(_seconds(created_at, answered_at))
+        self.form_response.labels(kind).observe(
+            _seconds(created_at, answered_at), exemplars.current()
+        )
 
     # -- the event bus (LagWatch) -----------------------------------------------------------
 
