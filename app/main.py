@@ -216,6 +216,10 @@ def create_app(settings: Settings | None = None, *, tracing: Tracing | None = No
         version="0.1.0",
         summary="Durable workflow execution: DAGs of LLM, retrieval, code, HTTP and human steps.",
         lifespan=lifespan,
+        # FastAPI's own telemetry would trace (and meter) every request through OpenTelemetry's
+        # global providers, which `oxify serve` sets: a second server span per request beside
+        # tracing.instrument's, and one that ends before the metrics middleware reads it.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     api_errors.install(app, max_body_bytes=settings.max_body_bytes)
     api_metrics.install(app, settings)

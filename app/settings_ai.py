@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from app.domain.ai_nodes import EmbedderSpec, Provider
 
@@ -95,6 +95,29 @@ class AiSettings(BaseModel):
         ge=0,
         description="Chunks of all the BM25 indexes a process keeps, together; 0: none kept.",
     )
+    trace_content: bool = Field(
+        default=False,
+        validation_alias=AliasChoices(
+            "OXIFY_TRACE_CONTENT", "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
+        ),
+        description="Put content on the spans of model and tool calls (messages, system "
+        "instructions, tool arguments and results, retrieval queries), cut and with secrets "
+        "scrubbed. OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT (true, span_only, "
+        "span_and_event) opts in too.",
+    )
+
+    @field_validator("trace_content", mode="before")
+    @classmethod
+    def _content_mode(cls, value: object) -> object:
+        """The GenAI instrumentations' content modes: content on spans, or not (Oxify emits
+        no GenAI events)."""
+        if isinstance(value, str):
+            mode = value.strip().lower()
+            if mode in ("span_only", "span_and_event"):
+                return True
+            if mode in ("no_content", "event_only"):
+                return False
+        return value
 
     def provider_limits(self, provider: Provider) -> ProviderLimits:
         return self.llm_limits.get(provider) or ProviderLimits()

@@ -3,7 +3,8 @@
 The schema is built once per test session with ``alembic upgrade head`` into a template database;
 each test module gets its own database cloned from it (``CREATE DATABASE … TEMPLATE``), so
 modules are isolated and run in any order. Without a reachable Postgres these tests skip — except
-under CI=true, where that is a failure.
+under CI=true, where that is a failure. And ``traced``: a trace of a test's own, its spans kept in
+memory.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from app.store.db import migrate
+from tests import spans
+from tests.spans import SpanTrace
 
 DEFAULT_TEST_DATABASE_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 
@@ -97,3 +100,14 @@ async def fresh_pg_url(postgres_url: str, postgres_template: str) -> AsyncIterat
         await admin.close()
     yield _with_database(postgres_url, name)
     await _drop(postgres_url, name)
+
+
+@pytest.fixture
+def traced() -> Iterator[SpanTrace]:
+    """A trace of the test's own, its spans kept in memory (see tests/spans.py: the process's
+    global tracer provider is an SDK one from the first test that asks). The memory is emptied
+    before and after: spans of other tests do not pile up."""
+    memory = spans.exporter()
+    memory.clear()
+    yield SpanTrace(memory)
+    memory.clear()

@@ -4,7 +4,8 @@ It can be stopped and started again on the same port, as a restarted server woul
 tools: ``add`` (structured content), ``shout`` (text only), ``lines`` (two text blocks),
 ``refuse`` (a tool error), ``lookup_order`` (an order's status, for the agent examples),
 ``wait`` (answers once ``release`` is set: timeouts and cancel; it records each request's
-``_meta``, where a client's idempotency key travels).
+``_meta``, where a client's idempotency key travels). It records the ``traceparent`` header of
+every HTTP request that has one.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tests.e2e.live import ReadyServer, start_uvicorn
 
@@ -45,6 +47,7 @@ class ToolLog:
     waiting: asyncio.Event = field(default_factory=asyncio.Event)
     release: asyncio.Event = field(default_factory=asyncio.Event)
     wait_meta: list[dict[str, object]] = field(default_factory=list)  # each wait call's _meta
+    traceparents: list[str] = field(default_factory=list)  # of the HTTP requests that had one
 
 
 def make_server(log: ToolLog) -> MCPServer:
@@ -103,7 +106,10 @@ class McpTestServer:
     async def start(self) -> None:
         app = make_server(self.log).streamable_http_app(streamable_http_path=MCP_PATH)
         self._server, self._serving, self._sock = await start_uvicorn(
-            app, lifespan="on", timeout_graceful_shutdown=1, port=self.port
+            _recording_traceparents(app, self.log),
+            lifespan="on",
+            timeout_graceful_shutdown=1,
+            port=self.port,
         )
         self.port = self._sock.getsockname()[1]
 
@@ -122,6 +128,17 @@ class McpTestServer:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
+
+
+def _recording_traceparents(app: ASGIApp, log: ToolLog) -> ASGIApp:
+    async def recording(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            found = dict(scope["headers"]).get(b"traceparent")
+            if found is not None:
+                log.traceparents.append(found.decode())
+        await app(scope, receive, send)
+
+    return recording
 
 
 @contextmanager

@@ -16,7 +16,7 @@ from app.domain.ai_nodes import LlmConfig
 from app.domain.node_types import CORE_NODE_TYPES
 from app.engine.run.context import NodeContext
 from app.engine.run.outcomes import NodeOutput
-from app.nodes.ai import model_calls
+from app.nodes.ai import call_spans, model_calls
 from app.nodes.ai.cache import AnswerCache, answer_cache
 from app.nodes.ai.chat import ChatAnswer, parse_answer
 from app.nodes.ai.prices import price_table
@@ -44,6 +44,7 @@ class LlmExecutor:
         key = AnswerCache.key(request.identity()) if config.cache else None
         cached: ChatAnswer | None = cache.get(key) if key is not None else None
         if cached is not None:
+            call_spans.cached(request, cached, self._resources.settings)
             if config.stream and cached.text:
                 ctx.stream().write(cached.text)
             return NodeOutput(_output(cached, config, cost=0.0, cached=True))

@@ -21,11 +21,13 @@ from app.domain.node_types import CORE_NODE_TYPES
 from app.engine.run.context import NodeContext
 from app.engine.run.outcomes import NodeOutput
 from app.errors import NodeConfigError, NodeError
+from app.nodes import tool_spans
 from app.nodes.mcp_sessions import McpServer, SessionPool
 from app.nodes.mcp_tool_check import ToolLists, tool_check
-from app.nodes.net import egress
+from app.nodes.net import egress, traced
 from app.nodes.plugin import NodeDefinition
 from app.nodes.resources import NodeResources
+from app.observability import semconv
 
 SESSION_POOL = "mcp"  # the name the session pool is kept under among the named clients
 TOOL_LISTS = "mcp-tool-lists"  # and the tool lists validation asks for
@@ -67,7 +69,8 @@ def session_pool(resources: NodeResources) -> SessionPool:
 
 def http_client(resources: NodeResources, server: McpServer) -> httpx2.AsyncClient:
     """The HTTP client of one server's session: connections through the egress policy (and no
-    proxy from the environment, which would resolve names where the policy cannot see them).
+    proxy from the environment, which would resolve names where the policy cannot see them);
+    each request a client span carrying the trace context.
     Connecting is bounded by ``OXIFY_MCP_CONNECT_TIMEOUT_S``; reading is not (a tool may think
     for long): the node's ``timeout_s`` bounds the call."""
     connect_s = resources.settings.mcp_connect_timeout_s
@@ -75,7 +78,7 @@ def http_client(resources: NodeResources, server: McpServer) -> httpx2.AsyncClie
         headers=dict(server.headers),
         timeout=httpx2.Timeout(None, connect=connect_s),
         follow_redirects=False,
-        transport=egress.sdk_transport(resources.egress, MCP_LIMITS),
+        transport=traced.Traced2(egress.sdk_transport(resources.egress, MCP_LIMITS)),
         trust_env=False,
     )
 
@@ -104,21 +107,33 @@ class McpExecutor:
         server = resolve_server(self._resources, config.server)
         arguments = await ctx.render("arguments")
         timeout_s = float(await ctx.render("timeout_s"))
-        result = await session_pool(self._resources).call_tool(
-            server,
+        settings = self._resources.settings
+        with tool_spans.execute_tool(
             config.tool,
-            arguments,
-            timeout_s=timeout_s,
-            before_send=lambda: ctx.spend(api_calls=1),
-        )
-        if result.is_error:
-            text = tool_text(result) or "(no text)"
-            raise McpToolError(
-                f"MCP tool {config.tool!r} on {server.label} failed: {text[:TOOL_ERROR_CHARS]}"
+            semconv.TOOL_TYPE_EXTENSION,
+            settings,
+            arguments=arguments,
+            server_url=server.url,
+        ) as span:
+            result = await session_pool(self._resources).call_tool(
+                server,
+                config.tool,
+                arguments,
+                timeout_s=timeout_s,
+                before_send=lambda: ctx.spend(api_calls=1),
             )
-        if result.structured_content is not None:
-            return NodeOutput(result.structured_content)
-        return NodeOutput(tool_text(result))
+            if result.is_error:
+                text = tool_text(result) or "(no text)"
+                raise McpToolError(
+                    f"MCP tool {config.tool!r} on {server.label} failed: {text[:TOOL_ERROR_CHARS]}"
+                )
+            output = (
+                result.structured_content
+                if result.structured_content is not None
+                else tool_text(result)
+            )
+            tool_spans.returned(span, output, settings)
+        return NodeOutput(output)
 
 
 def tool_text(result: mcp_types.CallToolResult) -> str | None:

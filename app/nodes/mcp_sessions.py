@@ -32,6 +32,7 @@ import httpx2
 import mcp_types
 from mcp import Client, MCPError
 from mcp.client.streamable_http import streamable_http_client
+from opentelemetry import context as otel_context
 
 from app.errors import NodeError
 from app.nodes.net import egress
@@ -171,6 +172,9 @@ class Session:
         return self.failure
 
     async def _own(self) -> None:
+        # The session outlives the call that opened it: its own requests (initialize, the GET
+        # stream, the closing DELETE) belong to no run's trace. Calls carry their caller's.
+        otel_context.attach(otel_context.Context())
         try:
             http = self._make_http(self.server)
             transport = streamable_http_client(self.server.url, http_client=http)

@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.engine.ports import Clock
 from app.engine.run.clock import SystemClock
 from app.nodes.meter import UNMETERED, LlmMeter
-from app.nodes.net import egress
+from app.nodes.net import egress, traced
 from app.settings import Settings, get_settings
 
 T = TypeVar("T")
@@ -40,11 +40,15 @@ def make_client(policy: egress.EgressPolicy | None = None, **options: Any) -> ht
     """The client to share between runs: it keeps no cookies (runs must not see each other's),
     reads no proxy or netrc settings from the environment (a proxy would resolve names out of
     the policy's sight), and connects only where the egress ``policy`` allows (by default only
-    its fixed refusals) unless a test gives a ``transport`` of its own."""
+    its fixed refusals) unless a test gives a ``transport`` of its own. Every request is a
+    client span and carries the trace context (:mod:`app.nodes.net.traced`)."""
     jar = CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
-    if "transport" not in options:
-        options["transport"] = egress.transport(policy or egress.EgressPolicy(), HTTP_CLIENT_LIMITS)
-    return httpx.AsyncClient(cookies=jar, trust_env=False, **options)
+    inner = options.pop("transport", None) or egress.transport(
+        policy or egress.EgressPolicy(), HTTP_CLIENT_LIMITS
+    )
+    return httpx.AsyncClient(
+        cookies=jar, trust_env=False, transport=traced.Traced(inner), **options
+    )
 
 
 class ResourcesClosed(RuntimeError):

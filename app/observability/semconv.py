@@ -40,11 +40,26 @@ GEN_AI_TOOL_NAME = "gen_ai.tool.name"
 GEN_AI_TOOL_CALL_ID = "gen_ai.tool.call.id"
 GEN_AI_TOOL_TYPE = "gen_ai.tool.type"
 GEN_AI_DATA_SOURCE_ID = "gen_ai.data_source.id"
+GEN_AI_OUTPUT_TYPE = "gen_ai.output.type"  # text, json
+GEN_AI_REQUEST_TOP_K = "gen_ai.request.top_k"
+GEN_AI_EMBEDDINGS_DIMENSION_COUNT = "gen_ai.embeddings.dimension.count"
+GEN_AI_RETRIEVAL_QUERY_TEXT = "gen_ai.retrieval.query.text"  # opt-in content only
+GEN_AI_TOOL_CALL_ARGUMENTS = "gen_ai.tool.call.arguments"  # opt-in content only
+GEN_AI_TOOL_CALL_RESULT = "gen_ai.tool.call.result"  # opt-in content only
+# gen_ai.provider.name's well-known values for Oxify's providers are their own names (openai,
+# anthropic, ollama); gen_ai.tool.type: an MCP server's tool is an "extension", the rest are
+# "function"s (the model calls them as functions; Oxify runs them).
+TOOL_TYPE_FUNCTION = "function"
+TOOL_TYPE_EXTENSION = "extension"
 
 # -- general attributes -----------------------------------------------------------------------
 ERROR_TYPE = "error.type"
 SERVER_ADDRESS = "server.address"
 SERVER_PORT = "server.port"
+HTTP_REQUEST_METHOD = "http.request.method"
+HTTP_RESPONSE_STATUS_CODE = "http.response.status_code"
+URL_FULL = "url.full"  # without userinfo, query or fragment: they may hold secrets
+DB_SYSTEM_NAME = "db.system.name"  # qdrant, postgresql
 
 # -- Oxify's own ------------------------------------------------------------------------------
 EXECUTION_ID = "oxify.execution.id"
@@ -57,6 +72,9 @@ CHECKPOINT_NUMBER = "oxify.checkpoint.number"
 REPLICA_ID = "oxify.replica.id"
 RETRY_SCHEDULED = "retry_scheduled"  # the event on a failed attempt that will be retried
 RETRY_DELAY_S = "oxify.retry.delay_s"
+LLM_CACHED = "oxify.llm.cached"  # a chat span answered from the process's answer cache
+RETRIEVAL_MODE = "oxify.retrieval.mode"  # vector, keyword, hybrid
+RETRIEVAL_HITS = "oxify.retrieval.hits"  # chunks returned
 EXECUTION_STATUS = "oxify.execution.status"  # how a segment left the run: completed, waiting, …
 
 # -- span names (besides the GenAI ones above) ------------------------------------------------

@@ -18,6 +18,7 @@ from app.nodes.registry import core_registry
 from app.nodes.resources import NodeResources
 from app.settings import Settings
 from tests.providers import ProviderServer, ollama_server, openai_server
+from tests.spans import SpanTrace, traceparent
 from tests.support import Harness, edge, node, workflow
 
 DIMENSIONS = 1024  # few hash collisions among the test texts' words
@@ -317,3 +318,35 @@ async def test_a_workflow_indexes_then_retrieves(
     outcome = await harness.run(doc, {"question": "where do zebras graze"})
     assert outcome.status is ExecutionStatus.COMPLETED, outcome.error
     assert [hit["id"] for hit in outcome.outputs] == ["zebra#0"]
+
+
+async def test_embeddings_and_retrieval_spans(
+    harness: Harness, store: dict[str, Any], embeddings: ProviderServer, traced: SpanTrace
+) -> None:
+    spec = embedder(embeddings)
+    with traced.root():
+        await run_node(harness, index_node(store, ANIMALS, embedder=spec))
+        found = await run_node(
+            harness, retriever_node(store, "a sleepy cat", embedder=spec, top_k=2, mode="hybrid")
+        )
+    indexing, querying = traced.named("embeddings embed-1")
+    assert dict(indexing.attributes or {}) == {
+        "gen_ai.operation.name": "embeddings",
+        "gen_ai.provider.name": "openai",
+        "gen_ai.request.model": "embed-1",
+        "gen_ai.embeddings.dimension.count": DIMENSIONS,
+        "gen_ai.usage.input_tokens": sum(len(a["text"].split()) for a in ANIMALS),
+        "server.address": "127.0.0.1",
+        "server.port": embeddings.port,
+    }
+    (http,) = traced.children(querying)
+    assert embeddings.requests[-1].headers["traceparent"] == traceparent(http)
+    retrieval = traced.one(f"retrieval {store['collection']}")
+    assert dict(retrieval.attributes or {}) == {
+        "gen_ai.operation.name": "retrieval",
+        "gen_ai.data_source.id": store["collection"],
+        "gen_ai.request.top_k": 2,
+        "db.system.name": "postgresql" if store["backend"] == "pgvector" else "qdrant",
+        "oxify.retrieval.mode": "hybrid",
+        "oxify.retrieval.hits": len(found),
+    }

@@ -34,6 +34,7 @@ from app.domain.node_types import CORE_NODE_TYPES
 from app.engine.run.context import NodeContext
 from app.engine.run.outcomes import NodeOutput, Suspend
 from app.errors import NodeError
+from app.nodes import tool_spans
 from app.nodes.agent import approvals
 from app.nodes.agent.tools import (
     Call,
@@ -43,7 +44,7 @@ from app.nodes.agent.tools import (
     must_stop,
     result_size_problem,
 )
-from app.nodes.ai import model_calls
+from app.nodes.ai import call_spans, model_calls
 from app.nodes.ai.chat import ChatAnswer, ChatRequest, Message, OnText, parse_answer
 from app.nodes.ai.failures import LlmAnswerInvalid
 from app.nodes.ai.prices import price_table
@@ -51,6 +52,7 @@ from app.nodes.mcp_node import resolve_server, tool_lists
 from app.nodes.mcp_tool_check import agent_tool_check
 from app.nodes.plugin import NodeDefinition
 from app.nodes.resources import NodeResources
+from app.observability import semconv
 
 RETRY_JSON = (
     "Your answer was refused: {problem}. Answer again, with the final answer only, in the "
@@ -116,8 +118,15 @@ class AgentExecutor:
 
     async def execute(self, ctx: NodeContext) -> NodeOutput | Suspend:
         config = cast(AgentConfig, ctx.config)
+        base = await model_calls.request_of(ctx, config, self._resources)
+        with call_spans.agent(ctx.key, base):
+            return await self._loop(ctx, config, base)
+
+    async def _loop(
+        self, ctx: NodeContext, config: AgentConfig, base: ChatRequest
+    ) -> NodeOutput | Suspend:
+        """Turns and tool calls until the model answers (see the module docstring)."""
         resources = self._resources
-        base = await model_calls.request_of(ctx, config, resources)
         max_turns = int(await ctx.render("max_turns"))
         timeout_s = float(await ctx.render("tool_timeout_s"))
         limit = resources.settings.max_node_output_bytes
@@ -243,6 +252,10 @@ class AgentExecutor:
         event = {"node_id": ctx.key, "turn": turn, "call_id": call["id"]}
         limit = self._resources.settings.max_node_output_bytes
 
+        settings = self._resources.settings
+        tool = tools.tools.get(call["name"])
+        tool_type = tool.type if tool is not None else semconv.TOOL_TYPE_FUNCTION
+
         async def run() -> dict[str, Any]:
             ctx.log_event(
                 EventType.AGENT_TOOL_CALL,
@@ -251,10 +264,18 @@ class AgentExecutor:
             outcome: dict[str, Any]
             approved_by = {"approved_by": decision["by"]} if decision is not None else {}
             try:
-                result = await self._run(ctx, step, call, decision, tools, timeout_s)
-                problem = result_size_problem(result, limit)
-                if problem is not None:
-                    raise ToolFailed(problem)
+                with tool_spans.execute_tool(
+                    call["name"],
+                    tool_type,
+                    settings,
+                    arguments=call["arguments"],
+                    call_id=call["id"],
+                ) as span:
+                    result = await self._run(ctx, step, call, decision, tools, timeout_s)
+                    problem = result_size_problem(result, limit)
+                    if problem is not None:
+                        raise ToolFailed(problem)
+                    tool_spans.returned(span, result, settings)
                 outcome = {"ok": True, "result": result, **approved_by}
             except Exception as exc:
                 if must_stop(exc):

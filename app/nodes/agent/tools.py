@@ -38,6 +38,7 @@ from app.nodes.mcp_node import resolve_server, session_pool, tool_text
 from app.nodes.mcp_sessions import McpServer
 from app.nodes.net import auth, exchange, values
 from app.nodes.resources import NodeResources
+from app.observability import semconv
 
 ERROR_CHARS = 2000  # characters of a tool's error the model is shown
 IDEMPOTENCY_META = "dev.oxify/idempotency_key"  # the MCP request's _meta key for it
@@ -72,6 +73,13 @@ class Tool:
     run: Runner
     defaults: bool = False  # fill the schema's defaults in (a workflow's inputs)
     _validator: Any = field(default=None, repr=False)
+
+    @property
+    def type(self) -> str:
+        """``gen_ai.tool.type``: an MCP server's tool is an extension, the rest functions."""
+        if isinstance(self.run, McpRunner):
+            return semconv.TOOL_TYPE_EXTENSION
+        return semconv.TOOL_TYPE_FUNCTION
 
     def problem(self, arguments: Any) -> str | None:
         """Why ``arguments`` do not fit the tool's parameters (None when they do)."""

@@ -97,6 +97,7 @@ class ChatAnswer:
     # The calls the model asked for: {"id", "name", "arguments"}; arguments are the parsed JSON
     # object, or the text the model wrote when it is not one (the call then fails).
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    response_id: str | None = None  # the provider's id of the answer, when it gives one
 
 
 def tool_call(call_id: str, name: str, arguments: Any) -> dict[str, Any]:

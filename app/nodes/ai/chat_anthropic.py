@@ -49,6 +49,7 @@ async def chat(
             for block in message.content
             if block.type == "tool_use"
         ],
+        response_id=message.id or None,
     )
 
 

@@ -38,9 +38,11 @@ async def chat(
                 for c in calls
                 if c.type == "function"
             ],
+            response_id=completion.id or None,
         )
     parts: list[str] = []
     model, finish, input_tokens, output_tokens = request.model, None, 0, 0
+    response_id: str | None = None
     calls_by_index: dict[int, dict[str, Any]] = {}  # a streamed call comes in fragments
     stream = await client.chat.completions.create(
         **kwargs, stream=True, stream_options={"include_usage": True}
@@ -48,6 +50,7 @@ async def chat(
     async with stream:  # leaving it (a cancelled run included) closes the connection
         async for chunk in stream:
             model = chunk.model or model
+            response_id = chunk.id or response_id
             if chunk.usage is not None:
                 input_tokens = chunk.usage.prompt_tokens
                 output_tokens = chunk.usage.completion_tokens
@@ -68,7 +71,9 @@ async def chat(
     calls = [
         tool_call(c["id"], c["name"], c["arguments"]) for _, c in sorted(calls_by_index.items())
     ]
-    return ChatAnswer("".join(parts), model, input_tokens, output_tokens, finish, calls)
+    return ChatAnswer(
+        "".join(parts), model, input_tokens, output_tokens, finish, calls, response_id
+    )
 
 
 def _arguments(request: ChatRequest) -> dict[str, Any]:

@@ -3,12 +3,13 @@ process's node resources.
 
 The SDKs' own retries are off (``max_retries=0``): a node's retry policy decides, so every
 attempt shows up as a ``node.retry`` event and counts against ``limits.max_api_calls``. Their
-HTTP clients (httpx2) connect through the egress policy, redirects included.
+HTTP clients (httpx2) connect through the egress policy, redirects included, and send the trace
+context (:mod:`app.nodes.net.traced`).
 """
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import anthropic
 import httpx2
@@ -17,7 +18,7 @@ from pydantic import SecretStr
 
 from app.domain.ai_nodes import Provider
 from app.errors import NodeConfigError
-from app.nodes.net import egress
+from app.nodes.net import egress, traced
 from app.nodes.resources import NodeResources
 
 Sdk = TypeVar("Sdk", openai.AsyncOpenAI, anthropic.AsyncAnthropic)
@@ -57,10 +58,18 @@ def anthropic_client(resources: NodeResources, root: str) -> anthropic.AsyncAnth
     """The client for the Anthropic API at ``root``."""
     secret = resources.settings.anthropic_api_key
     key = _key(resources, "anthropic", root, secret, "ANTHROPIC_API_KEY")
-    return _sdk_client(resources, f"anthropic:{root}", anthropic.AsyncAnthropic, key, root)
+    # The SDK's own spans are off (and it reads no ANTHROPIC_OPEN_TELEMETRY* variable): every
+    # provider's call is one ``chat`` span of Oxify's, content shown only as Oxify allows, and the
+    # trace context goes with the HTTP span under it.
+    no_spans = {"traces": False, "propagation": False}
+    return _sdk_client(
+        resources, f"anthropic:{root}", anthropic.AsyncAnthropic, key, root, open_telemetry=no_spans
+    )
 
 
-def _sdk_client(resources: NodeResources, name: str, sdk: type[Sdk], key: str, root: str) -> Sdk:
+def _sdk_client(
+    resources: NodeResources, name: str, sdk: type[Sdk], key: str, root: str, **options: Any
+) -> Sdk:
     """One SDK client per provider and root, made on first use: its own retries off, bounded by
     ``OXIFY_LLM_TIMEOUT_S``, its connections through the egress policy (and no proxy from the
     environment: ``trust_env=False``)."""
@@ -77,6 +86,7 @@ def _sdk_client(resources: NodeResources, name: str, sdk: type[Sdk], key: str, r
                 timeout=resources.settings.llm_timeout_s,
                 follow_redirects=True,
             ),
+            **options,
         ),
         close=sdk.close,
     )
@@ -89,9 +99,10 @@ def secrets_of(resources: NodeResources) -> list[str]:
     return [k.get_secret_value() for k in keys if k is not None and k.get_secret_value()]
 
 
-def _transport(resources: NodeResources) -> httpx2.AsyncHTTPTransport:
-    """Connections through the egress policy, for the SDKs' HTTP client."""
-    return egress.sdk_transport(resources.egress, SDK_LIMITS)
+def _transport(resources: NodeResources) -> httpx2.AsyncBaseTransport:
+    """Connections through the egress policy, for the SDKs' HTTP client; each request a
+    client span carrying the trace context."""
+    return traced.Traced2(egress.sdk_transport(resources.egress, SDK_LIMITS))
 
 
 def _key(

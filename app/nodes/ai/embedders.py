@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from app.domain.ai_nodes import EmbedderSpec
 from app.engine.run.context import NodeContext
 from app.errors import NodeConfigError
-from app.nodes.ai import failures
+from app.nodes.ai import call_spans, failures
 from app.nodes.ai.cache import AnswerCache, answer_cache
 from app.nodes.ai.clients import api_root, openai_client, secrets_of
 from app.nodes.ai.throttle import gate
@@ -88,30 +88,33 @@ async def _request(
     secrets = secrets_of(resources)
     now = ctx.clock.now
     ctx.spend(api_calls=1)
-    try:
-        async with gate(resources, spec.provider).turn():
-            if spec.provider == "openai":
-                vectors = await _openai(resources, spec, root, texts)
-            else:
-                vectors = await _ollama(resources, spec, root, texts, secrets, ctx)
-    except Exception as exc:
-        error = failures.provider_error(spec.provider, exc, secrets=secrets, now=now)
-        if error is None:
-            raise
-        raise error from None
-    if len(vectors) != len(texts) or any(len(v) != len(vectors[0]) for v in vectors):
-        raise failures.LlmProviderError(
-            f"{spec.provider} answered {len(vectors)} embeddings of uneven or wrong count "
-            f"for {len(texts)} texts",
-            retryable=False,
-            details={"provider": spec.provider},
-        )
+    with call_spans.embeddings(spec, root) as span:
+        try:
+            async with gate(resources, spec.provider).turn():
+                if spec.provider == "openai":
+                    vectors, tokens = await _openai(resources, spec, root, texts)
+                else:
+                    vectors, tokens = await _ollama(resources, spec, root, texts, secrets, ctx)
+        except Exception as exc:
+            error = failures.provider_error(spec.provider, exc, secrets=secrets, now=now)
+            if error is None:
+                raise
+            raise error from None
+        if len(vectors) != len(texts) or any(len(v) != len(vectors[0]) for v in vectors):
+            raise failures.LlmProviderError(
+                f"{spec.provider} answered {len(vectors)} embeddings of uneven or wrong count "
+                f"for {len(texts)} texts",
+                retryable=False,
+                details={"provider": spec.provider},
+            )
+        call_spans.embedded(span, len(vectors[0]) if vectors else None, tokens)
     return vectors
 
 
 async def _openai(
     resources: NodeResources, spec: EmbedderSpec, root: str, texts: list[str]
-) -> list[Vector]:
+) -> tuple[list[Vector], int | None]:
+    """The vectors, and the input tokens the provider counted (when it says)."""
     client = openai_client(resources, root)
     options: dict[str, Any] = {}
     if spec.dimensions is not None:
@@ -119,7 +122,9 @@ async def _openai(
     # The SDK asks for base64 and decodes it with NumPy: parsing JSON floats into its models
     # costs ~1 s per 200,000 numbers. A server answering floats anyway still works.
     answer = await client.embeddings.create(model=spec.model, input=texts, **options)
-    return [list(item.embedding) for item in sorted(answer.data, key=lambda item: item.index)]
+    vectors = [list(item.embedding) for item in sorted(answer.data, key=lambda item: item.index)]
+    usage = getattr(answer, "usage", None)  # the SDK does not insist on it: a server may omit it
+    return vectors, usage.prompt_tokens if usage is not None else None
 
 
 async def _ollama(
@@ -129,7 +134,7 @@ async def _ollama(
     texts: list[str],
     secrets: list[str],
     ctx: NodeContext,
-) -> list[Vector]:
+) -> tuple[list[Vector], int | None]:
     body: dict[str, Any] = {"model": spec.model, "input": texts}
     if spec.dimensions is not None:
         body["dimensions"] = spec.dimensions
@@ -148,16 +153,19 @@ async def _ollama(
             )
         content = await response.aread()
     try:
-        embeddings = orjson.loads(content).get("embeddings")
+        answer = orjson.loads(content)
+        embeddings = answer.get("embeddings")
     except (orjson.JSONDecodeError, AttributeError):
-        embeddings = None
+        answer, embeddings = {}, None
     if not isinstance(embeddings, list) or not all(map(_numbers, embeddings)):
         raise failures.LlmProviderError(
             "ollama answered without 'embeddings' (lists of numbers)",
             retryable=False,
             details={"provider": "ollama"},
         )
-    return [[float(x) for x in vector] for vector in embeddings]
+    tokens = answer.get("prompt_eval_count")
+    vectors = [[float(x) for x in vector] for vector in embeddings]
+    return vectors, tokens if isinstance(tokens, int) else None
 
 
 def _numbers(vector: Any) -> bool:

@@ -13,7 +13,7 @@ from typing import Any
 from app.domain.ai_nodes import LlmConfig, LlmMessage, ModelCallConfig
 from app.engine.run.context import NodeContext
 from app.errors import NodeConfigError
-from app.nodes.ai import chat_anthropic, chat_ollama, chat_openai, failures
+from app.nodes.ai import call_spans, chat_anthropic, chat_ollama, chat_openai, failures
 from app.nodes.ai.chat import ChatAnswer, ChatRequest, Message, OnText
 from app.nodes.ai.clients import anthropic_client, api_root, openai_client, secrets_of
 from app.nodes.ai.failures import LlmAnswerInvalid
@@ -56,8 +56,8 @@ async def request_of(
 
 def sender(resources: NodeResources, request: ChatRequest, ctx: NodeContext) -> Send:
     """The call to the provider: through the provider's gate, bounded as a whole by
-    ``OXIFY_LLM_TIMEOUT_S``, failures as node errors without secrets. A config error (an
-    unknown provider root) shows here, before a call is counted."""
+    ``OXIFY_LLM_TIMEOUT_S``, failures as node errors without secrets, in a ``chat`` span. A
+    config error (an unknown provider root) shows here, before a call is counted."""
     secrets = secrets_of(resources)
     now = ctx.clock.now
     timeout_s = resources.settings.llm_timeout_s
@@ -81,7 +81,7 @@ def sender(resources: NodeResources, request: ChatRequest, ctx: NodeContext) -> 
 
     meter = resources.meter
 
-    async def send(on_text: OnText | None) -> ChatAnswer:
+    async def sent(on_text: OnText | None) -> ChatAnswer:
         try:
             async with gate(resources, request.provider).turn():
                 async with asyncio.timeout(timeout_s):
@@ -98,6 +98,12 @@ def sender(resources: NodeResources, request: ChatRequest, ctx: NodeContext) -> 
             if error is None:
                 raise
             raise error from None
+
+    async def send(on_text: OnText | None) -> ChatAnswer:
+        with call_spans.chat(request, resources.settings) as span:
+            answer = await sent(on_text)
+            call_spans.answered(span, answer, resources.settings)
+            return answer
 
     return send
 

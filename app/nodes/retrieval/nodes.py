@@ -9,8 +9,10 @@ by Reciprocal Rank Fusion (``hybrid``); ``score_threshold`` is in the mode's own
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AbstractContextManager, asynccontextmanager
 from typing import cast
+
+from opentelemetry.trace import Span, SpanKind
 
 from app.domain.node_types import CORE_NODE_TYPES
 from app.domain.retrieval_nodes import (
@@ -23,12 +25,16 @@ from app.domain.retrieval_nodes import (
 from app.engine.run.context import NodeContext
 from app.engine.run.outcomes import NodeOutput
 from app.errors import NodeConfigError
+from app.nodes import span_content, spans
 from app.nodes.ai import embedders
 from app.nodes.plugin import NodeDefinition
 from app.nodes.resources import NodeResources
 from app.nodes.retrieval import chunking, keyword, pgvector_store, qdrant_store, ranking, stores
+from app.observability import semconv
+from app.settings import Settings
 
 HYBRID_CANDIDATES = 4  # each ranking offers top_k times this many chunks to the fusion
+DB_SYSTEMS = {"qdrant": "qdrant", "pgvector": "postgresql"}  # db.system.name of each backend
 
 
 def definitions(resources: NodeResources) -> list[NodeDefinition]:
@@ -86,27 +92,53 @@ class RetrieverExecutor:
         if config.mode != "keyword":
             spec = embedders.embedder_of(resources, await ctx.render("embedder"))
             vector = (await embedders.embed(resources, ctx, spec, [query]))[0]
-        async with _store(resources, ctx) as store:
-            if config.mode == "keyword":
-                hits = await keyword.search(
-                    resources, store, collection, query, top_k=top_k, where=where
-                )
-            elif config.mode == "vector":
-                hits = await store.search(
-                    collection, vector, top_k=top_k, where=where, score_threshold=threshold
-                )
-            else:
-                wanted = top_k * HYBRID_CANDIDATES
-                by_vector = await store.search(
-                    collection, vector, top_k=wanted, where=where, score_threshold=None
-                )
-                by_keyword = await keyword.search(
-                    resources, store, collection, query, top_k=wanted, where=where
-                )
-                hits = ranking.fuse([by_vector, by_keyword])[:top_k]
-        if threshold is not None:
-            hits = [hit for hit in hits if hit.score >= threshold]
+        with retrieval_span(config, collection, top_k, query, resources.settings) as span:
+            async with _store(resources, ctx) as store:
+                if config.mode == "keyword":
+                    hits = await keyword.search(
+                        resources, store, collection, query, top_k=top_k, where=where
+                    )
+                elif config.mode == "vector":
+                    hits = await store.search(
+                        collection, vector, top_k=top_k, where=where, score_threshold=threshold
+                    )
+                else:
+                    wanted = top_k * HYBRID_CANDIDATES
+                    by_vector = await store.search(
+                        collection, vector, top_k=wanted, where=where, score_threshold=None
+                    )
+                    by_keyword = await keyword.search(
+                        resources, store, collection, query, top_k=wanted, where=where
+                    )
+                    hits = ranking.fuse([by_vector, by_keyword])[:top_k]
+            if threshold is not None:
+                hits = [hit for hit in hits if hit.score >= threshold]
+            if span.is_recording():
+                span.set_attribute(semconv.RETRIEVAL_HITS, len(hits))
         return NodeOutput([hit.as_output() for hit in hits])
+
+
+def retrieval_span(
+    config: RetrieverConfig, collection: str, top_k: int, query: str, settings: Settings
+) -> AbstractContextManager[Span]:
+    """``retrieval {collection}`` (CLIENT) around the search of the store (the query's
+    embedding is an ``embeddings`` span before it); the query text only as
+    :mod:`app.nodes.span_content` says."""
+
+    def attributes() -> spans.Attributes:
+        found: spans.Attributes = {
+            semconv.GEN_AI_OPERATION_NAME: semconv.OP_RETRIEVAL,
+            semconv.GEN_AI_DATA_SOURCE_ID: collection,
+            semconv.GEN_AI_REQUEST_TOP_K: top_k,
+            semconv.DB_SYSTEM_NAME: DB_SYSTEMS[config.backend],
+            semconv.RETRIEVAL_MODE: config.mode,
+        }
+        if settings.trace_content:
+            secrets = span_content.secrets(settings)
+            found[semconv.GEN_AI_RETRIEVAL_QUERY_TEXT] = span_content.as_json(query, secrets)
+        return found
+
+    return spans.span(f"{semconv.OP_RETRIEVAL} {collection}", SpanKind.CLIENT, attributes)
 
 
 async def _collection(ctx: NodeContext) -> str:
