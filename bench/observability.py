@@ -8,17 +8,22 @@ Sections:
   when its last dependency ends, plus a little queueing; one node in 50 retries once). Timed:
   the timelines from the events plus the profile, median of 5; the database reads and the
   planning (cached per version in the service) are not in it.
-- ``scrape``: ``GET /metrics`` of a serving app (SQLite, in-process through ASGI) whose registry
+- ``scrape``: ``GET /metrics`` of a serving app (SQLite, a real uvicorn in-process) whose registry
   holds at least 10,000 series (HTTP histograms of synthetic routes on top of what a started
   app reports), scraped 200 times one after another (target p99 ≤ 50 ms), while a ticker task
   on the same event loop records how late it wakes (target: the longest stall ≤ 10 ms).
 - ``tracing``: what tracing costs a node, off, 1 % and 100 % sampled (see bench/tracing_cost.py;
   targets ≤ 1, 3 and 30 µs).
+- ``durable``: bench/durable.py's S3 (200 runs of 10-node chains, 20 at a time, on Postgres)
+  with everything off; with node metrics and JSON logs at info (to /dev/null); and with those
+  and tracing, 1 % and 100 % of runs sampled (spans batched to an exporter that drops them);
+  rounds interleaved, medians compared (target: all on ≤ 5 % below all off).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import statistics
 import sys
@@ -174,7 +179,93 @@ def bench_scrape() -> None:
     asyncio.run(_scrape())
 
 
-SECTIONS = {"profile": bench_profile, "scrape": bench_scrape, "tracing": bench_tracing}
+async def _durable() -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import (
+        BatchSpanProcessor,
+        SpanExporter,
+        SpanExportResult,
+    )
+    from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+
+    from app.observability import logs
+    from app.observability.metrics import Metrics
+    from app.observability.observers import combined
+    from app.observability.tracing import Tracing
+    from app.store import db
+    from bench._server import database_url, scratch_database
+    from bench.durable import S3_DOCUMENT, Bench, s3_round
+
+    class Dropped(SpanExporter):
+        def export(self, spans: Any) -> SpanExportResult:  # noqa: ARG002 (dropped)
+            return SpanExportResult.SUCCESS
+
+    def traced(ratio: float) -> Tracing:
+        provider = TracerProvider(sampler=ParentBased(TraceIdRatioBased(ratio)))
+        provider.add_span_processor(BatchSpanProcessor(Dropped()))
+        return Tracing(provider)
+
+    metrics = Metrics(version="bench", max_workflows=50, max_models=50)
+    tracings = {"1 %": traced(0.01), "100 %": traced(1.0)}
+    async with scratch_database(database_url()) as url:
+        await db.migrate(url)
+        engine = db.create_engine(url)
+        benches = {
+            "all off": Bench(engine),
+            "metrics + logs": Bench(engine, observer=metrics.nodes),
+        }
+        for ratio, tracing in tracings.items():
+            observer = combined([tracing.observer(), metrics.nodes])
+            benches[f"metrics + logs + tracing {ratio} sampled"] = Bench(
+                engine, observer=observer, tracer=tracing.tracer
+            )
+        workflow_id = await benches["all off"].workflow(S3_DOCUMENT)
+        rates: dict[str, list[float]] = {name: [] for name in benches}
+        try:
+            await s3_round(benches["all off"], workflow_id)  # warm-up: plans, connections
+            with open(os.devnull, "w") as sink:  # noqa: ASYNC230 (opening /dev/null blocks nothing)
+                names = list(benches)
+                for round_ in range(RUNS):  # each round in another order: none always goes first
+                    for name in names[round_ % len(names) :] + names[: round_ % len(names)]:
+                        bench = benches[name]
+                        listener = None
+                        if name != "all off":
+                            listener = logs.configure(log_format="json", level="info", stream=sink)
+                        try:
+                            rates[name].append((await s3_round(bench, workflow_id))[0])
+                        finally:
+                            if listener is not None:
+                                listener.stop()
+                        # The batched spans are exported now, not during the next round.
+                        for tracing in tracings.values():
+                            assert tracing.provider is not None
+                            tracing.provider.force_flush()
+        finally:
+            for bench in benches.values():
+                await bench.journal.close()
+            await engine.dispose()
+            for tracing in tracings.values():
+                assert tracing.provider is not None
+                tracing.provider.shutdown()
+    off = statistics.median(rates["all off"])
+    print(f"S3 durable node results/s on Postgres (median of {RUNS}, rounds interleaved):")
+    for name, values in rates.items():
+        rate = statistics.median(values)
+        change = "" if name == "all off" else f" ({(rate / off - 1) * 100:+.1f} % vs all off)"
+        print(f"  {name:<42} {rate:6.0f}{change}")
+    print("  (target: all on ≤ 5 % below all off)")
+
+
+def bench_durable() -> None:
+    asyncio.run(_durable())
+
+
+SECTIONS = {
+    "profile": bench_profile,
+    "scrape": bench_scrape,
+    "tracing": bench_tracing,
+    "durable": bench_durable,
+}
 
 
 def main(argv: list[str]) -> None:
