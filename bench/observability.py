@@ -14,6 +14,10 @@ Sections:
   on the same event loop records how late it wakes (target: the longest stall ≤ 10 ms).
 - ``tracing``: what tracing costs a node, off, 1 % and 100 % sampled (see bench/tracing_cost.py;
   targets ≤ 1, 3 and 30 µs).
+- ``requests``: what the FastAPI instrumentation costs a request: ``GET /v1/node-types``
+  through ASGI in-process, 2,000 times, on an app without tracing and on one whose every request
+  is a recorded server span (spans batched to an exporter that drops them); CPU per request,
+  the difference against the target ≤ 100 µs.
 - ``durable``: bench/durable.py's S3 (200 runs of 10-node chains, 20 at a time, on Postgres)
   with everything off; with node metrics and JSON logs at info (to /dev/null); and with those
   and tracing, 1 % and 100 % of runs sampled (spans batched to an exporter that drops them);
@@ -125,10 +129,12 @@ async def _scrape() -> None:
 
     from app.api import metrics
     from app.settings import Settings
+    from app.store import db
     from tests.e2e.live import serve
 
     with tempfile.TemporaryDirectory() as folder:
         settings = Settings(database_url=f"sqlite+aiosqlite:///{folder}/bench.db")
+        await db.migrate(settings.database_url)
         async with serve(settings) as live, httpx.AsyncClient(base_url=live.url) as client:
             registry = metrics.of(live.app)
             route = 0
@@ -177,6 +183,59 @@ async def _tick(stalls: list[float]) -> None:
 
 def bench_scrape() -> None:
     asyncio.run(_scrape())
+
+
+REQUESTS = 2_000
+
+
+async def _requests() -> None:
+    import httpx
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+    from app.main import create_app
+    from app.observability.tracing import Tracing
+    from app.settings import Settings
+    from app.store import db
+
+    class Dropped(SpanExporter):
+        def export(self, spans: Any) -> SpanExportResult:  # noqa: ARG002 (dropped)
+            return SpanExportResult.SUCCESS
+
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(Dropped()))
+    cpu: dict[str, list[float]] = {"off": [], "on": []}
+    with tempfile.TemporaryDirectory() as folder:
+        settings = Settings(database_url=f"sqlite+aiosqlite:///{folder}/bench.db")
+        await db.migrate(settings.database_url)
+        apps = {
+            "off": create_app(settings, tracing=Tracing()),
+            "on": create_app(settings, tracing=Tracing(provider)),
+        }
+        for _ in range(RUNS):
+            for name, app in apps.items():
+                transport = httpx.ASGITransport(app=app)
+                async with (
+                    app.router.lifespan_context(app),
+                    httpx.AsyncClient(transport=transport, base_url="http://bench") as client,
+                ):
+                    await client.get("/v1/node-types")  # warm-up
+                    started = time.process_time()
+                    for _ in range(REQUESTS):
+                        (await client.get("/v1/node-types")).raise_for_status()
+                    cpu[name].append((time.process_time() - started) / REQUESTS * 1e6)
+                provider.force_flush()
+    provider.shutdown()
+    off, on = statistics.median(cpu["off"]), statistics.median(cpu["on"])
+    print(
+        f"requests, CPU per GET /v1/node-types through ASGI (client included; median of {RUNS} "
+        f"x {REQUESTS}): tracing off {off:.0f} µs, every request a server span {on:.0f} µs: "
+        f"the FastAPI instrumentation costs {on - off:.0f} µs a request (target ≤ 100 µs)"
+    )
+
+
+def bench_requests() -> None:
+    asyncio.run(_requests())
 
 
 async def _durable() -> None:
@@ -264,6 +323,7 @@ SECTIONS = {
     "profile": bench_profile,
     "scrape": bench_scrape,
     "tracing": bench_tracing,
+    "requests": bench_requests,
     "durable": bench_durable,
 }
 
