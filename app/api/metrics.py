@@ -19,6 +19,7 @@ from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPEN
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.observability import exemplars
 from app.observability.metrics import Metrics
 from app.settings import Settings
 
@@ -137,13 +138,16 @@ class MetricsMiddleware:
         started = time.perf_counter()
         status = 500  # unless a response starts
         stream = kind == "websocket"
+        # The request's trace, taken while its server span is open: it ends with the answer.
+        exemplar = None
 
         async def watched_send(message: Message) -> None:
-            nonlocal status, stream
+            nonlocal status, stream, exemplar
             sent = message["type"]
             if sent in ("http.response.start", "websocket.http.response.start"):
                 status = message["status"]
                 stream = stream or _is_event_stream(message)
+                exemplar = exemplars.current()
             elif sent == "websocket.accept":
                 status = 101
             elif sent == "websocket.close" and status == 500:
@@ -160,6 +164,7 @@ class MetricsMiddleware:
                 template or UNMATCHED_ROUTE,
                 status,
                 None if stream else time.perf_counter() - started,
+                exemplar or exemplars.current(),
             )
 
 

@@ -188,11 +188,19 @@ class Metrics:
 
         self._text = TextExposition(registry)
 
-    def observe_request(self, method: str, route: str, status: int, seconds: float | None) -> None:
-        """A request answered; ``seconds`` None for a stream (its length says nothing)."""
+    def observe_request(
+        self,
+        method: str,
+        route: str,
+        status: int,
+        seconds: float | None,
+        exemplar: exemplars.Exemplar | None = None,
+    ) -> None:
+        """A request answered; ``seconds`` None for a stream (its length says nothing);
+        ``exemplar``: its trace."""
         self.http_requests.labels(method, route, str(status)).inc()
         if seconds is not None:
-            self.http_latency.labels(method, route).observe(seconds, exemplars.current())
+            self.http_latency.labels(method, route).observe(seconds, exemplar)
 
     # -- runs, queue, leases, forms ---------------------------------------------------------
 

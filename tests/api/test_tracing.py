@@ -85,3 +85,32 @@ async def test_with_tracing_off_a_clients_trace_is_kept_and_none_is_made_up(
     assert shown["trace_url"] == f"http://jaeger:16686/trace/{CLIENT_TRACE}"
     assert plain["trace_id"] is None and plain["trace_url"] is None
     assert malformed["trace_id"] is None
+
+
+async def test_a_request_span_is_named_by_route_and_its_latency_carries_its_trace(
+    fresh_pg_url: str,
+) -> None:
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families
+
+    tracing, exporter = recording()
+    async with serving(fresh_pg_url, tracing=tracing) as client:
+        missing = await client.get("/v1/executions/no-such-run")
+        assert missing.status_code == 404
+        scrape = await client.get(
+            "/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"}
+        )
+    [server] = named(exporter.get_finished_spans(), "GET /v1/executions/{execution_id}")
+    assert server.kind is SpanKind.SERVER
+    assert server.attributes is not None
+    assert server.attributes["http.route"] == "/v1/executions/{execution_id}"
+    [latency] = [
+        family
+        for family in text_string_to_metric_families(scrape.text)
+        if family.name == "oxify_http_request_duration_seconds"
+    ]
+    traced = {
+        sample.exemplar.labels["trace_id"]
+        for sample in latency.samples
+        if sample.labels.get("route") == "/v1/executions/{execution_id}" and sample.exemplar
+    }
+    assert traced == {format(trace_id(server), "032x")}
