@@ -16,6 +16,7 @@ from prometheus_client.openmetrics.parser import (
 from prometheus_client.parser import text_string_to_metric_families
 
 from app.domain.status import ExecutionStatus
+from app.observability import exemplars
 from app.observability.labels import OTHER, CappedValues
 from app.observability.metrics import Metrics
 from app.store.claims import ClaimedRun
@@ -146,7 +147,7 @@ def test_openmetrics_scrapes_show_the_trace_of_observations_made_in_a_span() -> 
     m = metrics()
     tracer = TracerProvider().get_tracer("test")
     with tracer.start_as_current_span("request") as span:
-        m.observe_request("GET", "/traced", 200, 0.003)
+        m.observe_request("GET", "/traced", 200, 0.003, exemplars.current())
         trace_id = format(span.get_span_context().trace_id, "032x")
     m.observe_request("GET", "/untraced", 200, 0.003)
 
@@ -158,13 +159,13 @@ def test_openmetrics_scrapes_show_the_trace_of_observations_made_in_a_span() -> 
         for f in openmetrics_families(body.decode())
         if f.name == "oxify_http_request_duration_seconds"
     ]
-    exemplars = {
+    found = {
         (s.labels["route"], s.labels["le"]): s.exemplar
         for s in family.samples
         if s.name.endswith("_bucket") and s.exemplar is not None
     }
-    assert list(exemplars) == [("/traced", "0.005")]  # the bucket the observation fell in
-    assert exemplars["/traced", "0.005"].labels == {"trace_id": trace_id}
+    assert list(found) == [("/traced", "0.005")]  # the bucket the observation fell in
+    assert found["/traced", "0.005"].labels == {"trace_id": trace_id}
 
     text, text_type = asyncio.run(m.render("text/plain"))
     assert text_type.startswith("text/plain") and b"trace_id" not in text
