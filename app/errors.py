@@ -288,3 +288,35 @@ class SubmissionInvalid(OxifyError):
     def __init__(self, errors: list[ErrorDetail]) -> None:
         self.errors = errors
         super().__init__(f"{len(errors)} problem(s) in the submitted values")
+
+
+class Unauthenticated(OxifyError):
+    """Valid credentials are required: send `Authorization: Bearer <api key or token>`."""
+
+    code = "unauthenticated"
+
+    def __init__(self, message: str | None = None, *, retry_after_s: int | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s  # set when the caller is being throttled
+
+
+class InsufficientScope(OxifyError):
+    """These credentials do not allow this operation."""
+
+    code = "insufficient_scope"
+
+
+class IdentityProviderUnavailable(OxifyError):
+    """The identity provider's signing keys cannot be fetched right now: try again shortly."""
+
+    code = "identity_provider_unavailable"
+
+    def __init__(self, message: str | None = None, *, retry_after_s: int = 5) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class KeyNotFound(OxifyError):
+    """No such API key."""
+
+    code = "key_not_found"

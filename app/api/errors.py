@@ -46,6 +46,9 @@ _STATUS_BY_CODE = {
     "not_an_approver": 403,
     "submission_invalid": 422,
     "database_unavailable": 503,
+    "unauthenticated": 401,
+    "insufficient_scope": 403,
+    "identity_provider_unavailable": 503,
 }
 # Errors about a query parameter rather than the body: where to point.
 _PARAMETER_BY_CODE = {"cursor_invalid": "cursor"}
@@ -125,6 +128,7 @@ def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 
 _RESPONSE_DESCRIPTIONS = {
+    401: "No valid credentials: send `Authorization: Bearer <api key or token>`.",
     403: "Not allowed for this person.",
     404: "Not found.",
     409: "Conflicts with the resource's current state.",

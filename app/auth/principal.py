@@ -1,0 +1,44 @@
+"""The caller of a request, once authenticated: what it may do and which project it sees."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from app.auth import scopes as scope_table
+from app.auth.scopes import Action, Scope
+
+DEFAULT_PROJECT = "default"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """An API key (``key_id``) or a token's ``subject``; ``project`` None sees every project
+    (admin credentials only). ``anonymous``: the service runs without authentication (no key
+    exists yet, on loopback, or explicitly allowed)."""
+
+    scopes: frozenset[Scope]
+    project: str | None
+    key_id: str | None = None
+    subject: str | None = None
+    name: str | None = None  # the key's name, for people reading audit rows and approvals
+    anonymous: bool = False
+
+    def may(self, action: Action) -> bool:
+        return scope_table.allows(self.scopes, action)
+
+    @property
+    def actor(self) -> str:
+        """Who acted, for audit rows, logs and spans: never the secret itself."""
+        if self.key_id is not None:
+            return f"key:{self.key_id}"
+        if self.subject is not None:
+            return f"sub:{self.subject}"
+        return "anonymous"
+
+    def sees(self, project: str) -> bool:
+        """Whether objects of ``project`` exist for this caller (others answer 404)."""
+        return self.project is None or self.project == project
+
+
+# Without authentication (no key yet, loopback): the caller may do everything, everywhere.
+ANONYMOUS = Principal(scopes=frozenset({Scope.ADMIN}), project=None, anonymous=True)
