@@ -61,7 +61,12 @@ ROUTE_CODES: dict[tuple[str, str], tuple[str, ...]] = {
         "not_an_approver",
         "submission_invalid",
     ),
+    ("POST", "/v1/auth/tickets"): ("execution_not_found",),
+    ("POST", "/v1/admin/keys"): ("key_invalid", "key_pepper_missing"),
+    ("POST", "/v1/admin/keys/{key_id}/rotate"): ("key_invalid", "key_pepper_missing"),
 }
+# What every route that needs credentials may answer.
+_AUTH_CODES = ("unauthenticated", "insufficient_scope", "identity_provider_unavailable")
 _BY_STATUS = {413: "body_too_large", 429: "queue_full", 500: "internal_error", 503: "not_ready"}
 
 
@@ -239,7 +244,7 @@ def error_catalogue() -> dict[str, tuple[int, str]]:
     found = dict(text.API_CODES)
     for error in _subclasses(OxifyError):
         status = api_errors.status_for(error.code)
-        if status < 500:
+        if status != 500:  # 500: not an answer the API gives on purpose
             found[error.code] = (status, _first_line(error))
     return found
 
@@ -256,6 +261,8 @@ def route_codes(method: str, path: str, operation: Mapping[str, Any]) -> dict[in
         for param in operation.get("parameters") or []:
             if param["in"] == "path" and param["name"].endswith("_id"):
                 derived.append(param["name"].removesuffix("_id") + "_not_found")
+    if operation.get("security"):
+        derived += _AUTH_CODES
     found: dict[int, list[str]] = {status: [] for status in statuses}
     for code in [*derived, *ROUTE_CODES.get((method, path), ())]:
         if code not in catalogue:

@@ -320,3 +320,15 @@ class KeyNotFound(OxifyError):
     """No such API key."""
 
     code = "key_not_found"
+
+
+class KeySpecInvalid(OxifyError):
+    """The API key cannot be made as asked."""
+
+    code = "key_invalid"
+
+
+class KeyPepperMissing(OxifyError):
+    """API keys need OXIFY_KEY_PEPPER (a server secret of at least 32 characters)."""
+
+    code = "key_pepper_missing"

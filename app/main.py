@@ -25,13 +25,16 @@ from app.nodes.resources import NodeResources
 from app.observability.metrics import Metrics
 from app.observability.observers import combined
 from app.observability.tracing import Tracing
+from app.services.authn import Authenticator
 from app.services.container import Services
 from app.services.executions import ExecutionService
 from app.services.finished_runs import FinishedRuns
 from app.services.forms import FormService
 from app.services.gauges import ClusterGauges
 from app.services.housekeeping import Housekeeping
+from app.services.keys import KeyService
 from app.services.runner import LeaseSettings, Runner
+from app.services.tickets import TicketService
 from app.services.workflows import WorkflowService
 from app.settings import Settings, get_settings
 from app.store import db
@@ -66,6 +69,14 @@ async def running_services(
     def published(events: Sequence[Event]) -> None:
         bus.publish(events)
         notifier.send(Channel.EVENTS, {event.execution_id for event in events})
+
+    keys = KeyService(
+        engine, pepper=settings.pepper, sender=replica_id, cache_s=settings.key_cache_s
+    )
+    auth = Authenticator(keys, poll=not db.is_postgres(engine))
+    keys.on_change(auth.keys_changed)
+    notifier.listen(Channel.KEYS, auth.keys_changed)
+    notifier.on_resync(auth.resync)
 
     journal.set_publisher(published)
     notifier.listen(Channel.EVENTS, bus.refresh)
@@ -172,14 +183,19 @@ async def running_services(
         resources,
         gauges,
         finished_runs=finished_runs,
+        keys=keys,
+        auth=auth,
+        tickets=TicketService(engine, keys),
     )
     await notifier.start()
     await runner.start()
     await housekeeping.start()
     gauges.start()
+    keys.start()
     try:
         yield services
     finally:
+        await keys.close()
         await gauges.close()
         await housekeeping.close()
         await runner.shutdown(settings.shutdown_grace_s)

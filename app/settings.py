@@ -18,6 +18,7 @@ from sqlalchemy.exc import ArgumentError
 from app.engine.compile.graph import Limits
 from app.faults import FaultRule
 from app.settings_ai import AiSettings
+from app.settings_auth import AuthSettings
 from app.settings_code import CodeSettings
 from app.settings_mcp import McpSettings
 from app.settings_net import NetSettings
@@ -60,7 +61,9 @@ def async_database_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-class Settings(BaseSettings, AiSettings, NetSettings, McpSettings, CodeSettings, TracingSettings):
+class Settings(
+    BaseSettings, AiSettings, NetSettings, McpSettings, CodeSettings, TracingSettings, AuthSettings
+):
     model_config = SettingsConfigDict(
         env_prefix="OXIFY_", env_file=".env", extra="ignore", populate_by_name=True
     )

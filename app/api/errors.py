@@ -49,6 +49,8 @@ _STATUS_BY_CODE = {
     "unauthenticated": 401,
     "insufficient_scope": 403,
     "identity_provider_unavailable": 503,
+    "key_invalid": 422,
+    "key_pepper_missing": 503,
 }
 # Errors about a query parameter rather than the body: where to point.
 _PARAMETER_BY_CODE = {"cursor_invalid": "cursor"}
@@ -242,9 +244,18 @@ def _unexpected(exc: Exception) -> ProblemDetails:
     return problem(500, "internal_error", detail=_INTERNAL_DETAIL)
 
 
-def _retry_after(_conn: HTTPConnection, exc: OxifyError) -> dict[str, str] | None:
+def _error_headers(_conn: HTTPConnection, exc: OxifyError) -> dict[str, str] | None:
+    """``Retry-After`` when the error says when to try again; the RFC 6750 challenge on 401
+    and 403 answers about credentials."""
+    headers: dict[str, str] = {}
     seconds = getattr(exc, "retry_after_s", None)
-    return None if seconds is None else {"Retry-After": str(seconds)}
+    if seconds is not None:
+        headers["Retry-After"] = str(seconds)
+    if exc.code == "unauthenticated":
+        headers["WWW-Authenticate"] = 'Bearer realm="oxify"'
+    elif exc.code == "insufficient_scope":
+        headers["WWW-Authenticate"] = 'Bearer realm="oxify", error="insufficient_scope"'
+    return headers or None
 
 
 def _http_headers(conn: HTTPConnection, exc: StarletteHTTPException) -> Mapping[str, str] | None:
@@ -265,7 +276,7 @@ def install(app: FastAPI, *, max_body_bytes: int) -> None:
     """Everything the API adds around its routes (the composition root's one hook into the
     edge, with :func:`app.api.metrics.install`): problem+json handlers, the body cap and the
     OpenAPI document."""
-    app.add_exception_handler(OxifyError, _handler(from_oxify_error, _retry_after))
+    app.add_exception_handler(OxifyError, _handler(from_oxify_error, _error_headers))
     app.add_exception_handler(RequestValidationError, _handler(from_validation_error))
     app.add_exception_handler(StarletteHTTPException, _handler(from_http_exception, _http_headers))
     app.add_exception_handler(

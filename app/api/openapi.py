@@ -45,6 +45,7 @@ def openapi_document(app: FastAPI) -> dict[str, Any]:
     schemas: dict[str, Any] = document.setdefault("components", {}).setdefault("schemas", {})
     if WorkflowDocument.__name__ in schemas:
         _add_workflow_schema(schemas)
+    _security(document)
     _errors_as_problems(document)
     _parameters_never_null(document)
     links.add(document)
@@ -78,6 +79,38 @@ def _rewrite_refs(node: Any) -> Any:
         else:
             out[key] = _rewrite_refs(value)
     return out
+
+
+SECURITY_SCHEMES = {
+    "bearer": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "An API key (`oxify_<key id>_<secret><checksum>`) or, when configured, "
+        "an OIDC access token. Not needed while no key exists (a loopback-only service).",
+    }
+}
+_AUTH_RESPONSES = {
+    "401": "No valid credentials: send `Authorization: Bearer <api key or token>`.",
+    "403": "The credentials lack the scope this needs (`x-oxify-scopes` lists those that may).",
+    "503": "Not ready, or the identity provider's keys cannot be fetched; `Retry-After` says "
+    "when to try again.",
+}
+
+
+def _security(document: dict[str, Any]) -> None:
+    """The bearer scheme, and 401/403 answers on every operation that needs credentials."""
+    document["components"]["securitySchemes"] = SECURITY_SCHEMES
+    problem_schema = {"$ref": SCHEMAS_REF + ProblemDetails.__name__}
+    for operations in document.get("paths", {}).values():
+        for operation in operations.values():
+            if not isinstance(operation, dict) or not operation.get("security"):
+                continue
+            responses = operation.setdefault("responses", {})
+            for code, description in _AUTH_RESPONSES.items():
+                responses.setdefault(
+                    code,
+                    {"description": description, "content": {"": {"schema": problem_schema}}},
+                )
 
 
 def _errors_as_problems(document: dict[str, Any]) -> None:

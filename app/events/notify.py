@@ -1,6 +1,7 @@
 """Nudges between replicas: Postgres ``LISTEN/NOTIFY``, coalesced, ids only.
 
-Three channels: ``queue`` (something was queued: claim), ``control`` (a pause or cancel for these
+Four channels: ``keys`` (API keys revoked or created, sent by the transaction that
+changed them), ``queue`` (something was queued: claim), ``control`` (a pause or cancel for these
 runs was stored: their owner applies it) and ``events`` (these runs logged events: replicas
 with subscribers read them from the table). A notification is only a nudge: the database row or
 the events table is the truth, so a lost notification delays a reaction (until the next
@@ -42,6 +43,7 @@ class Channel(StrEnum):
     QUEUE = "oxify_queue"
     CONTROL = "oxify_control"
     EVENTS = "oxify_events"
+    KEYS = "oxify_keys"  # API keys revoked or created: replicas drop them from their caches
 
 
 class Notifier(Protocol):

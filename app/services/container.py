@@ -10,11 +10,14 @@ from app.domain.views import NodeTypeList
 from app.events.bus import EventBus
 from app.nodes.ai import cache
 from app.nodes.resources import NodeResources
+from app.services.authn import Authenticator
 from app.services.executions import ExecutionService
 from app.services.finished_runs import FinishedRuns
 from app.services.forms import FormService
 from app.services.gauges import ClusterGauges
+from app.services.keys import KeyService
 from app.services.runner import Runner
+from app.services.tickets import TicketService
 from app.services.workflows import WorkflowService
 from app.settings import Settings
 from app.store import db
@@ -33,6 +36,9 @@ class Services:
     resources: NodeResources  # the clients node executors share (and their counters)
     gauges: ClusterGauges  # cluster-wide counts for the metrics, refreshed in the background
     finished_runs: FinishedRuns  # runs that ended here, counted by workflow for the metrics
+    keys: KeyService
+    auth: Authenticator  # who a request comes from
+    tickets: TicketService  # single-use tickets for browser streams
 
     def answer_cache_counts(self) -> dict[str, tuple[int, int]]:
         """Hits and misses of the process's answer caches made so far, by kind (``llm``,

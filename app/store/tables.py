@@ -24,6 +24,7 @@ from sqlalchemy import (
     Identity,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -267,4 +268,40 @@ idempotency_keys = Table(
         "execution_id", String(64), ForeignKey("executions.id", ondelete="CASCADE"), nullable=False
     ),
     Column("created_at", Timestamp(), nullable=False),
+)
+
+# API keys: the digest of the secret (HMAC-SHA-256 under the server's pepper), never the key.
+# Rows are never deleted (a revoked key stays, for the audit log and so that "a key exists"
+# never turns false again and reopens the service).
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(12), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("digest", LargeBinary(32), nullable=False),
+    Column("scopes", Json, nullable=False),
+    Column("project", String(64), nullable=True),  # NULL: every project (admin keys only)
+    Column("limits", Json, nullable=True),
+    Column("created_at", Timestamp(), nullable=False),
+    Column("expires_at", Timestamp(), nullable=True),
+    Column("revoked_at", Timestamp(), nullable=True),
+    Column("last_used_at", Timestamp(), nullable=True),
+    Column("replaced_by", String(12), nullable=True),  # the key a rotation made
+    Index("ix_api_keys_created", "created_at", "id"),
+)
+
+# Single-use tickets for browser streams (EventSource and WebSockets send no Authorization
+# header): the SHA-256 of the ticket, the run it opens and the caller it stands for. Redeeming
+# deletes the row, so a ticket works once, on whichever replica it reaches.
+stream_tickets = Table(
+    "stream_tickets",
+    metadata,
+    Column("digest", LargeBinary(32), primary_key=True),
+    Column("execution_id", String(64), nullable=False),
+    Column("key_id", String(12), nullable=True),
+    Column("subject", String(200), nullable=True),
+    Column("scopes", Json, nullable=False),
+    Column("project", String(64), nullable=True),
+    Column("expires_at", Timestamp(), nullable=False),
+    Index("ix_stream_tickets_expires", "expires_at"),
 )

@@ -64,7 +64,7 @@ def test_route_specific_codes(reference: str) -> None:
     assert "| 409 | `workflow_archived`, `idempotency_conflict` |" in start
     assert "| 404 | `workflow_not_found` |" in start
     submit = section(reference, "### `POST /v1/forms/{form_id}/submit`")
-    assert "| 403 | `not_an_approver` |" in submit
+    assert "| 403 | `insufficient_scope`, `not_an_approver` |" in submit
     pause = section(reference, "### `POST /v1/executions/{execution_id}/pause`")
     assert "| 409 | `invalid_state` |" in pause
 

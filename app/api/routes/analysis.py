@@ -6,16 +6,17 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body
 
-from app.api import examples
-from app.api.bodies import JsonRoute
+from app.api import examples, guard
 from app.api.deps import ServicesDep
 from app.api.errors import problems
+from app.api.guard import GuardedRoute
 from app.api.routes.params import Version, WorkflowId
 from app.api.schemas import EstimateRequest, WorkflowDocument
+from app.auth.scopes import Action
 from app.domain import analysis as models
 from app.services import analysis
 
-router = APIRouter(prefix="/v1/workflows", tags=["analysis"], route_class=JsonRoute)
+router = APIRouter(prefix="/v1/workflows", tags=["analysis"], route_class=GuardedRoute)
 
 
 @router.post(
@@ -23,6 +24,7 @@ router = APIRouter(prefix="/v1/workflows", tags=["analysis"], route_class=JsonRo
     summary="Score an unsaved workflow document's health",
     response_model=models.HealthReport,
     responses=problems(413, 422),
+    openapi_extra=guard.needs(Action.READ_WORKFLOWS),
 )
 async def document_health(
     document: Annotated[
@@ -39,6 +41,7 @@ async def document_health(
     summary="Score a workflow's health: issues with pointers and suggestions",
     response_model=models.HealthReport,
     responses=problems(404, 422),
+    openapi_extra=guard.needs(Action.READ_WORKFLOWS),
 )
 async def workflow_health(
     workflow_id: WorkflowId, services: ServicesDep, version: Version = None
@@ -51,6 +54,7 @@ async def workflow_health(
     summary="Measure a workflow's size, shape and cyclomatic complexity",
     response_model=models.ComplexityReport,
     responses=problems(404, 422),
+    openapi_extra=guard.needs(Action.READ_WORKFLOWS),
 )
 async def workflow_complexity(
     workflow_id: WorkflowId, services: ServicesDep, version: Version = None
@@ -63,6 +67,7 @@ async def workflow_complexity(
     summary="Estimate a run's tokens and dollars per LLM node (low / expected / high)",
     response_model=models.EstimateReport,
     responses=problems(404, 413, 422),
+    openapi_extra=guard.needs(Action.READ_WORKFLOWS),
 )
 async def estimate_workflow(
     workflow_id: WorkflowId,
@@ -79,6 +84,7 @@ async def estimate_workflow(
     summary="Find independent nodes calling the same model, collection or host",
     response_model=models.BatchingReport,
     responses=problems(404, 422),
+    openapi_extra=guard.needs(Action.READ_WORKFLOWS),
 )
 async def workflow_batching(
     workflow_id: WorkflowId, services: ServicesDep, version: Version = None

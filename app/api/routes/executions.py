@@ -8,10 +8,10 @@ from fastapi import APIRouter, Body, Header, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import WithJsonSchema
 
-from app.api import examples, metrics
-from app.api.bodies import JsonRoute
+from app.api import examples, guard, metrics
 from app.api.deps import ExecutionsDep
 from app.api.errors import problems
+from app.api.guard import GuardedRoute
 from app.api.routes.params import (
     MAX_SEQ,
     TEXT,
@@ -24,11 +24,12 @@ from app.api.routes.params import (
     WorkflowId,
 )
 from app.api.schemas import CheckpointList, StartExecution
+from app.auth.scopes import Action
 from app.domain import views as models
 from app.domain.status import ExecutionStatus
 from app.errors import CursorInvalid
 
-router = APIRouter(tags=["executions"], route_class=JsonRoute)
+router = APIRouter(tags=["executions"], route_class=GuardedRoute)
 
 MAX_IDEMPOTENCY_KEY = 200  # characters
 MAX_WAIT_S = 60.0  # seconds
@@ -79,6 +80,7 @@ def _located(execution: models.Execution, response: Response) -> models.Executio
     },
     status_code=status.HTTP_202_ACCEPTED,
     response_model=models.Execution,
+    openapi_extra=guard.needs(Action.CONTROL_RUNS),
 )
 async def start_execution(
     workflow_id: WorkflowId,
@@ -112,6 +114,7 @@ async def start_execution(
     summary="List executions, newest first",
     response_model=models.Page[models.ExecutionSummary],
     responses=problems(422),
+    openapi_extra=guard.needs(Action.READ_RUNS),
 )
 async def list_executions(
     executions: ExecutionsDep,
@@ -152,6 +155,7 @@ def _statuses(values: list[str] | None) -> set[ExecutionStatus] | None:
     summary="Read an execution: status, progress, node states, usage, outputs, error",
     response_model=models.Execution,
     responses=problems(404, 422),
+    openapi_extra=guard.needs(Action.READ_RUNS),
 )
 async def get_execution(execution_id: ExecutionId, executions: ExecutionsDep) -> models.Execution:
     return await executions.get(execution_id)
@@ -162,6 +166,7 @@ async def get_execution(execution_id: ExecutionId, executions: ExecutionsDep) ->
     summary="Long-poll until the run is terminal, paused or waiting (or the timeout passes)",
     response_model=models.Execution,
     responses=problems(404, 422),
+    openapi_extra=guard.needs(Action.READ_RUNS),
 )
 async def wait_execution(
     execution_id: ExecutionId,
@@ -179,6 +184,7 @@ async def wait_execution(
     responses=problems(404, 409, 422),
     status_code=status.HTTP_202_ACCEPTED,
     response_model=models.Execution,
+    openapi_extra=guard.needs(Action.CONTROL_RUNS),
 )
 async def pause_execution(execution_id: ExecutionId, executions: ExecutionsDep) -> models.Execution:
     return await executions.pause(execution_id)
@@ -190,6 +196,7 @@ async def pause_execution(execution_id: ExecutionId, executions: ExecutionsDep) 
     responses=problems(404, 409, 422),
     status_code=status.HTTP_202_ACCEPTED,
     response_model=models.Execution,
+    openapi_extra=guard.needs(Action.CONTROL_RUNS),
 )
 async def resume_execution(
     execution_id: ExecutionId, executions: ExecutionsDep
@@ -206,6 +213,7 @@ async def resume_execution(
     },
     status_code=status.HTTP_202_ACCEPTED,
     response_model=models.Execution,
+    openapi_extra=guard.needs(Action.CONTROL_RUNS),
 )
 async def cancel_execution(
     execution_id: ExecutionId,
@@ -226,6 +234,7 @@ async def cancel_execution(
     responses=problems(404, 409, 422),
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
+    openapi_extra=guard.needs(Action.CONTROL_RUNS),
 )
 async def delete_execution(execution_id: ExecutionId, executions: ExecutionsDep) -> Response:
     await executions.delete(execution_id)
@@ -238,6 +247,7 @@ async def delete_execution(execution_id: ExecutionId, executions: ExecutionsDep)
     responses=problems(404, 409, 422),
     status_code=status.HTTP_202_ACCEPTED,
     response_model=models.Execution,
+    openapi_extra=guard.needs(Action.CONTROL_RUNS),
 )
 async def retry_execution(execution_id: ExecutionId, executions: ExecutionsDep) -> models.Execution:
     return await executions.retry(execution_id)
@@ -248,6 +258,7 @@ async def retry_execution(execution_id: ExecutionId, executions: ExecutionsDep) 
     summary="Checkpoints the run has taken",
     response_model=CheckpointList,
     responses=problems(404, 422),
+    openapi_extra=guard.needs(Action.READ_RUNS),
 )
 async def list_checkpoints(execution_id: ExecutionId, executions: ExecutionsDep) -> CheckpointList:
     return CheckpointList(items=await executions.checkpoints(execution_id))
@@ -261,6 +272,7 @@ async def list_checkpoints(execution_id: ExecutionId, executions: ExecutionsDep)
     "nested nodes' backoff and waiting count as their container's.",
     response_model=models.RunProfile,
     responses=problems(404, 422),
+    openapi_extra=guard.needs(Action.READ_RUNS),
 )
 async def run_profile(execution_id: ExecutionId, executions: ExecutionsDep) -> models.RunProfile:
     return await executions.profile(execution_id)
@@ -271,6 +283,7 @@ async def run_profile(execution_id: ExecutionId, executions: ExecutionsDep) -> m
     summary="The run's events as JSON pages (the same events as the SSE stream)",
     response_model=models.Page[models.EventOut],
     responses=problems(404, 422),
+    openapi_extra=guard.needs(Action.READ_RUNS),
 )
 async def events_log(
     execution_id: ExecutionId,

@@ -6,14 +6,16 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 
-from app.api.bodies import JsonRoute
+from app.api import guard
 from app.api.deps import FormsDep
 from app.api.errors import problems
+from app.api.guard import GuardedRoute
 from app.api.routes.params import TEXT, Cursor, FormId, IdFilter, Limit
 from app.api.schemas import SubmitForm
+from app.auth.scopes import Action
 from app.domain import views as models
 
-router = APIRouter(tags=["forms"], route_class=JsonRoute)
+router = APIRouter(tags=["forms"], route_class=GuardedRoute)
 
 FormStatus = Literal["pending", "submitted", "timed_out", "cancelled"]
 
@@ -23,6 +25,7 @@ FormStatus = Literal["pending", "submitted", "timed_out", "cancelled"]
     summary="List forms and approvals, newest first",
     response_model=models.Page[models.Form],
     responses=problems(422),
+    openapi_extra=guard.needs(Action.READ_FORMS),
 )
 async def list_forms(
     forms: FormsDep,
@@ -53,6 +56,7 @@ async def list_forms(
     summary="One form or approval: fields, prompt, deadline, answers",
     response_model=models.Form,
     responses=problems(404, 422),
+    openapi_extra=guard.needs(Action.READ_FORMS),
 )
 async def get_form(form_id: FormId, forms: FormsDep) -> models.Form:
     return await forms.get(form_id)
@@ -68,6 +72,7 @@ async def get_form(form_id: FormId, forms: FormsDep) -> models.Form:
     "approver, get 409.",
     response_model=models.Form,
     responses=problems(403, 404, 409, 413, 422),
+    openapi_extra=guard.needs(Action.ANSWER_FORMS),
 )
 async def submit_form(form_id: FormId, body: SubmitForm, forms: FormsDep) -> models.Form:
     return await forms.submit(

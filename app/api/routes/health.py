@@ -5,12 +5,14 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from app.api import metrics
+from app.api import guard, metrics
 from app.api.deps import ServicesDep
 from app.api.errors import ApiProblem, problems
+from app.api.guard import GuardedRoute
 from app.api.schemas import Status
+from app.auth.scopes import Action
 
-router = APIRouter(tags=["operations"])
+router = APIRouter(tags=["operations"], route_class=GuardedRoute)
 
 
 @router.get(
@@ -18,6 +20,7 @@ router = APIRouter(tags=["operations"])
     summary="Liveness: the process answers",
     response_model=Status,
     responses=problems(),
+    openapi_extra=guard.needs(Action.PUBLIC),
 )
 async def healthz() -> Status:
     return Status(status="ok")
@@ -28,6 +31,7 @@ async def healthz() -> Status:
     summary="Readiness: the database is reachable and migrated",
     response_model=Status,
     responses=problems(503),
+    openapi_extra=guard.needs(Action.PUBLIC),
 )
 async def readyz(services: ServicesDep) -> Status:
     ready, reason = await services.ready()
@@ -51,6 +55,7 @@ async def readyz(services: ServicesDep) -> Status:
         },
         **problems(),
     },
+    openapi_extra=guard.needs(Action.READ_METRICS),
 )
 async def prometheus_metrics(request: Request) -> Response:
     body, content_type = await metrics.render(request.app, request.headers.get("accept"))

@@ -48,4 +48,7 @@ Version = Annotated[
 ]
 WorkflowId = Annotated[str, Path(max_length=MAX_ID, pattern=TEXT, description="A workflow id.")]
 ExecutionId = Annotated[str, Path(max_length=MAX_ID, pattern=TEXT, description="An execution id.")]
+KeyId = Annotated[
+    str, Path(pattern=r"^[0-9A-Za-z]{12}$", description="An API key id (not the key).")
+]
 FormId = Annotated[str, Path(max_length=MAX_ID, pattern=TEXT, description="A form id.")]

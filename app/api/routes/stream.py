@@ -19,20 +19,21 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from app.api import errors as api_errors
-from app.api import metrics, openapi
+from app.api import guard, metrics, openapi
 from app.api.deps import ServicesDep
+from app.api.guard import GuardedRoute
 from app.api.routes.params import MAX_SEQ, ExecutionId
+from app.auth.scopes import Action
 from app.domain import views
 from app.domain.events import Event, EventType
 from app.errors import ExecutionNotFound
 from app.services.container import Services
 
-router = APIRouter(tags=["events"])
+router = APIRouter(tags=["events"], route_class=GuardedRoute)
 
 RETRY_MS = 2000  # milliseconds a browser's EventSource waits before it reconnects
 WS_NOT_FOUND = 4404  # WebSocket close codes: 4000 + the HTTP status they stand for
 WS_INVALID = 4422
-WS_TRY_AGAIN = 1013
 
 _SSE_DOC = (
     "One SSE message per event: `id` = seq, `event` = type, `data` = the event as JSON "
@@ -70,6 +71,7 @@ _EVENT_RESPONSES: dict[int | str, dict[str, Any]] = {
     "follows the run live until its terminal event.",
     response_class=EventSourceResponse,
     responses=_EVENT_RESPONSES,
+    openapi_extra=guard.needs(Action.READ_RUNS, tickets=True),
 )
 async def stream_events(
     execution_id: ExecutionId,
@@ -109,12 +111,10 @@ async def sse_messages(
 
 
 @router.websocket("/v1/executions/{execution_id}/ws", name="stream_events_ws")
+@guard.websocket_route(Action.READ_RUNS)
 async def stream_events_ws(websocket: WebSocket, execution_id: str) -> None:
     await websocket.accept()
-    services: Services | None = getattr(websocket.app.state, "services", None)
-    if services is None:
-        await websocket.close(WS_TRY_AGAIN, "the service is starting or stopping")
-        return
+    services: Services = websocket.app.state.services  # the guard found them
     after = _position(websocket.query_params.get("after", "0"))
     if "\x00" in execution_id:
         await websocket.close(WS_INVALID, "the execution id holds U+0000")

@@ -7,15 +7,16 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Body, Query, Response, status
 from fastapi.responses import PlainTextResponse
 
-from app.api import examples
-from app.api.bodies import JsonRoute
+from app.api import examples, guard
 from app.api.deps import WorkflowsDep
 from app.api.errors import problems
+from app.api.guard import GuardedRoute
 from app.api.routes.params import Cursor, Limit, Version, WorkflowId
 from app.api.schemas import WorkflowDocument
+from app.auth.scopes import Action
 from app.domain import views as models
 
-router = APIRouter(prefix="/v1/workflows", tags=["workflows"], route_class=JsonRoute)
+router = APIRouter(prefix="/v1/workflows", tags=["workflows"], route_class=GuardedRoute)
 
 DocumentBody = Annotated[
     WorkflowDocument,
@@ -32,6 +33,7 @@ GraphFormat = Literal["mermaid", "dot", "ascii"]
     summary="Validate a workflow document without storing it",
     response_model=models.ValidationResult,
     responses=problems(413, 422),
+    openapi_extra=guard.needs(Action.READ_WORKFLOWS),
 )
 async def validate_workflow(
     document: DocumentBody, workflows: WorkflowsDep
@@ -45,6 +47,7 @@ async def validate_workflow(
     status_code=status.HTTP_201_CREATED,
     response_model=models.SavedWorkflow,
     responses=problems(413, 422),
+    openapi_extra=guard.needs(Action.WRITE_WORKFLOWS),
 )
 async def create_workflow(
     document: DocumentBody, workflows: WorkflowsDep, response: Response
@@ -59,6 +62,7 @@ async def create_workflow(
     summary="List workflows, newest first",
     response_model=models.Page[models.WorkflowSummary],
     responses=problems(422),
+    openapi_extra=guard.needs(Action.READ_WORKFLOWS),
 )
 async def list_workflows(
     workflows: WorkflowsDep,
@@ -74,6 +78,7 @@ async def list_workflows(
     summary="Read a workflow version (the latest by default)",
     response_model=models.Workflow,
     responses=problems(404, 422),
+    openapi_extra=guard.needs(Action.READ_WORKFLOWS),
 )
 async def get_workflow(
     workflow_id: WorkflowId, workflows: WorkflowsDep, version: Version = None
@@ -86,6 +91,7 @@ async def get_workflow(
     summary="Store a new version of a workflow",
     response_model=models.SavedWorkflow,
     responses=problems(404, 409, 413, 422),
+    openapi_extra=guard.needs(Action.WRITE_WORKFLOWS),
 )
 async def update_workflow(
     workflow_id: WorkflowId, document: DocumentBody, workflows: WorkflowsDep
@@ -99,6 +105,7 @@ async def update_workflow(
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
     responses=problems(404, 422),
+    openapi_extra=guard.needs(Action.WRITE_WORKFLOWS),
 )
 async def archive_workflow(workflow_id: WorkflowId, workflows: WorkflowsDep) -> Response:
     await workflows.archive(workflow_id)
@@ -113,6 +120,7 @@ async def archive_workflow(workflow_id: WorkflowId, workflows: WorkflowsDep) -> 
         200: {"content": {"text/plain": {"schema": {"type": "string"}}}},
         **problems(404, 422),
     },
+    openapi_extra=guard.needs(Action.READ_WORKFLOWS),
 )
 async def workflow_graph(
     workflow_id: WorkflowId,
