@@ -37,6 +37,7 @@ from app.cli_errors import (
     EXIT_WAITING,
     CliError,
 )
+from app.cli_keys import add_key_commands
 from app.cli_server import add_server_commands
 from app.domain.run import RunConfig, RunOutcome
 from app.domain.status import ExecutionStatus
@@ -467,7 +468,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="oxify", description="Oxify: durable workflow execution.")
     parser.add_argument("--version", action="version", version=f"oxify {installed_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (add_run, add_validate, add_graph, add_analyze, add_nodes, add_server_commands):
+    for add in (
+        add_run,
+        add_validate,
+        add_graph,
+        add_analyze,
+        add_nodes,
+        add_server_commands,
+        add_key_commands,
+    ):
         add(commands)
     return parser
 

@@ -8,7 +8,7 @@ import gc
 import sys
 from typing import Any
 
-from app import cli_database
+from app import cli_database, cli_keys
 from app.cli_errors import EXIT_OK
 from app.observability import logs
 from app.settings import Settings
@@ -50,6 +50,9 @@ def _serve(settings: Settings, args: argparse.Namespace) -> None:
     # A database that cannot be reached is said here in two lines, not as a traceback from
     # the app's startup.
     cli_database.prepare(url, migrate=not args.no_migrate)
+    cli_keys.check_serving(
+        settings, args.host, allow_unauthenticated=args.insecure_allow_unauthenticated
+    )
     tracing = Tracing.from_settings(settings, settings.resolved_replica_id)
     if tracing.provider is not None:
         # One app in this process: libraries that ask OpenTelemetry for its provider get ours.
@@ -90,6 +93,11 @@ def add_server_commands(commands: Any) -> None:
     p.add_argument("--host", default="127.0.0.1", help="default: 127.0.0.1")
     p.add_argument("--port", type=int, default=8000, help="default: 8000")
     p.add_argument("--no-migrate", action="store_true", help="do not run migrations first")
+    p.add_argument(
+        "--insecure-allow-unauthenticated",
+        action="store_true",
+        help="serve without authentication on a non-loopback address until a key exists",
+    )
     p.set_defaults(handler=cmd_serve)
     p = commands.add_parser("migrate", help="upgrade the database to the latest schema")
     p.set_defaults(handler=cmd_migrate)
