@@ -21,6 +21,7 @@ from app.settings_ai import AiSettings
 from app.settings_code import CodeSettings
 from app.settings_mcp import McpSettings
 from app.settings_net import NetSettings
+from app.settings_oidc import OidcSettings
 from app.settings_tracing import TracingSettings
 
 DEFAULT_SQLITE_FILE = "oxify.db"
@@ -60,7 +61,9 @@ def async_database_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-class Settings(BaseSettings, AiSettings, NetSettings, McpSettings, CodeSettings, TracingSettings):
+class Settings(
+    BaseSettings, AiSettings, NetSettings, McpSettings, CodeSettings, TracingSettings, OidcSettings
+):
     model_config = SettingsConfigDict(
         env_prefix="OXIFY_", env_file=".env", extra="ignore", populate_by_name=True
     )
