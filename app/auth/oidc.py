@@ -19,6 +19,8 @@ hop to a thread. Keys come from :class:`~app.auth.jwks.JwksCache`.
 
 from __future__ import annotations
 
+import base64
+import json
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -34,6 +36,7 @@ from app.settings_oidc import ASYMMETRIC_ALGORITHMS, DEFAULT_ALGORITHMS, OidcSet
 
 MAX_TOKEN_CHARS = 16 * 1024  # longer is no token an identity provider issues: refused unread
 REQUIRED_CLAIMS = ["exp", "iss", "aud", "sub"]
+MALFORMED = "the bearer token is not a well-formed JWT"
 NAME_CLAIMS = ("preferred_username", "email", "name")  # what people reading audit rows know
 _SCOPE_NAMES = frozenset(scope.value for scope in Scope)
 # Why a token was refused, most specific first (PyJWT's own texts may quote claim values).
@@ -45,7 +48,7 @@ _REASONS: tuple[tuple[type[jwt.PyJWTError], str], ...] = (
     (jwt.InvalidSignatureError, "the token's signature does not verify"),
     (jwt.InvalidAlgorithmError, "the token's algorithm is not accepted"),
     (jwt.InvalidKeyError, "the token's signing key cannot verify it"),
-    (jwt.DecodeError, "the bearer token is not a well-formed JWT"),
+    (jwt.DecodeError, MALFORMED),
 )
 
 
@@ -113,15 +116,15 @@ class OidcVerifier:
         cannot be had (none cached and the provider unreachable)."""
         if len(token) > MAX_TOKEN_CHARS:
             raise Unauthenticated("the bearer token is longer than any token this service takes")
-        try:
-            header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError:
-            raise Unauthenticated("the bearer token is not a well-formed JWT") from None
+        header = _header(token)
         algorithm = header.get("alg")
         if not isinstance(algorithm, str) or algorithm not in self._algorithms:
             accepted = ", ".join(self._algorithms)
             raise Unauthenticated(f"the token's algorithm is not accepted (accepted: {accepted})")
-        key = await self._keys.key(header.get("kid"), algorithm)
+        kid = header.get("kid")
+        if not isinstance(kid, str | None):
+            raise Unauthenticated(MALFORMED)
+        key = await self._keys.key(kid, algorithm)
         try:
             claims = self._jwt.decode(
                 token,
@@ -149,6 +152,20 @@ class OidcVerifier:
             )
         name = next((v for c in NAME_CLAIMS if isinstance(v := claims.get(c), str)), None)
         return Principal(scopes=scopes, project=project, subject=claims["sub"], name=name)
+
+
+def _header(token: str) -> dict[str, Any]:
+    """The token's header, read only to choose the key: ``decode`` reads and checks it again
+    (an alg read differently there is refused). Not ``jwt.get_unverified_header``: it checks
+    every character of all three parts, as ``decode`` does again, ~20 µs a token."""
+    segment, dot, _ = token.partition(".")
+    try:
+        header = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+    except (ValueError, RecursionError):  # not base64, UTF-8 or JSON; JSON nested too deep
+        header = None
+    if not dot or not isinstance(header, dict):
+        raise Unauthenticated(MALFORMED)
+    return header
 
 
 def claim(claims: Mapping[str, Any], name: str) -> Any:

@@ -4,6 +4,7 @@ set over HTTP, rotation, the provider going down, and every way a token can be w
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -194,5 +195,7 @@ async def test_forged_and_malformed_tokens_are_refused(
     for garbage in ("", "abc", "a.b.c", "Bearer x.y.z"):
         assert "JWT" in await refused(verifier, garbage)
     assert "algorithm" in await refused(verifier, "e30.e30.e30")  # {} as header: no alg
+    nested = base64.urlsafe_b64encode(b"[" * 10_000).decode().rstrip("=")
+    assert "JWT" in await refused(verifier, f"{nested}.e30.e30")
     assert "longer" in await refused(verifier, "x" * 20_000)
     assert "sub" in await refused(verifier, RSA.sign(claims(idp.issuer, sub=None)))
