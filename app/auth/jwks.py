@@ -12,7 +12,8 @@ blip turns every request into a 401. Here:
   every :data:`UNKNOWN_KID_REFETCH_S`, so made-up ``kid``\\ s cannot drive traffic to the provider;
 - concurrent requests share one fetch in flight (no thundering herd on a cold start);
 - without any key and with the provider unreachable, requests get
-  :class:`~app.errors.IdentityProviderUnavailable` with a Retry-After, never a 401.
+  :class:`~app.errors.IdentityProviderUnavailable` with a Retry-After, never a 401; so do
+  tokens with an unknown ``kid`` while the last fetch failed (the key may be a new one).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from app.errors import IdentityProviderUnavailable, Unauthenticated
 UNKNOWN_KID_REFETCH_S = 30.0  # seconds between fetches an unknown kid may cause
 BACKOFF_FIRST_S = 1.0  # seconds before trying again after a failed fetch, doubling ...
 BACKOFF_MAX_S = 60.0  # ... up to this
-FETCH_TIMEOUT_S = 5.0  # seconds one fetch (discovery or JWKS) may take
+FETCH_TIMEOUT_S = 5.0  # seconds one fetch (discovery and JWKS together) may take
 MAX_DOCUMENT_BYTES = 1024 * 1024  # a discovery or JWKS document larger than this is refused
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,8 @@ log = logging.getLogger(__name__)
 class JwksCache:
     """The signing keys at ``jwks_url``, or at the ``jwks_uri`` of ``issuer``'s discovery
     document. ``client``: the caller's (left open); without one the cache makes its own and
-    :meth:`aclose` closes it. ``clock``: monotonic seconds (tests move it)."""
+    :meth:`aclose` closes it. ``clock``: monotonic seconds (tests move it). A fetch (discovery
+    and key set) taking longer than ``fetch_timeout_s`` failed."""
 
     def __init__(
         self,
@@ -51,11 +53,13 @@ class JwksCache:
         jwks_url: str | None = None,
         client: httpx.AsyncClient | None = None,
         clock: Callable[[], float] = time.monotonic,
+        fetch_timeout_s: float = FETCH_TIMEOUT_S,
     ) -> None:
         self._issuer = issuer
         self._jwks_url = jwks_url
         self._own_client = client is None
-        self._client = client or httpx.AsyncClient(timeout=FETCH_TIMEOUT_S, follow_redirects=True)
+        self._client = client or httpx.AsyncClient(timeout=fetch_timeout_s, follow_redirects=True)
+        self._fetch_timeout_s = fetch_timeout_s
         self._clock = clock
         self._keys: jwk_set.KeySet | None = None
         self._expires_at = 0.0  # clock(): refresh from then on
@@ -65,8 +69,9 @@ class JwksCache:
         self._fetching: asyncio.Task[None] | None = None
 
     async def key(self, kid: str | None, algorithm: str) -> jwt.PyJWK:
-        """The key that verifies a token with this header; Unauthenticated when the provider
-        has no such key, IdentityProviderUnavailable when no keys could be fetched at all."""
+        """The key that verifies a token with this header. Unauthenticated when the provider
+        has no such key; IdentityProviderUnavailable when no keys could be fetched at all, or
+        the ``kid`` is unknown and the last fetch failed."""
         now = self._clock()
         keys = self._keys
         if keys is None:
@@ -81,6 +86,9 @@ class JwksCache:
         try:
             return keys.key(kid, algorithm)
         except LookupError:
+            if self._failures:  # the provider may have rotated to it: no 401 while in doubt
+                retry_after_s = _whole_s(self._retry_at - self._clock())
+                raise IdentityProviderUnavailable(retry_after_s=retry_after_s) from None
             raise Unauthenticated(
                 "the token's signing key (kid) is not one the identity provider publishes"
             ) from None
@@ -130,12 +138,13 @@ class JwksCache:
         self._fetched_at = self._clock()
         url = self._jwks_url or jwk_set.discovery_url(self._issuer)
         try:
-            if self._jwks_url is None:
-                discovery, _ = await self._get(url)
-                self._jwks_url = url = jwk_set.jwks_uri(discovery, self._issuer)
-            document, cache_control = await self._get(url)
+            async with asyncio.timeout(self._fetch_timeout_s):  # a provider dripping bytes too
+                if self._jwks_url is None:
+                    discovery, _ = await self._get(url)
+                    self._jwks_url = url = jwk_set.jwks_uri(discovery, self._issuer)
+                document, cache_control = await self._get(url)
             keys = jwk_set.KeySet.parse(document)
-        except (httpx.HTTPError, httpx.InvalidURL, ValueError) as error:
+        except (httpx.HTTPError, httpx.InvalidURL, ValueError, TimeoutError) as error:
             self._failures += 1
             backoff_s = min(BACKOFF_FIRST_S * 2 ** (self._failures - 1), BACKOFF_MAX_S)
             self._retry_at = self._clock() + backoff_s

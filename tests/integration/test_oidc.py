@@ -134,6 +134,9 @@ async def test_the_provider_down_with_keys_cached_still_verifies(
         assert await verifier.keys.refresh()  # the failed refresh kept the keys
     assert "the cached keys stay in use" in caplog.text
     assert (await verifier.principal(token)).subject == "user-1"
+    # a kid never seen may be the provider's new key: 503 while it cannot be asked
+    with pytest.raises(IdentityProviderUnavailable):
+        await verifier.principal(signer("rsa-new").sign(claims(idp.issuer)))
     await idp.start()
     clock.now += 2  # past the backoff: the next request refreshes again, and succeeds
     await verifier.principal(token)

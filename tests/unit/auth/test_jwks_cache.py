@@ -175,3 +175,32 @@ async def test_a_cache_closes_the_client_it_made() -> None:
     await cache.aclose()
     with pytest.raises(RuntimeError):  # httpx refuses a closed client
         await cache._client.get(CERTS)
+
+
+async def test_an_unknown_kid_while_the_provider_fails_is_503_not_401(
+    cache: JwksCache, provider: FakeProvider, clock: Clock
+) -> None:
+    await cache.key("rsa-1", "RS256")
+    provider.status = 502
+    clock.now += 300
+    await cache.key("rsa-1", "RS256")
+    await cache.refresh()  # failed: the cached keys stay, the new kid may be the provider's
+    with pytest.raises(IdentityProviderUnavailable) as caught:
+        await cache.key("rsa-2", "RS256")
+    assert caught.value.retry_after_s >= 1
+    assert (await cache.key("rsa-1", "RS256")).key_id == "rsa-1"
+
+
+async def test_a_provider_that_does_not_answer_in_time_is_a_failed_fetch(clock: Clock) -> None:
+    never = asyncio.Event()
+
+    async def hanging(request: httpx.Request) -> httpx.Response:
+        await never.wait()
+        raise AssertionError("unreachable")
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(hanging)) as client:
+        cache = JwksCache(
+            issuer=ISSUER, jwks_url=CERTS, client=client, clock=clock, fetch_timeout_s=0.05
+        )
+        with pytest.raises(IdentityProviderUnavailable):
+            await cache.key("rsa-1", "RS256")
