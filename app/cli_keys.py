@@ -98,7 +98,9 @@ def cmd_rotate(args: argparse.Namespace) -> int:
 
 def check_serving(settings: Settings, host: str, *, allow_unauthenticated: bool) -> None:
     """Refuse to serve without authentication on an address other machines reach (Redis'
-    protected mode); warn about it on loopback."""
+    protected mode); warn about it on loopback. An identity provider protects it too."""
+    if settings.oidc_enabled:
+        return
     exists = _run(settings, lambda keys: keys.any_exist())
     if exists:
         if settings.pepper is None:

@@ -15,6 +15,7 @@ from app import faults
 from app.api import errors as api_errors
 from app.api import metrics as api_metrics
 from app.api.routes import router
+from app.auth.oidc import OidcVerifier
 from app.domain.events import Event
 from app.engine.compile.graph import PlanCache
 from app.engine.run.scheduler import Scheduler
@@ -73,7 +74,8 @@ async def running_services(
     keys = KeyService(
         engine, pepper=settings.pepper, sender=replica_id, cache_s=settings.key_cache_s
     )
-    auth = Authenticator(keys, poll=not db.is_postgres(engine))
+    tokens = OidcVerifier.from_settings(settings) if settings.oidc_enabled else None
+    auth = Authenticator(keys, tokens=tokens, poll=not db.is_postgres(engine))
     keys.on_change(auth.keys_changed)
     notifier.listen(Channel.KEYS, auth.keys_changed)
     notifier.on_resync(auth.resync)
@@ -196,6 +198,8 @@ async def running_services(
         yield services
     finally:
         await keys.close()
+        if tokens is not None:
+            await tokens.aclose()
         await gauges.close()
         await housekeeping.close()
         await runner.shutdown(settings.shutdown_grace_s)

@@ -22,6 +22,7 @@ from app.settings_auth import AuthSettings
 from app.settings_code import CodeSettings
 from app.settings_mcp import McpSettings
 from app.settings_net import NetSettings
+from app.settings_oidc import OidcSettings
 from app.settings_tracing import TracingSettings
 
 DEFAULT_SQLITE_FILE = "oxify.db"
@@ -62,7 +63,14 @@ def async_database_url(url: str) -> str:
 
 
 class Settings(
-    BaseSettings, AiSettings, NetSettings, McpSettings, CodeSettings, TracingSettings, AuthSettings
+    BaseSettings,
+    AiSettings,
+    NetSettings,
+    McpSettings,
+    CodeSettings,
+    TracingSettings,
+    AuthSettings,
+    OidcSettings,
 ):
     model_config = SettingsConfigDict(
         env_prefix="OXIFY_", env_file=".env", extra="ignore", populate_by_name=True

@@ -70,12 +70,7 @@ class NetSettings(BaseModel):
     @field_validator("egress_deny", "egress_allow", mode="before")
     @classmethod
     def _a_list(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            text = value.strip()
-            if text.startswith("["):
-                return json.loads(text)
-            return [part.strip() for part in text.split(",") if part.strip()]
-        return value
+        return split_list(value)
 
     @field_validator("egress_deny", "egress_allow")
     @classmethod
@@ -88,6 +83,16 @@ class NetSettings(BaseModel):
     @classmethod
     def _lowercase_hosts(cls, value: dict[str, RateLimit]) -> dict[str, RateLimit]:
         return {host.lower().rstrip("."): limit for host, limit in value.items()}
+
+
+def split_list(value: Any) -> Any:
+    """A setting's list as written in the environment: a JSON list, or comma-separated."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            return json.loads(text)
+        return [part.strip() for part in text.split(",") if part.strip()]
+    return value
 
 
 def check_host_entry(entry: str) -> None:

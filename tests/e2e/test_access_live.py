@@ -17,6 +17,8 @@ from websockets.exceptions import InvalidStatus
 from app.auth import keys as key_format
 from app.settings import Settings
 from tests.e2e.live import serve
+from tests.integration.oidc_server import provider
+from tests.oidc_keys import AUDIENCE, claims, signer
 
 PEPPER = "pepper-" + "y" * 40
 REVOCATION_BOUND_S = 1.0  # the promise: every replica refuses a revoked key within it
@@ -101,3 +103,43 @@ async def test_serve_refuses_a_public_address_without_keys(fresh_pg_url: str) ->
     assert process.returncode == 2
     assert b"refusing to serve without authentication on 0.0.0.0" in stderr
     assert b"--insecure-allow-unauthenticated" in stderr
+
+
+async def test_oidc_tokens_and_api_keys_side_by_side(fresh_pg_url: str) -> None:
+    signing = signer("rsa-live")
+    async with provider(signing) as idp:
+        configured = settings(fresh_pg_url).model_copy(
+            update={"oidc_issuer": idp.issuer, "oidc_audience": AUDIENCE}
+        )
+        async with (
+            serve(configured) as live,
+            httpx.AsyncClient(base_url=live.url, timeout=10) as client,
+        ):
+            # An identity provider closes the service from the start: no anonymous access.
+            assert (await client.get("/v1/workflows")).status_code == 401
+            token = signing.sign(claims(idp.issuer, scope="reviewer", oxify_project="team-a"))
+            answer = await client.get(
+                "/v1/auth/whoami", headers={"Authorization": f"Bearer {token}"}
+            )
+            assert answer.json() == {
+                "key_id": None,
+                "subject": "user-1",
+                "name": answer.json()["name"],
+                "scopes": ["reviewer"],
+                "project": "team-a",
+                "authenticated": True,
+            }
+            denied = await client.post(
+                "/v1/workflows", json={}, headers={"Authorization": f"Bearer {token}"}
+            )
+            assert denied.status_code == 403
+            key = await live.services.keys.create(name="k", scopes=["viewer"], project="p")
+            keyed = await client.get(
+                "/v1/auth/whoami", headers={"Authorization": f"Bearer {key.key}"}
+            )
+            assert keyed.json()["key_id"] == key.id
+            await idp.stop()  # keys cached: tokens still verify; API keys never needed it
+            again = await client.get(
+                "/v1/auth/whoami", headers={"Authorization": f"Bearer {token}"}
+            )
+            assert again.status_code == 200
