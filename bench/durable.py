@@ -141,6 +141,7 @@ class Bench:
                 document=document,
                 content_hash=content_hash(document),
                 now=datetime.now(UTC),
+                project="default",
             )
         return workflow_id
 

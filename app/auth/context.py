@@ -7,10 +7,14 @@ request (the runner, housekeeping, the CLI) there is none, and :func:`current` s
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
+from collections.abc import Coroutine
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
-from app.auth.principal import ANONYMOUS, Principal
+from app.auth.principal import ANONYMOUS, DEFAULT_PROJECT, Principal
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +24,7 @@ class RequestContext:
     client_ip: str | None = None
 
 
+T = TypeVar("T")
 _current: ContextVar[RequestContext | None] = ContextVar("oxify_request", default=None)
 
 
@@ -39,3 +44,22 @@ def principal() -> Principal:
     """The caller of the current request; outside a request, the service itself (anonymous)."""
     context = _current.get()
     return ANONYMOUS if context is None else context.principal
+
+
+def project() -> str | None:
+    """The one project the current caller sees; None: every project (an admin of all
+    projects, or the service itself outside a request)."""
+    return principal().project
+
+
+def home_project() -> str:
+    """Where what the current caller creates goes: its project, else the default one."""
+    return principal().project or DEFAULT_PROJECT
+
+
+def detached_task(coro: Coroutine[Any, Any, T], *, name: str) -> asyncio.Task[T]:
+    """A task of the service itself, whoever's request happened to start it: it acts as no
+    caller (a task otherwise inherits the identity of the request that created it)."""
+    fresh = contextvars.copy_context()
+    fresh.run(_current.set, None)
+    return asyncio.create_task(coro, name=name, context=fresh)

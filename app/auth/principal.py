@@ -42,3 +42,11 @@ class Principal:
 
 # Without authentication (no key yet, loopback): the caller may do everything, everywhere.
 ANONYMOUS = Principal(scopes=frozenset({Scope.ADMIN}), project=None, anonymous=True)
+
+
+def of_run(execution_id: str, project: str) -> Principal:
+    """Who a run acts as while a replica drives it: within its project, as a runner (its
+    sub-workflows and credentials come from that project only)."""
+    return Principal(
+        scopes=frozenset({Scope.RUNNER}), project=project, subject=f"run:{execution_id}"
+    )

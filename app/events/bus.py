@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol, cast
 
 from app import faults
+from app.auth import context
 from app.domain.events import Event
 
 log = logging.getLogger(__name__)
@@ -138,7 +139,9 @@ class EventBus:
             if execution_id in self._fetching:
                 self._stale.add(execution_id)  # read again when the current read is done
                 continue
-            task = asyncio.create_task(self._fetch(execution_id), name=f"oxify-bus-{execution_id}")
+            task = context.detached_task(
+                self._fetch(execution_id), name=f"oxify-bus-{execution_id}"
+            )
             self._fetching[execution_id] = task
 
     def refresh_all(self) -> None:

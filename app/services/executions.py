@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.auth import context
 from app.domain import views as models
 from app.domain.events import Event, EventType
 from app.domain.run import RunConfig
@@ -140,6 +141,7 @@ class ExecutionService:
                     started_by=started_by,
                     trace_context=trace,
                     now=now,
+                    project=runnable.project,
                 )
                 if idempotency_key is not None:
                     await store.insert_idempotency(
@@ -213,7 +215,7 @@ class ExecutionService:
 
     async def get(self, execution_id: str) -> models.Execution:
         async with self._read.connect() as conn:
-            execution = await store.get_execution(conn, execution_id)
+            execution = await store.get_execution(conn, execution_id, project=context.project())
         if execution is None:
             raise ExecutionNotFound(f"no execution {execution_id!r}")
         return self._linked(execution)
@@ -236,7 +238,12 @@ class ExecutionService:
     ) -> models.Page[models.ExecutionSummary]:
         async with self._read.connect() as conn:
             return await store.list_executions(
-                conn, workflow_id=workflow_id, statuses=statuses, limit=limit, cursor=cursor
+                conn,
+                workflow_id=workflow_id,
+                statuses=statuses,
+                limit=limit,
+                cursor=cursor,
+                project=context.project(),
             )
 
     async def wait(self, execution_id: str, timeout_s: float) -> models.Execution:
@@ -289,6 +296,7 @@ class ExecutionService:
     async def pause(self, execution_id: str) -> models.Execution:
         """Running: nothing new starts, running nodes finish, then a checkpoint. Queued or
         waiting: held as paused at once."""
+        await self.get(execution_id)  # another project's run is not found (the hold is by id)
         # Two tries: a replica may claim a queued run between the two conditional updates.
         for _ in range(2):
             if await self._move(execution_id, Move.REQUEST_PAUSE):
@@ -310,10 +318,11 @@ class ExecutionService:
     async def cancel(self, execution_id: str, *, wait: bool) -> models.Execution:
         """Running nodes really stop (on whichever replica drives the run); with ``wait`` the
         answer comes once they have (or after MAX_WAIT_S)."""
+        await self.get(execution_id)  # another project's run is not found (the withdraw is by id)
         if await self._append(execution_id, Move.WITHDRAW, EventType.WORKFLOW_CANCELLED):
             return await self.get(execution_id)
         async with self._engine.begin() as conn:
-            requested = await store.request_cancel(conn, execution_id)
+            requested = await store.request_cancel(conn, execution_id, project=context.project())
         if requested:
             self._tell_owner(execution_id, RunControl.cancel)
             if wait:
@@ -336,7 +345,7 @@ class ExecutionService:
         """Delete a run and everything stored about it; a run a replica drives must be
         cancelled (or paused) first."""
         async with self._engine.begin() as conn:
-            deleted = await store.delete_execution(conn, execution_id)
+            deleted = await store.delete_execution(conn, execution_id, project=context.project())
         if not deleted:
             raise InvalidState(
                 "cannot delete a run that is running or pausing: cancel or pause it first"
@@ -359,7 +368,8 @@ class ExecutionService:
 
     async def _move(self, execution_id: str, move: Move, **fields: Any) -> bool:
         async with self._engine.begin() as conn:
-            return await store.move(conn, execution_id, move, **fields) is not None
+            moved = await store.move(conn, execution_id, move, project=context.project(), **fields)
+            return moved is not None
 
     async def _append(self, execution_id: str, move: Move, event_type: EventType) -> bool:
         """Change a run that no process drives by ``move`` and log ``event_type``, in one

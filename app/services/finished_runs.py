@@ -18,6 +18,7 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.auth import context
 from app.domain.events import Event
 from app.store import db, gauges
 
@@ -41,7 +42,7 @@ class FinishedRuns:
                 status = event.type.value.removeprefix("workflow.")
                 self._pending.append((event.execution_id, status, event.ts))
         if self._pending and (self._task is None or self._task.done()):
-            self._task = asyncio.create_task(self._drain(), name="oxify-finished-runs")
+            self._task = context.detached_task(self._drain(), name="oxify-finished-runs")
 
     async def settle(self) -> None:
         """Return once every run noted so far is recorded."""

@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.auth import context
 from app.domain import human
 from app.domain import views as models
 from app.engine.compile.inputs import apply_defaults, validate_inputs
@@ -52,7 +53,7 @@ class FormService:
 
     async def get(self, form_id: str) -> models.Form:
         async with self._read.connect() as conn:
-            form = await store.get(conn, form_id)
+            form = await store.get(conn, form_id, project=context.project())
         if form is None:
             raise FormNotFound(f"no form {form_id!r}")
         return form
@@ -76,6 +77,7 @@ class FormService:
                 assignee=assignee,
                 limit=limit,
                 cursor=cursor,
+                project=context.project(),
             )
 
     async def submit(
@@ -91,14 +93,14 @@ class FormService:
         or FormAlreadyAnswered (409), NotAnApprover (403)."""
         at = datetime.now(UTC)
         async with self._read.connect() as conn:
-            form = await store.read(conn, form_id)
+            form = await store.read(conn, form_id, project=context.project())
         if form is None:
             raise FormNotFound(f"no form {form_id!r}")
         _still_pending(form)
         if form.kind != "approval":
             return await self._fill(form, values, by, comment, at)
         async with self._engine.begin() as conn:
-            form = await store.lock(conn, form_id)
+            form = await store.lock(conn, form_id, project=context.project())
             assert form is not None  # forms are never deleted but with their run
             _still_pending(form)
             decided = await self._approve(conn, form, values, by, comment, groups, at)
@@ -154,7 +156,7 @@ class FormService:
             )
         if not _may_answer(form.approvers, by, groups):
             raise NotAnApprover(f"{by!r} is not among this approval's approvers")
-        if not form.allow_self_approval and by == await store.started_by(conn, form.execution_id):
+        if not form.allow_self_approval and by == await store.started_by(conn, form):
             raise NotAnApprover(f"{by!r} started this run and may not approve it")
         comment = values.get("comment", comment)
         answer = {"decision": values["decision"], "comment": comment}

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.auth import context
 from app.domain import views as models
 from app.engine.analysis import profile
 from app.errors import ExecutionNotFound
@@ -24,7 +25,9 @@ async def run_profile(
     """Where the run's time went so far (``partial`` while it has not finished)."""
     now = datetime.now(UTC).timestamp()
     async with read.connect() as conn:
-        execution = await store.get_execution(conn, execution_id, with_nodes=False)
+        execution = await store.get_execution(
+            conn, execution_id, with_nodes=False, project=context.project()
+        )
         if execution is None:
             raise ExecutionNotFound(f"no execution {execution_id!r}")
         found = await profile_store.node_events(conn, execution_id, profile.NODE_EVENT_TYPES)

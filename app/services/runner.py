@@ -35,6 +35,7 @@ from opentelemetry.trace import Tracer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app import faults
+from app.auth import context, principal
 from app.domain.events import EventType
 from app.domain.run import RunConfig
 from app.domain.status import HAND_BACK_REASON, ExecutionStatus, Move
@@ -276,6 +277,7 @@ class Runner:
         run = entry.run
         # The task's own context: the fields last as long as the task, no unbind needed.
         log_fields.bind(execution_id=run.id, replica_id=self.replica_id)
+        context.bind(context.RequestContext(principal.of_run(run.id, run.project)))
         try:
             await self._execute(entry)
         except asyncio.CancelledError:

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from app.auth import context
 from app.domain import views as models
 from app.domain.config_checks import ConfigCheck
 from app.domain.node_types import NodeTypes
@@ -28,6 +29,7 @@ class Runnable:
     version: int
     archived: bool
     plan: Plan
+    project: str  # the workflow's: its runs belong to it
 
 
 def _utcnow() -> datetime:
@@ -71,6 +73,7 @@ class WorkflowService:
         """Store ``document`` as version 1 (validated and checked first)."""
         plan, found = await self._checked_plan(document)
         workflow_id = str(uuid.uuid4())
+        project = context.home_project()
         async with self._engine.begin() as conn:
             await store.insert_workflow(
                 conn,
@@ -79,8 +82,9 @@ class WorkflowService:
                 document=document,
                 content_hash=plan.content_hash,
                 now=self._now(),
+                project=project,
             )
-            stored = await self._get(conn, workflow_id, 1)
+            stored = await self._get(conn, workflow_id, 1, project)
         return models.SavedWorkflow(**dict(stored), warnings=found.warnings)
 
     async def update(self, workflow_id: str, document: dict[str, Any]) -> models.SavedWorkflow:
@@ -90,6 +94,7 @@ class WorkflowService:
         Raises WorkflowInvalid, WorkflowNotFound or WorkflowArchived.
         """
         plan, found = await self._checked_plan(document)
+        project = context.project()
         async with self._engine.begin() as conn:
             version = await store.insert_version(
                 conn,
@@ -98,14 +103,15 @@ class WorkflowService:
                 document=document,
                 content_hash=plan.content_hash,
                 now=self._now(),
+                project=project,
             )
-            stored = await self._get(conn, workflow_id, version)
+            stored = await self._get(conn, workflow_id, version, project)
         return models.SavedWorkflow(**dict(stored), warnings=found.warnings)
 
     async def get(self, workflow_id: str, version: int | None = None) -> models.Workflow:
         """A version (the latest by default), archived or not; raises WorkflowNotFound."""
         async with self._read.connect() as conn:
-            return await self._get(conn, workflow_id, version)
+            return await self._get(conn, workflow_id, version, context.project())
 
     async def list(
         self, *, limit: int, cursor: str | None = None, include_archived: bool = False
@@ -113,13 +119,20 @@ class WorkflowService:
         """Newest first; raises CursorInvalid for a cursor this list did not hand out."""
         async with self._read.connect() as conn:
             return await store.list_workflows(
-                conn, limit=limit, cursor=cursor, include_archived=include_archived
+                conn,
+                limit=limit,
+                cursor=cursor,
+                include_archived=include_archived,
+                project=context.project(),
             )
 
     async def archive(self, workflow_id: str) -> None:
         """Archive (idempotent); its runs stay readable. Raises WorkflowNotFound."""
         async with self._engine.begin() as conn:
-            if not await store.archive_workflow(conn, workflow_id, self._now()):
+            archived = await store.archive_workflow(
+                conn, workflow_id, self._now(), project=context.project()
+            )
+            if not archived:
                 raise WorkflowNotFound(f"no workflow {workflow_id!r}")
 
     async def graph(self, workflow_id: str, version: int | None, fmt: render.Format) -> str:
@@ -138,14 +151,15 @@ class WorkflowService:
         """What starting a run needs: the version (latest by default), whether the workflow is
         archived, and the plan (cached per version). Raises WorkflowNotFound."""
         async with self._read.connect() as conn:
-            head = await store.workflow_head(conn, workflow_id)
+            head = await store.workflow_head(conn, workflow_id, project=context.project())
         if head is None:
             raise WorkflowNotFound(f"no workflow {workflow_id!r}")
-        latest, archived = head
+        latest, archived, project = head
         if version is not None and not 1 <= version <= latest:
             raise WorkflowNotFound(f"no workflow {workflow_id!r} version {version}")
         chosen = latest if version is None else version
-        return Runnable(chosen, archived, await self.plan_of_version(workflow_id, chosen))
+        plan = await self.plan_of_version(workflow_id, chosen)
+        return Runnable(chosen, archived, plan, project)
 
     async def plan_of_version(self, workflow_id: str, version: int) -> Plan:
         """The plan of one stored version. Versions never change, so it is read once per
@@ -187,8 +201,10 @@ class WorkflowService:
         )
 
     @staticmethod
-    async def _get(conn: AsyncConnection, workflow_id: str, version: int | None) -> models.Workflow:
-        workflow = await store.get_workflow(conn, workflow_id, version)
+    async def _get(
+        conn: AsyncConnection, workflow_id: str, version: int | None, project: str | None
+    ) -> models.Workflow:
+        workflow = await store.get_workflow(conn, workflow_id, version, project=project)
         if workflow is None:
             suffix = "" if version is None else f" version {version}"
             raise WorkflowNotFound(f"no workflow {workflow_id!r}{suffix}")

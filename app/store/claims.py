@@ -47,7 +47,7 @@ from app.store import executions as executions_store
 from app.store import forms as forms_store
 from app.store.forms import ANSWERED
 from app.store.leases import DRIVEN
-from app.store.tables import Timestamp, checkpoints, executions, forms, node_runs
+from app.store.tables import DEFAULT_PROJECT, Timestamp, checkpoints, executions, forms, node_runs
 
 _E = ExecutionStatus
 Kind = Literal["queued", "expired"]
@@ -71,6 +71,7 @@ class ClaimedRun:
     active_s: float  # seconds the run was driven so far
     trace_context: str | None  # the run's trace (a traceparent) its segments parent on
     trace_segment: str | None  # the last recorded segment's span, which the next links to
+    project: str = DEFAULT_PROJECT  # what the run may reach (its sub-workflows, credentials)
     # For metrics: the claim's time and the row as the claim found it.
     claimed_at: datetime | None = None
     queued_at: datetime | None = None  # when a queued run was queued (its last update)
@@ -113,6 +114,7 @@ _CLAIMED_COLUMNS = (
     executions.c.active_s,
     executions.c.trace_context,
     executions.c.trace_segment,
+    executions.c.project,
 )
 
 
@@ -262,6 +264,7 @@ def _runs(rows: Sequence[Mapping[str, Any]], decode: bool) -> list[ClaimedRun]:
             cancel_requested=bool(row["cancel_requested"]),
             started_at=_aware(row["started_at"]),
             active_s=row["active_s"],
+            project=row["project"],
             claimed_at=_aware(row["claimed_at"]),
             queued_at=_aware(row["queued_at"]),
             lease_expired_at=_aware(row["lease_expired_at"]),

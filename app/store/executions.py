@@ -16,8 +16,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from app.domain import views as models
 from app.domain.status import DRIVEN, ExecutionStatus, Move, NodeStatus
 from app.errors import CursorInvalid, ExecutionNotFound
-from app.store import status_sql
-from app.store.tables import checkpoints, events, executions, idempotency_keys, node_runs
+from app.store import projects, status_sql
+from app.store.tables import (
+    DEFAULT_PROJECT,
+    checkpoints,
+    events,
+    executions,
+    idempotency_keys,
+    node_runs,
+)
 from app.store.workflows import decode_cursor, encode_cursor
 
 _E = ExecutionStatus
@@ -39,10 +46,13 @@ async def insert_execution(
     started_by: str | None = None,
     trace_context: str | None = None,
     now: datetime,
+    project: str = DEFAULT_PROJECT,
 ) -> int:
-    """A new run; returns its queue position (``queue_seq``, increasing in submission order)."""
+    """A new run of ``project``; returns its queue position (``queue_seq``, increasing in
+    submission order)."""
     values: dict[str, Any] = {
         "id": execution_id,
+        "project": project,
         "workflow_id": workflow_id,
         "workflow_version": workflow_version,
         "status": ExecutionStatus(status).value,
@@ -100,9 +110,16 @@ async def insert_idempotency(
 
 
 async def get_execution(
-    conn: AsyncConnection, execution_id: str, *, with_nodes: bool = True
+    conn: AsyncConnection,
+    execution_id: str,
+    *,
+    with_nodes: bool = True,
+    project: str | None = None,
 ) -> models.Execution | None:
-    row = (await conn.execute(select(executions).where(executions.c.id == execution_id))).first()
+    query = select(executions).where(
+        executions.c.id == execution_id, projects.visible(executions, project)
+    )
+    row = (await conn.execute(query)).first()
     if row is None:
         return None
     nodes: list[models.NodeState] = []
@@ -139,11 +156,16 @@ async def list_executions(
     statuses: Collection[ExecutionStatus] | None = None,
     limit: int,
     cursor: str | None,
+    project: str | None = None,
 ) -> models.Page[models.ExecutionSummary]:
     """Newest first (by queue_seq), keyset-paginated. Raises CursorInvalid (a ValueError)."""
     if limit < 1:
         raise ValueError(f"limit must be at least 1, not {limit}")
-    query = select(executions).order_by(executions.c.queue_seq.desc())
+    query = (
+        select(executions)
+        .where(projects.visible(executions, project))
+        .order_by(executions.c.queue_seq.desc())
+    )
     if workflow_id is not None:
         query = query.where(executions.c.workflow_id == workflow_id)
     if statuses:
@@ -157,7 +179,12 @@ async def list_executions(
 
 
 async def move(
-    conn: AsyncConnection, execution_id: str, move_: Move, **fields: Any
+    conn: AsyncConnection,
+    execution_id: str,
+    move_: Move,
+    *,
+    project: str | None = None,
+    **fields: Any,
 ) -> ExecutionStatus | None:
     """Change the run's status by ``move_`` if it applies to the status it has now; the new
     status, or None when it did not apply (or there is no such run).
@@ -177,7 +204,11 @@ async def move(
     }
     result = await conn.execute(
         update(executions)
-        .where(executions.c.id == execution_id, status_sql.applies(move_))
+        .where(
+            executions.c.id == execution_id,
+            status_sql.applies(move_),
+            projects.visible(executions, project),
+        )
         .values(**values)
         .returning(executions.c.status)
     )
@@ -185,12 +216,18 @@ async def move(
     return None if status is None else _E(status)
 
 
-async def request_cancel(conn: AsyncConnection, execution_id: str) -> bool:
+async def request_cancel(
+    conn: AsyncConnection, execution_id: str, *, project: str | None = None
+) -> bool:
     """Record a cancel for a run a replica drives (its owner acts on it); False when the run
     is not running or pausing."""
     result = await conn.execute(
         update(executions)
-        .where(executions.c.id == execution_id, executions.c.status.in_(_DRIVEN))
+        .where(
+            executions.c.id == execution_id,
+            executions.c.status.in_(_DRIVEN),
+            projects.visible(executions, project),
+        )
         .values(cancel_requested=True, updated_at=datetime.now(UTC))
     )
     return bool(result.rowcount)
@@ -252,16 +289,21 @@ async def queued_count(conn: AsyncConnection) -> int:
     return int((await conn.execute(query)).scalar_one())
 
 
-async def delete_execution(conn: AsyncConnection, execution_id: str) -> bool:
+async def delete_execution(
+    conn: AsyncConnection, execution_id: str, *, project: str | None = None
+) -> bool:
     """Delete a run no replica drives, with its log, checkpoints, node runs and forms; False
     when a replica drives it (cancel it first). Raises ExecutionNotFound when there is none."""
+    mine = projects.visible(executions, project)
     result = await conn.execute(
         delete(executions)
-        .where(executions.c.id == execution_id, executions.c.status.not_in(_DRIVEN))
+        .where(executions.c.id == execution_id, executions.c.status.not_in(_DRIVEN), mine)
         .returning(executions.c.id)
     )
     if result.first() is None:
-        exists = await conn.execute(select(executions.c.id).where(executions.c.id == execution_id))
+        exists = await conn.execute(
+            select(executions.c.id).where(executions.c.id == execution_id, mine)
+        )
         if exists.first() is None:
             raise ExecutionNotFound(f"no execution {execution_id!r}")
         return False

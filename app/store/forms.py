@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from app.domain import views as models
 from app.domain.status import ExecutionStatus, Move
 from app.errors import CursorInvalid
-from app.store import status_sql
+from app.store import projects, status_sql
 from app.store.tables import executions, form_submissions, forms
 from app.store.workflows import decode_cursor, encode_cursor
 
@@ -41,15 +41,24 @@ QUEUED = ExecutionStatus.QUEUED.value
 ANSWERED = (SUBMITTED, TIMED_OUT)
 
 
-async def lock(conn: AsyncConnection, form_id: str) -> Row[Any] | None:
+async def lock(
+    conn: AsyncConnection, form_id: str, *, project: str | None = None
+) -> Row[Any] | None:
     """The form's row, locked until the transaction ends (answers to one form queue up)."""
-    query = select(forms).where(forms.c.id == form_id).with_for_update()
+    query = (
+        select(forms)
+        .where(forms.c.id == form_id, projects.visible(forms, project))
+        .with_for_update()
+    )
     return (await conn.execute(query)).first()
 
 
-async def read(conn: AsyncConnection, form_id: str) -> Row[Any] | None:
+async def read(
+    conn: AsyncConnection, form_id: str, *, project: str | None = None
+) -> Row[Any] | None:
     """The form's row, as it is now (not locked)."""
-    return (await conn.execute(select(forms).where(forms.c.id == form_id))).first()
+    query = select(forms).where(forms.c.id == form_id, projects.visible(forms, project))
+    return (await conn.execute(query)).first()
 
 
 def decided_view(form: Row[Any], *, answer: dict[str, Any], at: datetime) -> models.Form:
@@ -62,8 +71,10 @@ def decided_view(form: Row[Any], *, answer: dict[str, Any], at: datetime) -> mod
     )
 
 
-async def get(conn: AsyncConnection, form_id: str) -> models.Form | None:
-    row = (await conn.execute(select(forms).where(forms.c.id == form_id))).first()
+async def get(
+    conn: AsyncConnection, form_id: str, *, project: str | None = None
+) -> models.Form | None:
+    row = await read(conn, form_id, project=project)
     if row is None:
         return None
     query = (
@@ -87,9 +98,14 @@ async def list_forms(
     assignee: str | None,
     limit: int,
     cursor: str | None,
+    project: str | None = None,
 ) -> models.Page[models.Form]:
     """Newest first, keyset-paginated on (created_at, id)."""
-    query = select(forms).order_by(forms.c.created_at.desc(), forms.c.id.desc())
+    query = (
+        select(forms)
+        .where(projects.visible(forms, project))
+        .order_by(forms.c.created_at.desc(), forms.c.id.desc())
+    )
     if statuses:
         query = query.where(forms.c.status.in_(list(statuses)))
     if execution_id is not None:
@@ -188,12 +204,12 @@ async def decide(
     waiting). A run still busy elsewhere finds the answer when it settles (pending_answers)."""
     await conn.execute(
         update(forms)
-        .where(forms.c.id == form.id, forms.c.status == PENDING)
+        .where(forms.c.id == form.id, forms.c.status == PENDING, forms.c.project == form.project)
         .values(status=status, answer=answer, decided_at=at)
     )
     result = await conn.execute(
         update(executions)
-        .where(executions.c.id == form.execution_id)
+        .where(executions.c.id == form.execution_id, executions.c.project == form.project)
         .values(**_woken(at))
         .returning(executions.c.status)
     )
@@ -234,6 +250,7 @@ async def fill(
             "values": answer["values"],
             "by": by,
             "comment": comment,
+            "form_project": form.project,
         },
     )
     row = result.first()
@@ -260,7 +277,11 @@ def _fill_statement() -> Any:
     data-modifying CTEs: one round trip, one commit."""
     decided = (
         update(forms)
-        .where(forms.c.id == bindparam("form_id"), forms.c.status == PENDING)
+        .where(
+            forms.c.id == bindparam("form_id"),
+            forms.c.status == PENDING,
+            forms.c.project == bindparam("form_project", type_=forms.c.project.type),
+        )
         .values(
             status=SUBMITTED,
             answer=bindparam("answer", type_=forms.c.answer.type),
@@ -323,8 +344,11 @@ async def answers(conn: AsyncConnection, execution_id: str) -> dict[str, dict[st
     }
 
 
-async def started_by(conn: AsyncConnection, execution_id: str) -> str | None:
-    query = select(executions.c.started_by).where(executions.c.id == execution_id)
+async def started_by(conn: AsyncConnection, form: Row[Any]) -> str | None:
+    """Who started the run that asks ``form``."""
+    query = select(executions.c.started_by).where(
+        executions.c.id == form.execution_id, executions.c.project == form.project
+    )
     starter: str | None = (await conn.execute(query)).scalar_one_or_none()
     return starter
 

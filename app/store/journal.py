@@ -39,6 +39,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app import faults
+from app.auth import context
 from app.domain.events import Event, EventType
 from app.domain.run import Checkpoint
 from app.domain.status import DRIVEN, ExecutionStatus, Move
@@ -225,7 +226,7 @@ class SqlJournal:
     def _kick(self) -> None:
         self._wake.set()
         if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._run(), name="oxify-journal-writer")
+            self._task = context.detached_task(self._run(), name="oxify-journal-writer")
 
     async def _run(self) -> None:
         while True:

@@ -135,11 +135,11 @@ WITH u AS (
     -- Form requests: one row per form.requested (the same id when a request is replayed).
     INSERT INTO forms (id, execution_id, workflow_id, node_key, kind, status, prompt, fields,
                        context, approvers, quorum, allow_self_approval, on_timeout, deadline,
-                       created_at)
+                       created_at, project)
     SELECT f.id, f.execution_id, x.workflow_id, f.node_key, f.kind,
            CASE WHEN u.terminal THEN 'cancelled' ELSE 'pending' END, f.prompt, f.fields::json,
            f.context::json, f.approvers::json, f.quorum, f.allow_self_approval, f.on_timeout,
-           f.deadline, f.created_at
+           f.deadline, f.created_at, x.project
     FROM nf AS f
     JOIN executions AS x ON x.id = f.execution_id
     JOIN u ON u.id = f.execution_id

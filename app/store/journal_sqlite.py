@@ -289,11 +289,12 @@ def _execution_update(change: ExecutionUpdate) -> Any:
 
 def _form_insert(form: FormRequest, rows: BatchRows) -> Any:
     ended = rows.executions[form.execution_id].terminal
-    workflow = select(executions.c.workflow_id).where(executions.c.id == form.execution_id)
+    run = executions.c.id == form.execution_id
     statement = sqlite_insert(forms).values(
         id=form.id,
         execution_id=form.execution_id,
-        workflow_id=workflow.scalar_subquery(),
+        workflow_id=select(executions.c.workflow_id).where(run).scalar_subquery(),
+        project=select(executions.c.project).where(run).scalar_subquery(),
         node_key=form.node_key,
         kind=form.kind,
         status="cancelled" if ended else "pending",

@@ -36,6 +36,8 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
+DEFAULT_PROJECT = "default"  # the project of rows made before projects, and of unbound callers
+
 metadata = MetaData(
     naming_convention={
         "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -80,7 +82,9 @@ workflows = Table(
     Column("created_at", Timestamp(), nullable=False),
     Column("updated_at", Timestamp(), nullable=False),
     Column("archived_at", Timestamp()),
+    Column("project", String(64), nullable=False, server_default=DEFAULT_PROJECT),
     Index("ix_workflows_created", "created_at", "id"),
+    Index("ix_workflows_project_created", "project", "created_at", "id"),
 )
 
 workflow_versions = Table(
@@ -140,11 +144,14 @@ executions = Table(
     Column("trace_context", String(55)),
     # The last recorded segment's span (a traceparent): the next segment links to it.
     Column("trace_segment", String(55)),
+    # The project the run belongs to: its workflow's (a caller of another project sees 404).
+    Column("project", String(64), nullable=False, server_default=DEFAULT_PROJECT),
     ForeignKeyConstraint(
         ["workflow_id", "workflow_version"],
         ["workflow_versions.workflow_id", "workflow_versions.version"],
     ),
     Index("ix_executions_workflow", "workflow_id", "queue_seq"),
+    Index("ix_executions_project", "project", "queue_seq"),
     # Claims (status = 'queued' in queue order; running rows by lease) and list filters.
     Index("ix_executions_status", "status", "queue_seq"),
     Index("ix_executions_finished", "finished_at"),
@@ -235,7 +242,9 @@ forms = Table(
     Column("answer", JSON),
     Column("created_at", Timestamp(), nullable=False),
     Column("decided_at", Timestamp()),
+    Column("project", String(64), nullable=False, server_default=DEFAULT_PROJECT),
     Index("ix_forms_status_created", "status", "created_at"),
+    Index("ix_forms_project_created", "project", "created_at"),
     Index("ix_forms_deadline", "status", "deadline"),
     Index("ix_forms_execution", "execution_id"),
 )

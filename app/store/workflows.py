@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.domain import views as models
 from app.errors import CursorInvalid, WorkflowArchived, WorkflowNotFound
+from app.store import projects
 from app.store.tables import workflow_versions, workflows
 
 
@@ -24,11 +25,17 @@ async def insert_workflow(
     document: dict[str, Any],
     content_hash: str,
     now: datetime,
+    project: str,
 ) -> None:
-    """A new workflow with its version 1."""
+    """A new workflow of ``project`` with its version 1."""
     await conn.execute(
         workflows.insert().values(
-            id=workflow_id, name=name, latest_version=1, created_at=now, updated_at=now
+            id=workflow_id,
+            name=name,
+            latest_version=1,
+            created_at=now,
+            updated_at=now,
+            project=project,
         )
     )
     await conn.execute(
@@ -50,6 +57,7 @@ async def insert_version(
     document: dict[str, Any],
     content_hash: str,
     now: datetime,
+    project: str | None,
 ) -> int:
     """Store the next version; returns its number.
 
@@ -60,13 +68,21 @@ async def insert_version(
     """
     bumped = await conn.execute(
         update(workflows)
-        .where(workflows.c.id == workflow_id, workflows.c.archived_at.is_(None))
+        .where(
+            workflows.c.id == workflow_id,
+            workflows.c.archived_at.is_(None),
+            projects.visible(workflows, project),
+        )
         .values(latest_version=workflows.c.latest_version + 1, name=name, updated_at=now)
         .returning(workflows.c.latest_version)
     )
     version = bumped.scalar_one_or_none()
     if version is None:
-        found = await conn.execute(select(workflows.c.id).where(workflows.c.id == workflow_id))
+        found = await conn.execute(
+            select(workflows.c.id).where(
+                workflows.c.id == workflow_id, projects.visible(workflows, project)
+            )
+        )
         if found.first() is None:
             raise WorkflowNotFound(f"no workflow {workflow_id!r}")
         raise WorkflowArchived(f"workflow {workflow_id!r} is archived")
@@ -83,7 +99,11 @@ async def insert_version(
 
 
 async def get_workflow(
-    conn: AsyncConnection, workflow_id: str, version: int | None = None
+    conn: AsyncConnection,
+    workflow_id: str,
+    version: int | None = None,
+    *,
+    project: str | None,
 ) -> models.Workflow | None:
     """One version (the latest when ``version`` is None), archived or not."""
     wanted = workflows.c.latest_version if version is None else version
@@ -96,7 +116,11 @@ async def get_workflow(
             workflow_versions.c.created_at.label("version_created_at"),
         )
         .join(workflow_versions, workflow_versions.c.workflow_id == workflows.c.id)
-        .where(workflows.c.id == workflow_id, workflow_versions.c.version == wanted)
+        .where(
+            workflows.c.id == workflow_id,
+            workflow_versions.c.version == wanted,
+            projects.visible(workflows, project),
+        )
     )
     row = (await conn.execute(query)).first()
     if row is None:
@@ -114,13 +138,17 @@ async def get_workflow(
     )
 
 
-async def workflow_head(conn: AsyncConnection, workflow_id: str) -> tuple[int, bool] | None:
-    """(latest version, archived) of a workflow, without any document."""
-    query = select(workflows.c.latest_version, workflows.c.archived_at).where(
-        workflows.c.id == workflow_id
+async def workflow_head(
+    conn: AsyncConnection, workflow_id: str, *, project: str | None
+) -> tuple[int, bool, str] | None:
+    """(latest version, archived, project) of a workflow, without any document."""
+    query = select(workflows.c.latest_version, workflows.c.archived_at, workflows.c.project).where(
+        workflows.c.id == workflow_id, projects.visible(workflows, project)
     )
     row = (await conn.execute(query)).first()
-    return None if row is None else (row.latest_version, row.archived_at is not None)
+    if row is None:
+        return None
+    return row.latest_version, row.archived_at is not None, row.project
 
 
 async def list_workflows(
@@ -129,11 +157,16 @@ async def list_workflows(
     limit: int,
     cursor: str | None,
     include_archived: bool = False,
+    project: str | None,
 ) -> models.Page[models.WorkflowSummary]:
     """Newest first, keyset-paginated on (created_at, id). Raises CursorInvalid (a ValueError)."""
     if limit < 1:
         raise ValueError(f"limit must be at least 1, not {limit}")
-    query = select(workflows).order_by(workflows.c.created_at.desc(), workflows.c.id.desc())
+    query = (
+        select(workflows)
+        .where(projects.visible(workflows, project))
+        .order_by(workflows.c.created_at.desc(), workflows.c.id.desc())
+    )
     if not include_archived:
         query = query.where(workflows.c.archived_at.is_(None))
     if cursor is not None:
@@ -163,16 +196,19 @@ async def list_workflows(
     return models.Page[models.WorkflowSummary](items=items, next_cursor=next_cursor)
 
 
-async def archive_workflow(conn: AsyncConnection, workflow_id: str, now: datetime) -> bool:
+async def archive_workflow(
+    conn: AsyncConnection, workflow_id: str, now: datetime, *, project: str | None
+) -> bool:
     """Archive (idempotent: the first archive time stays); False when there is no such workflow."""
+    mine = projects.visible(workflows, project)
     result = await conn.execute(
         update(workflows)
-        .where(workflows.c.id == workflow_id, workflows.c.archived_at.is_(None))
+        .where(workflows.c.id == workflow_id, workflows.c.archived_at.is_(None), mine)
         .values(archived_at=now, updated_at=now)
     )
     if result.rowcount:
         return True
-    found = await conn.execute(select(exists().where(workflows.c.id == workflow_id)))
+    found = await conn.execute(select(exists().where(workflows.c.id == workflow_id, mine)))
     return bool(found.scalar())
 
 

@@ -85,6 +85,7 @@ class Backend:
                     document=document or DOCUMENT,
                     content_hash="0" * 64,
                     now=T0,
+                    project="default",
                 )
                 await executions.insert_execution(
                     conn,

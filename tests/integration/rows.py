@@ -52,6 +52,7 @@ async def add_workflows(engine: AsyncEngine) -> None:
                 document={"name": workflow_id, "nodes": [], "edges": []},
                 content_hash="0" * 64,
                 now=T0,
+                project="default",
             )
 
 
