@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from app import faults
 from app.api import errors as api_errors
 from app.api import metrics as api_metrics
+from app.api import security as api_security
 from app.api.routes import router
 from app.auth.oidc import OidcVerifier
 from app.domain.events import Event
@@ -243,6 +244,7 @@ def create_app(settings: Settings | None = None, *, tracing: Tracing | None = No
     )
     api_errors.install(app, max_body_bytes=settings.max_body_bytes)
     api_metrics.install(app, settings)
+    api_security.install(app, settings)
     app.include_router(router)
     tracing.instrument(app)
     return app

@@ -3,7 +3,12 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from typing import Annotated
+
+from pydantic import BaseModel, Field, SecretStr, ValidationInfo, field_validator
+from pydantic_settings import NoDecode
+
+from app.settings_net import split_list
 
 MIN_PEPPER_CHARS = 32  # a pepper is a server secret: as long as a key's secret, at least
 
@@ -25,6 +30,33 @@ class AuthSettings(BaseModel):
         description="Seconds a replica trusts what it read about a key; revocations reach "
         "every replica at once through Postgres notifications, this bounds it otherwise.",
     )
+
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Browser origins allowed to call the API (CORS), comma-separated or a "
+        "JSON list; empty (the default): no CORS headers, browsers on other origins are "
+        "refused. `*` allows any origin, but not together with cors_allow_credentials.",
+    )
+    cors_allow_credentials: bool = Field(
+        default=False,
+        description="Let browsers send cookies and HTTP authentication on CORS requests "
+        "(API keys go in the Authorization header, which needs no such permission).",
+    )
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _cors_list(cls, value: object) -> object:
+        return split_list(value)
+
+    @field_validator("cors_allow_credentials")
+    @classmethod
+    def _no_wildcard_with_credentials(cls, value: bool, info: ValidationInfo) -> bool:
+        if value and "*" in info.data.get("cors_origins", ()):
+            raise ValueError(
+                "not with OXIFY_CORS_ORIGINS='*': any web page could act with its visitors' "
+                "credentials; list the origins instead"
+            )
+        return value
 
     @field_validator("key_pepper")
     @classmethod
