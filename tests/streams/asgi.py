@@ -199,10 +199,17 @@ class HttpCall(_Peer):
 class WsCall(_Peer):
     """A WebSocket session: the frames the app sends, and its close."""
 
-    def __init__(self, app: ASGIApp, path: str, *, query: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        path: str,
+        *,
+        query: dict[str, str] | None = None,
+        headers: Sequence[tuple[str, str]] = (),
+    ) -> None:
         super().__init__(
             app,
-            _scope("websocket", path, query or {}, ()),
+            _scope("websocket", path, query or {}, headers),
             {"type": "websocket.connect"},
             {"type": "websocket.disconnect", "code": 1000},
         )
