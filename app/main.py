@@ -25,6 +25,7 @@ from app.nodes.resources import NodeResources
 from app.observability.metrics import Metrics
 from app.observability.observers import combined
 from app.observability.tracing import Tracing
+from app.services.audit import AuditService
 from app.services.container import Services
 from app.services.executions import ExecutionService
 from app.services.finished_runs import FinishedRuns
@@ -172,6 +173,7 @@ async def running_services(
         resources,
         gauges,
         finished_runs=finished_runs,
+        audit=AuditService(engine),
     )
     await notifier.start()
     await runner.start()

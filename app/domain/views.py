@@ -341,3 +341,18 @@ class NodeTypeList(BaseModel):
     """Every node type, sorted by name."""
 
     items: list[NodeTypeInfo]
+
+
+class AuditRecord(BaseModel):
+    """One row of the audit log: who did what to what, and how it went."""
+
+    id: int = Field(description="Increasing with time, without gaps.")
+    at: datetime
+    actor: str = Field(description="`key:<key id>`, `sub:<subject>` or `anonymous`.")
+    action: str = Field(description="What was done, such as `workflow.create` or `run.cancel`.")
+    target: str = Field(description="What it was done to (an id).")
+    project: str
+    outcome: str = Field(description="`ok`, or why it was refused (`denied`, ...).")
+    request_id: str | None = None
+    client_ip: str | None = None
+    detail: dict[str, Any] | None = None

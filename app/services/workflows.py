@@ -18,6 +18,8 @@ from app.engine.compile import render
 from app.engine.compile.graph import Limits, PlanCache
 from app.engine.compile.plan import Plan
 from app.errors import WorkflowInvalid, WorkflowNotFound
+from app.services import audit
+from app.services.audit import AuditAction
 from app.services.config_checks import CheckResults, run_checks
 from app.store import db
 from app.store import workflows as store
@@ -81,6 +83,9 @@ class WorkflowService:
                 now=self._now(),
             )
             stored = await self._get(conn, workflow_id, 1)
+            await audit.record(
+                conn, action=AuditAction.WORKFLOW_CREATE, target=workflow_id, detail={"version": 1}
+            )
         return models.SavedWorkflow(**dict(stored), warnings=found.warnings)
 
     async def update(self, workflow_id: str, document: dict[str, Any]) -> models.SavedWorkflow:
@@ -100,6 +105,12 @@ class WorkflowService:
                 now=self._now(),
             )
             stored = await self._get(conn, workflow_id, version)
+            await audit.record(
+                conn,
+                action=AuditAction.WORKFLOW_UPDATE,
+                target=workflow_id,
+                detail={"version": version},
+            )
         return models.SavedWorkflow(**dict(stored), warnings=found.warnings)
 
     async def get(self, workflow_id: str, version: int | None = None) -> models.Workflow:
@@ -121,6 +132,7 @@ class WorkflowService:
         async with self._engine.begin() as conn:
             if not await store.archive_workflow(conn, workflow_id, self._now()):
                 raise WorkflowNotFound(f"no workflow {workflow_id!r}")
+            await audit.record(conn, action=AuditAction.WORKFLOW_ARCHIVE, target=workflow_id)
 
     async def graph(self, workflow_id: str, version: int | None, fmt: render.Format) -> str:
         """The plan drawn as Mermaid, DOT or text; ValueError for another format."""

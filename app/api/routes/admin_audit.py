@@ -1,0 +1,64 @@
+"""The audit log, newest first."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from pydantic import AfterValidator, AwareDatetime
+
+from app.api.bodies import JsonRoute
+from app.api.deps import AuditDep
+from app.api.errors import problems
+from app.api.routes.params import TEXT, Cursor, Limit
+from app.auth.audit import Filters
+from app.domain import views as models
+
+router = APIRouter(tags=["admin"], route_class=JsonRoute)
+
+Exact = Annotated[str | None, Query(max_length=200, pattern=TEXT)]
+
+
+def _utc(value: datetime) -> datetime:
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("the time is out of range in UTC") from None
+
+
+Instant = Annotated[AwareDatetime, AfterValidator(_utc)]
+
+
+@router.get(
+    "/v1/admin/audit",
+    summary="Read the audit log, newest first",
+    description="Who did what: workflow writes, run control, form answers, key and credential "
+    "changes, refused credentials (sampled). Every filter given must match; `since` and "
+    "`until` bound `at` (`since` included, `until` not).",
+    response_model=models.Page[models.AuditRecord],
+    responses=problems(422),
+)
+async def list_audit(
+    audit: AuditDep,
+    actor: Annotated[
+        str | None,
+        Query(max_length=200, pattern=TEXT, description="`key:<key id>`, `sub:<subject>`."),
+    ] = None,
+    action: Annotated[
+        str | None, Query(max_length=200, pattern=TEXT, description="Such as `run.cancel`.")
+    ] = None,
+    target: Exact = None,
+    project: Exact = None,
+    outcome: Exact = None,
+    since: Annotated[
+        Instant | None, Query(description="At or after this time (with its offset).")
+    ] = None,
+    until: Annotated[
+        Instant | None, Query(description="Before this time (with its offset).")
+    ] = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> models.Page[models.AuditRecord]:
+    filters = Filters(actor, action, target, project, outcome, since, until)
+    return await audit.page(filters, cursor=cursor, limit=limit)
