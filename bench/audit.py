@@ -7,7 +7,8 @@ the local test database; a scratch database is created and dropped; an SQLite fi
 
 - sequential: one start after the other, latency per start (median, p99);
 - concurrent: ``CONCURRENCY`` starters at once, starts per second: every audited start waits for
-  the chain's head row, so this shows what serialising on it costs.
+  the chain's head row, held through the previous holder's commit, so audited starts commit one
+  after the other and their rate is bounded by 1 / (commit latency), printed beside it.
 
 Modes alternate round by round so drift on a shared machine hits both alike.
 """
@@ -23,6 +24,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.services import audit
@@ -31,6 +33,7 @@ from app.store import audit as audit_store
 from app.store import db, workflows
 from app.store import executions as store
 from bench._server import database_url, scratch_database
+from bench.durable import commit_latency_ms
 
 ROUNDS = 6
 SEQUENTIAL = 200  # starts per mode and round
@@ -136,6 +139,10 @@ async def bench(label: str, url: str, *, with_concurrency: bool) -> None:
 
 async def main() -> None:
     async with scratch_database(database_url()) as url:
+        commits = await commit_latency_ms(
+            make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+        )
+        print(f"postgres single-row commit: {statistics.median(commits):.3f} ms")
         await bench("postgres", url, with_concurrency=True)
     with tempfile.TemporaryDirectory() as directory:
         await bench(

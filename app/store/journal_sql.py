@@ -295,7 +295,10 @@ class PostgresBatchWriter:
     async def append(self, change: Append) -> tuple[int, str] | None:
         """Apply ``change``; the seq its event got and the run's status, or None when the
         move did not apply (or the fence refused it)."""
-        audited = () if change.audit is None else audit.pg_arguments(change.audit).values()
+        audited = []
+        if change.audit is not None:
+            arguments = audit.pg_arguments(change.audit)
+            audited = [arguments[name] for name in audit.PG_PARAMETERS]
         result = await self._fetch(
             _APPEND_SQL[change.move, change.audit is not None],
             change.execution_id,

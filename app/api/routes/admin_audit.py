@@ -52,10 +52,17 @@ async def list_audit(
     project: Exact = None,
     outcome: Exact = None,
     since: Annotated[
-        Instant | None, Query(description="At or after this time (with its offset).")
+        Instant | None,
+        Query(
+            json_schema_extra={"pattern": TEXT},
+            description="At or after this time (with its offset).",
+        ),
     ] = None,
     until: Annotated[
-        Instant | None, Query(description="Before this time (with its offset).")
+        Instant | None,
+        Query(
+            json_schema_extra={"pattern": TEXT}, description="Before this time (with its offset)."
+        ),
     ] = None,
     limit: Limit = 50,
     cursor: Cursor = None,
