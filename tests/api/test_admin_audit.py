@@ -127,6 +127,9 @@ async def test_bad_filters_and_cursors_are_refused(client: httpx.AsyncClient) ->
     naive = await client.get("/v1/admin/audit", params={"since": "2026-12-07T10:00:00"})
     body = assert_problem(naive, 422, "request_invalid")
     assert [e["loc"] for e in body["errors"]] == [["query", "since"]]
+    number = await client.get("/v1/admin/audit", params={"until": "0.5"})
+    body = assert_problem(number, 422, "request_invalid")
+    assert [e["loc"] for e in body["errors"]] == [["query", "until"]]
     early = await client.get("/v1/admin/audit", params={"until": "0001-01-01T00:00:00+01:00"})
     body = assert_problem(early, 422, "request_invalid")
     assert [e["loc"] for e in body["errors"]] == [["query", "until"]]

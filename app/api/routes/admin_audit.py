@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from pydantic import AfterValidator, AwareDatetime
+from pydantic import AfterValidator, AwareDatetime, BeforeValidator
 
 from app.api.bodies import JsonRoute
 from app.api.deps import AuditDep
@@ -20,6 +21,16 @@ router = APIRouter(tags=["admin"], route_class=JsonRoute)
 Exact = Annotated[str | None, Query(max_length=200, pattern=TEXT)]
 
 
+_DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]")  # RFC 3339: a date, then the time
+
+
+def _date_time_text(value: object) -> object:
+    # Pydantic would take a number as seconds since 1970: the schema says RFC 3339 text.
+    if not isinstance(value, str) or not _DATE_TIME.match(value):
+        raise ValueError("expected an RFC 3339 date-time, such as 2026-12-07T21:00:00Z")
+    return value
+
+
 def _utc(value: datetime) -> datetime:
     try:
         return value.astimezone(UTC)
@@ -27,7 +38,7 @@ def _utc(value: datetime) -> datetime:
         raise ValueError("the time is out of range in UTC") from None
 
 
-Instant = Annotated[AwareDatetime, AfterValidator(_utc)]
+Instant = Annotated[AwareDatetime, BeforeValidator(_date_time_text), AfterValidator(_utc)]
 
 
 @router.get(
