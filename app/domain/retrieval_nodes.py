@@ -36,6 +36,8 @@ COLLECTION_PATTERN = r"^[A-Za-z0-9_.-]{1,255}$"
 SERVICE_TABLES = frozenset(
     {
         "alembic_version",
+        "audit_head",
+        "audit_log",
         "checkpoints",
         "events",
         "executions",
