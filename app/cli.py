@@ -29,6 +29,7 @@ from typing import Any, TypeAlias
 from pydantic import ValidationError
 
 from app import cli_analysis, cli_database, cli_display
+from app.cli_audit import add_audit_commands
 from app.cli_errors import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -476,6 +477,7 @@ def build_parser() -> argparse.ArgumentParser:
         add_nodes,
         add_server_commands,
         add_key_commands,
+        add_audit_commands,
     ):
         add(commands)
     return parser

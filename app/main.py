@@ -27,6 +27,7 @@ from app.nodes.resources import NodeResources
 from app.observability.metrics import Metrics
 from app.observability.observers import combined
 from app.observability.tracing import Tracing
+from app.services.audit import AuditService
 from app.services.authn import Authenticator
 from app.services.container import Services
 from app.services.executions import ExecutionService
@@ -189,6 +190,7 @@ async def running_services(
         keys=keys,
         auth=auth,
         tickets=TicketService(engine, keys),
+        audit=AuditService(engine),
     )
     await notifier.start()
     await runner.start()

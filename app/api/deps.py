@@ -11,6 +11,7 @@ from fastapi import Depends, Request
 
 from app.api.errors import ApiProblem
 from app.domain.views import NodeTypeList
+from app.services.audit import AuditService
 from app.services.container import Services
 from app.services.executions import ExecutionService
 from app.services.forms import FormService
@@ -36,6 +37,10 @@ async def get_forms(services: Annotated[Services, Depends(get_services)]) -> For
     return services.forms
 
 
+async def get_audit(services: Annotated[Services, Depends(get_services)]) -> AuditService:
+    return services.audit
+
+
 async def get_node_types(services: Annotated[Services, Depends(get_services)]) -> NodeTypeList:
     return services.node_types
 
@@ -45,3 +50,4 @@ FormsDep = Annotated[FormService, Depends(get_forms)]
 WorkflowsDep = Annotated[WorkflowService, Depends(get_workflows)]
 ExecutionsDep = Annotated[ExecutionService, Depends(get_executions)]
 NodeTypesDep = Annotated[NodeTypeList, Depends(get_node_types)]
+AuditDep = Annotated[AuditService, Depends(get_audit)]

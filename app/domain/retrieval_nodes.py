@@ -36,6 +36,9 @@ COLLECTION_PATTERN = r"^[A-Za-z0-9_.-]{1,255}$"
 SERVICE_TABLES = frozenset(
     {
         "alembic_version",
+        "api_keys",
+        "audit_head",
+        "audit_log",
         "checkpoints",
         "events",
         "executions",
@@ -44,6 +47,7 @@ SERVICE_TABLES = frozenset(
         "idempotency_keys",
         "node_runs",
         "replicas",
+        "stream_tickets",
         "workflow_versions",
         "workflows",
     }

@@ -27,6 +27,7 @@ class WorkflowSummary(BaseModel):
     created_at: datetime
     updated_at: datetime
     archived: bool = False
+    project: str = Field(default="default", description="The project it belongs to.")
 
 
 class Workflow(WorkflowSummary):
@@ -141,6 +142,7 @@ class ExecutionSummary(BaseModel):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     last_seq: int = Field(description="Seq of the last event logged.")
+    project: str = Field(default="default", description="The project it belongs to.")
 
 
 class Execution(ExecutionSummary):
@@ -296,6 +298,7 @@ class Form(BaseModel):
 
     id: str
     execution_id: str
+    project: str = Field(default="default", description="The project it belongs to.")
     workflow_id: str
     node_key: str
     kind: str = Field(description="`approval` or `form`.")
@@ -341,3 +344,18 @@ class NodeTypeList(BaseModel):
     """Every node type, sorted by name."""
 
     items: list[NodeTypeInfo]
+
+
+class AuditRecord(BaseModel):
+    """One row of the audit log: who did what to what, and how it went."""
+
+    id: int = Field(description="Increasing with time, without gaps.")
+    at: datetime
+    actor: str = Field(description="`key:<key id>`, `sub:<subject>` or `anonymous`.")
+    action: str = Field(description="What was done, such as `workflow.create` or `run.cancel`.")
+    target: str = Field(description="What it was done to (an id).")
+    project: str
+    outcome: str = Field(description="`ok`, or why it was refused (`denied`, ...).")
+    request_id: str | None = None
+    client_ip: str | None = None
+    detail: dict[str, Any] | None = None

@@ -10,6 +10,7 @@ from app.domain.views import NodeTypeList
 from app.events.bus import EventBus
 from app.nodes.ai import cache
 from app.nodes.resources import NodeResources
+from app.services.audit import AuditService
 from app.services.authn import Authenticator
 from app.services.executions import ExecutionService
 from app.services.finished_runs import FinishedRuns
@@ -39,6 +40,7 @@ class Services:
     keys: KeyService
     auth: Authenticator  # who a request comes from
     tickets: TicketService  # single-use tickets for browser streams
+    audit: AuditService  # the audit log, read and checked
 
     def answer_cache_counts(self) -> dict[str, tuple[int, int]]:
         """Hits and misses of the process's answer caches made so far, by kind (``llm``,

@@ -42,8 +42,9 @@ from app.errors import (
 from app.events.bus import EventBus
 from app.events.notify import Channel, Notifier
 from app.observability import trace_context
-from app.services import profiles
+from app.services import audit, profiles
 from app.services.admission import Admission
+from app.services.audit import AuditAction
 from app.services.runner import Runner
 from app.services.workflows import WorkflowService
 from app.store import db
@@ -152,6 +153,13 @@ class ExecutionService:
                         execution_id=execution_id,
                         now=now,
                     )
+                await audit.record(
+                    conn,
+                    action=AuditAction.RUN_START,
+                    target=execution_id,
+                    project=runnable.project,
+                    detail={"workflow_id": workflow_id, "version": runnable.version},
+                )
         except IntegrityError:
             # A concurrent request with the same key won the race: answer with its run.
             if idempotency_key is None:
@@ -173,6 +181,7 @@ class ExecutionService:
             inputs=inputs,
             config=config_json,
             trace_id=trace_context.trace_id(trace),
+            project=runnable.project,
         )
         return self._linked(created), True
 
@@ -296,20 +305,24 @@ class ExecutionService:
     async def pause(self, execution_id: str) -> models.Execution:
         """Running: nothing new starts, running nodes finish, then a checkpoint. Queued or
         waiting: held as paused at once."""
-        await self.get(execution_id)  # another project's run is not found (the hold is by id)
+        # Another project's run is not found (the hold below is by id); the audit names its project.
+        project = (await self.get(execution_id)).project
         # Two tries: a replica may claim a queued run between the two conditional updates.
         for _ in range(2):
-            if await self._move(execution_id, Move.REQUEST_PAUSE):
+            if await self._move(execution_id, Move.REQUEST_PAUSE, AuditAction.RUN_PAUSE, project):
                 self._tell_owner(execution_id, RunControl.pause)
                 break
-            if await self._append(execution_id, Move.HOLD, EventType.WORKFLOW_PAUSED):
+            if await self._append(
+                execution_id, Move.HOLD, EventType.WORKFLOW_PAUSED, AuditAction.RUN_PAUSE, project
+            ):
                 break
         else:
             await self._refuse(execution_id, "pause", allowed_now=(_E.PAUSING, _E.PAUSED))
         return await self.get(execution_id)
 
     async def resume(self, execution_id: str) -> models.Execution:
-        if await self._move(execution_id, Move.RESUME):
+        project = (await self.get(execution_id)).project
+        if await self._move(execution_id, Move.RESUME, AuditAction.RUN_RESUME, project):
             self._queued(execution_id)
         else:
             await self._refuse(execution_id, "resume", allowed_now=(_E.QUEUED, _E.RUNNING))
@@ -318,11 +331,21 @@ class ExecutionService:
     async def cancel(self, execution_id: str, *, wait: bool) -> models.Execution:
         """Running nodes really stop (on whichever replica drives the run); with ``wait`` the
         answer comes once they have (or after MAX_WAIT_S)."""
-        await self.get(execution_id)  # another project's run is not found (the withdraw is by id)
-        if await self._append(execution_id, Move.WITHDRAW, EventType.WORKFLOW_CANCELLED):
+        project = (await self.get(execution_id)).project  # another project's: not found
+        if await self._append(
+            execution_id,
+            Move.WITHDRAW,
+            EventType.WORKFLOW_CANCELLED,
+            AuditAction.RUN_CANCEL,
+            project,
+        ):
             return await self.get(execution_id)
         async with self._engine.begin() as conn:
-            requested = await store.request_cancel(conn, execution_id, project=context.project())
+            requested = await store.request_cancel(conn, execution_id, project=project)
+            if requested:
+                await audit.record(
+                    conn, action=AuditAction.RUN_CANCEL, target=execution_id, project=project
+                )
         if requested:
             self._tell_owner(execution_id, RunControl.cancel)
             if wait:
@@ -333,9 +356,16 @@ class ExecutionService:
 
     async def retry(self, execution_id: str) -> models.Execution:
         """Run a failed, timed-out or cancelled run again from where it stopped."""
-        if (await self.get(execution_id)).purged_at is not None:
+        execution = await self.get(execution_id)
+        if execution.purged_at is not None:
             raise InvalidState("cannot retry a run whose history retention deleted")
-        if await self._move(execution_id, Move.RETRY, cancel_requested=False):
+        if await self._move(
+            execution_id,
+            Move.RETRY,
+            AuditAction.RUN_RETRY,
+            execution.project,
+            cancel_requested=False,
+        ):
             self._queued(execution_id)
         else:
             await self._refuse(execution_id, "retry")
@@ -344,8 +374,13 @@ class ExecutionService:
     async def delete(self, execution_id: str) -> None:
         """Delete a run and everything stored about it; a run a replica drives must be
         cancelled (or paused) first."""
+        project = (await self.get(execution_id)).project
         async with self._engine.begin() as conn:
-            deleted = await store.delete_execution(conn, execution_id, project=context.project())
+            deleted = await store.delete_execution(conn, execution_id, project=project)
+            if deleted:
+                await audit.record(
+                    conn, action=AuditAction.RUN_DELETE, target=execution_id, project=project
+                )
         if not deleted:
             raise InvalidState(
                 "cannot delete a run that is running or pausing: cancel or pause it first"
@@ -366,16 +401,36 @@ class ExecutionService:
             return
         await self.wait(execution_id, MAX_WAIT_S)  # driven elsewhere: its events tell
 
-    async def _move(self, execution_id: str, move: Move, **fields: Any) -> bool:
+    async def _move(
+        self, execution_id: str, move: Move, action: AuditAction, project: str, **fields: Any
+    ) -> bool:
+        """A client's status change of a run of ``project``, audited in its transaction when
+        it applied."""
         async with self._engine.begin() as conn:
-            moved = await store.move(conn, execution_id, move, project=context.project(), **fields)
-            return moved is not None
+            moved = (
+                await store.move(conn, execution_id, move, project=project, **fields) is not None
+            )
+            if moved:
+                await audit.record(conn, action=action, target=execution_id, project=project)
+            return moved
 
-    async def _append(self, execution_id: str, move: Move, event_type: EventType) -> bool:
+    async def _append(
+        self,
+        execution_id: str,
+        move: Move,
+        event_type: EventType,
+        action: AuditAction | None = None,
+        project: str | None = None,
+    ) -> bool:
         """Change a run that no process drives by ``move`` and log ``event_type``, in one
-        statement: the run's next seq is the database's to give (see the journal)."""
+        statement: the run's next seq is the database's to give (see the journal). A client's
+        ``action`` is audited in that statement."""
         data = _APPENDED_DATA.get(move, {})
-        return await self._journal.append(execution_id, move, event_type, data) is not None
+        entry = (
+            None if action is None else audit.entry(action, target=execution_id, project=project)
+        )
+        appended = await self._journal.append(execution_id, move, event_type, data, audit=entry)
+        return appended is not None
 
     async def expire_waiting(self) -> int:
         """Time out waiting runs whose deadline passed (``timeout_includes_waiting``): no one

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.engine import Row
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.auth import context
 from app.domain import human
@@ -31,6 +31,8 @@ from app.errors import (
     NotAnApprover,
     SubmissionInvalid,
 )
+from app.services import audit
+from app.services.audit import AuditAction
 from app.store import db
 from app.store import forms as store
 
@@ -107,6 +109,7 @@ class FormService:
             queued = decided is not None and await store.decide(
                 conn, form, status=store.SUBMITTED, answer=decided, at=at
             )
+            await _audit(conn, form, by, values.get("decision"))
         if decided is not None and self._answered is not None:
             self._answered(form.kind, form.created_at, at)
         if queued:
@@ -126,8 +129,10 @@ class FormService:
         values = apply_defaults(form.fields, values)
         _check(form.fields, values)
         answer = {"values": values, "by": by, "comment": comment, "at": at.isoformat()}
-        async with db.one_statement(self._engine) as conn:
+        async with self._engine.begin() as conn:
             status = await store.fill(conn, form, answer=answer, by=by, comment=comment, at=at)
+            if status is not None:
+                await _audit(conn, form, by, None)
         if status is None:  # another answer or the deadline came first
             _still_pending(await self.get(form.id))
             raise FormClosed(f"form {form.id!r} takes no more answers")
@@ -202,6 +207,16 @@ class FormService:
             closed += len(overdue)
             if len(overdue) < SWEEP_BATCH:
                 return closed
+
+
+async def _audit(conn: AsyncConnection, form: Row[Any], by: str | None, decision: Any) -> None:
+    """The answer's audit row (who answered, as given, beside who is calling)."""
+    detail = {"execution_id": form.execution_id, "kind": form.kind, "by": by}
+    if decision is not None:
+        detail["decision"] = decision
+    await audit.record(
+        conn, action=AuditAction.FORM_ANSWER, target=form.id, project=form.project, detail=detail
+    )
 
 
 def _still_pending(form: Row[Any] | models.Form) -> None:

@@ -19,6 +19,8 @@ from app.engine.compile import render
 from app.engine.compile.graph import Limits, PlanCache
 from app.engine.compile.plan import Plan
 from app.errors import WorkflowInvalid, WorkflowNotFound
+from app.services import audit
+from app.services.audit import AuditAction
 from app.services.config_checks import CheckResults, run_checks
 from app.store import db
 from app.store import workflows as store
@@ -85,6 +87,13 @@ class WorkflowService:
                 project=project,
             )
             stored = await self._get(conn, workflow_id, 1, project)
+            await audit.record(
+                conn,
+                action=AuditAction.WORKFLOW_CREATE,
+                target=workflow_id,
+                project=project,
+                detail={"version": 1},
+            )
         return models.SavedWorkflow(**dict(stored), warnings=found.warnings)
 
     async def update(self, workflow_id: str, document: dict[str, Any]) -> models.SavedWorkflow:
@@ -106,6 +115,13 @@ class WorkflowService:
                 project=project,
             )
             stored = await self._get(conn, workflow_id, version, project)
+            await audit.record(
+                conn,
+                action=AuditAction.WORKFLOW_UPDATE,
+                target=workflow_id,
+                project=stored.project,
+                detail={"version": version},
+            )
         return models.SavedWorkflow(**dict(stored), warnings=found.warnings)
 
     async def get(self, workflow_id: str, version: int | None = None) -> models.Workflow:
@@ -134,6 +150,7 @@ class WorkflowService:
             )
             if not archived:
                 raise WorkflowNotFound(f"no workflow {workflow_id!r}")
+            await audit.record(conn, action=AuditAction.WORKFLOW_ARCHIVE, target=workflow_id)
 
     async def graph(self, workflow_id: str, version: int | None, fmt: render.Format) -> str:
         """The plan drawn as Mermaid, DOT or text; ValueError for another format."""

@@ -356,6 +356,7 @@ def _summary_fields(row: Row[Any]) -> dict[str, Any]:
         "started_at": row.started_at,
         "finished_at": row.finished_at,
         "last_seq": row.last_seq,
+        "project": row.project,
     }
 
 

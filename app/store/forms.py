@@ -373,4 +373,5 @@ def _form(row: Row[Any], answers_: list[models.FormAnswer]) -> models.Form:
         decided_at=row.decided_at,
         answer=row.answer,
         answers=answers_,
+        project=row.project,
     )

@@ -40,6 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app import faults
 from app.auth import context
+from app.auth.audit import AuditEntry
 from app.domain.events import Event, EventType
 from app.domain.run import Checkpoint
 from app.domain.status import DRIVEN, ExecutionStatus, Move
@@ -139,12 +140,14 @@ class SqlJournal:
         data: dict[str, Any] | None = None,
         *,
         fence: int | None = None,
+        audit: AuditEntry | None = None,
     ) -> Event | None:
         """Change the run's status by ``move`` and log ``type_`` as its next event, in one
-        statement (fenced by ``fence`` when given); the event, or None when the move did not
-        apply to the run's status (or the fence refused it)."""
+        statement (fenced by ``fence`` when given), with ``audit``'s row when the move applies;
+        the event, or None when the move did not apply to the run's status (or the fence
+        refused it)."""
         await faults.hit("journal.append", execution_id)
-        change = Append(execution_id, move, type_, data or {}, datetime.now(UTC), fence)
+        change = Append(execution_id, move, type_, data or {}, datetime.now(UTC), fence, audit)
         done = await self._append(change)
         if done is None:
             return None

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from app.auth.audit import AuditEntry
 from app.domain.events import Event, EventType
 from app.domain.run import Checkpoint, NodeRecord
 from app.domain.status import HAND_BACK_REASON, MOVES, Move, NodeStatus
@@ -135,7 +136,8 @@ class RowState:
 class Append:
     """An event logged beside the engine's journal, as one statement with the status change
     it stands for: a client pausing or cancelling a run no replica drives, a deadline passing, a
-    driver recording a crash (fenced by its generation). The database numbers it."""
+    driver recording a crash (fenced by its generation). The database numbers it. A client's
+    change carries its audit row, written in the same statement when the move applies."""
 
     execution_id: str
     move: Move
@@ -143,6 +145,7 @@ class Append:
     data: dict[str, Any]
     ts: datetime
     fence: int | None = None
+    audit: AuditEntry | None = None
 
     @property
     def terminal(self) -> bool:

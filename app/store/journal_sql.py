@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from app.domain.events import Event
 from app.domain.run import Checkpoint
 from app.domain.status import DRIVEN, MOVES, ExecutionStatus, Move
-from app.store import codec, db, status_sql
+from app.store import audit, codec, db, status_sql
 from app.store.journal_rows import Append, BatchRows, RowState
 from app.store.leases import LeaseState
 from app.store.tables import checkpoints, events
@@ -178,9 +178,23 @@ _STALE_FORMS = """
 """
 
 
-def _append_sql(move: Move) -> str:
+_APPEND_ARGUMENTS = 7  # $1..$7; an audit row's parameters follow
+
+
+def _append_sql(move: Move, audited: bool) -> str:
     """One statement that changes a run's status by ``move`` (if it applies, and under the
-    fence if one is given) and logs its event as the run's next seq."""
+    fence if one is given) and logs its event as the run's next seq; ``audited``: with the
+    audit row (its parameters after the append's own) when the move applied."""
+    names = list(audit.PG_PARAMETERS)
+    audit_cte = (
+        ", "
+        + audit.pg_statement(
+            lambda name: f"${_APPEND_ARGUMENTS + 1 + names.index(name)}",
+            guard="EXISTS (SELECT 1 FROM x)",
+        )
+        if audited
+        else ""
+    )
     status: ColumnElement[Any] = literal_column("status")
     terminal = "x.status IN ('completed', 'failed', 'cancelled', 'timed_out')"
     return f"""
@@ -201,12 +215,17 @@ WITH x AS (
 ), stale AS ({_STALE_FORMS.format(terminal=terminal)}), fc AS (
     UPDATE forms SET status = 'cancelled', decided_at = now()
     WHERE id IN (SELECT id FROM stale)
-)
+){audit_cte}
 SELECT last_seq, status FROM x
 """
 
 
-_APPEND_SQL = {move: _append_sql(move) for move in Move if MOVES[move]}
+_APPEND_SQL = {
+    (move, audited): _append_sql(move, audited)
+    for move in Move
+    if MOVES[move]
+    for audited in (False, True)
+}
 
 _PG_RENEW = f"""
 WITH held AS (
@@ -276,8 +295,12 @@ class PostgresBatchWriter:
     async def append(self, change: Append) -> tuple[int, str] | None:
         """Apply ``change``; the seq its event got and the run's status, or None when the
         move did not apply (or the fence refused it)."""
+        audited = []
+        if change.audit is not None:
+            arguments = audit.pg_arguments(change.audit)
+            audited = [arguments[name] for name in audit.PG_PARAMETERS]
         result = await self._fetch(
-            _APPEND_SQL[change.move],
+            _APPEND_SQL[change.move, change.audit is not None],
             change.execution_id,
             change.type.value,
             codec.dumps(change.data),
@@ -285,6 +308,7 @@ class PostgresBatchWriter:
             _json_or_none(change.data.get("error")),
             change.terminal,
             change.fence,
+            *audited,
         )
         return (result[0]["last_seq"], result[0]["status"]) if result else None
 

@@ -12,7 +12,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.domain.status import DRIVEN, ExecutionStatus
-from app.store import codec, status_sql
+from app.store import audit, codec, status_sql
 from app.store.journal_rows import (
     Append,
     BatchRows,
@@ -91,6 +91,8 @@ class SqliteBatchWriter:
             )
             if change.terminal:
                 await _cancel_pending_forms(connection, [change.execution_id])
+            if change.audit is not None:
+                await audit.append(connection, change.audit)
             return int(row.last_seq), str(row.status)
 
     async def renew(

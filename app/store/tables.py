@@ -314,3 +314,35 @@ stream_tickets = Table(
     Column("expires_at", Timestamp(), nullable=False),
     Index("ix_stream_tickets_expires", "expires_at"),
 )
+
+# Who did what (issue 16). Append-only: triggers refuse UPDATE, DELETE (and TRUNCATE on
+# Postgres); rows are never deleted, not even with their run. Ids come from ``audit_head``.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=False),
+    Column("at", Timestamp(), nullable=False),
+    Column("actor", Text, nullable=False),
+    Column("action", Text, nullable=False),
+    Column("target", Text, nullable=False),
+    Column("project", Text, nullable=False),
+    Column("outcome", Text, nullable=False),
+    Column("request_id", Text),
+    Column("client_ip", Text),
+    # Plain JSON: it comes back as written, so the chain's canonical bytes can be rebuilt.
+    Column("detail", JSON),
+    Column("prev_hash", LargeBinary, nullable=False),
+    Column("hash", LargeBinary, nullable=False),
+    Index("ix_audit_log_at", "at"),
+)
+
+# The chain's head, one row (id 1): the last row's id and hash. Every append updates it in
+# the appending transaction, so appenders queue on its row lock and the chain never forks.
+audit_head = Table(
+    "audit_head",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("last_id", BigInteger, nullable=False),
+    Column("last_hash", LargeBinary, nullable=False),
+    Column("prev_hash", LargeBinary, nullable=False),  # the hash before last_hash
+)

@@ -132,6 +132,7 @@ async def get_workflow(
         created_at=row.created_at,
         updated_at=row.updated_at,
         archived=row.archived_at is not None,
+        project=row.project,
         document=row.document,
         content_hash=row.content_hash,
         version_created_at=row.version_created_at,
@@ -186,6 +187,7 @@ async def list_workflows(
             created_at=row.created_at,
             updated_at=row.updated_at,
             archived=row.archived_at is not None,
+            project=row.project,
         )
         for row in rows[:limit]
     ]

@@ -29,9 +29,7 @@ def upgrade() -> None:
     for table, (index, columns) in _INDEXES.items():
         with op.batch_alter_table(table, schema=None) as batch_op:
             batch_op.add_column(
-                sa.Column(
-                    "project", sa.String(length=64), server_default="default", nullable=False
-                )
+                sa.Column("project", sa.String(length=64), server_default="default", nullable=False)
             )
         op.create_index(index, table, columns, unique=False)
 

@@ -7,6 +7,7 @@ from fastapi.routing import APIRoute
 
 from app.api.routes import (
     access,
+    admin_audit,
     analysis,
     executions,
     forms,
@@ -31,3 +32,4 @@ router.include_router(stream.router)
 router.include_router(forms.router)
 router.include_router(node_types.router)
 router.include_router(access.router)
+router.include_router(admin_audit.router)
