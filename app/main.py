@@ -28,6 +28,7 @@ from app.observability.metrics import Metrics
 from app.observability.observers import combined
 from app.observability.tracing import Tracing
 from app.services.audit import AuditService
+from app.services.auth_failures import AuthFailures
 from app.services.authn import Authenticator
 from app.services.container import Services
 from app.services.executions import ExecutionService
@@ -78,6 +79,7 @@ async def running_services(
     )
     tokens = OidcVerifier.from_settings(settings) if settings.oidc_enabled else None
     auth = Authenticator(keys, tokens=tokens, poll=not db.is_postgres(engine))
+    auth_failures = AuthFailures(engine)
     keys.on_change(auth.keys_changed)
     notifier.listen(Channel.KEYS, auth.keys_changed)
     notifier.on_resync(auth.resync)
@@ -190,6 +192,7 @@ async def running_services(
         keys=keys,
         auth=auth,
         tickets=TicketService(engine, keys),
+        auth_failures=auth_failures,
         audit=AuditService(engine),
     )
     await notifier.start()
@@ -201,6 +204,7 @@ async def running_services(
         yield services
     finally:
         await keys.close()
+        await auth_failures.close()
         if tokens is not None:
             await tokens.aclose()
         await gauges.close()

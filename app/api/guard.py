@@ -19,6 +19,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends
 from fastapi.routing import APIWebSocketRoute
+from opentelemetry import trace
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
@@ -27,10 +28,13 @@ from starlette.websockets import WebSocket
 from app.api.bodies import JsonRoute
 from app.api.errors import ApiProblem, from_oxify_error, problem, problem_response
 from app.auth import context
+from app.auth import keys as key_format
 from app.auth import scopes as scope_table
 from app.auth.principal import ANONYMOUS, Principal
 from app.auth.scopes import Action
+from app.engine.run import log_fields
 from app.errors import InsufficientScope, OxifyError, Unauthenticated
+from app.observability import semconv
 from app.services.container import Services
 
 ACTION = "x-oxify-action"  # the OpenAPI extension naming a route's action
@@ -81,9 +85,13 @@ class GuardedRoute(JsonRoute):
         async def guarded(request: Request) -> Response:
             principal = await authenticate(request, action, tickets=tickets)
             token = context.bind(_context(request, principal))
+            # Logs and the request's span name the caller: its key id or subject, never a key.
+            fields = log_fields.bind(actor=principal.actor)
+            trace.get_current_span().set_attribute(semconv.ENDUSER_ID, principal.actor)
             try:
                 return await handler(request)
             finally:
+                log_fields.unbind(fields)
                 context.reset(token)
 
         return guarded
@@ -121,12 +129,17 @@ async def authenticate(conn: HTTPConnection, action: Action, *, tickets: bool) -
     if _CREDENTIAL_PARAMS.intersection(query.keys()):
         raise Unauthenticated("credentials in the URL are refused: send an Authorization header")
     ticket = query.get("ticket")
-    if ticket is not None:
-        if not tickets:
-            raise Unauthenticated("stream tickets open event streams only")
-        principal = await services.tickets.redeem(ticket, conn.path_params.get("execution_id", ""))
-    else:
-        principal = await services.auth.principal(conn.headers.get("authorization"))
+    try:
+        if ticket is not None:
+            if not tickets:
+                raise Unauthenticated("stream tickets open event streams only")
+            execution_id = conn.path_params.get("execution_id", "")
+            principal = await services.tickets.redeem(ticket, execution_id)
+        else:
+            principal = await services.auth.principal(conn.headers.get("authorization"))
+    except Unauthenticated as exc:
+        services.auth_failures.note(_context(conn, ANONYMOUS), _presented(conn), exc.message)
+        raise
     if not principal.may(action):
         allowed = " or ".join(sorted(scope_table.ALLOWED[action]))
         raise InsufficientScope(f"this needs scope {allowed}")
@@ -152,7 +165,16 @@ async def websocket_principal(websocket: WebSocket, action: Action) -> Principal
     return None
 
 
-def _context(request: Request, principal: Principal) -> context.RequestContext:
+def _presented(conn: HTTPConnection) -> str:
+    """What a refused request presented, for the audit log: a key's id, never the key."""
+    header = conn.headers.get("authorization")
+    if header is None:
+        return "ticket" if "ticket" in conn.query_params else "none"
+    parsed = key_format.parse(header.partition(" ")[2].strip())
+    return "token" if parsed is None else f"key:{parsed.key_id}"
+
+
+def _context(request: HTTPConnection, principal: Principal) -> context.RequestContext:
     given = request.headers.get("x-request-id")
     request_id = given if given and _REQUEST_ID.fullmatch(given) else secrets.token_hex(8)
     client = request.client

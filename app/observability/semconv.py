@@ -17,6 +17,9 @@ OP_EMBEDDINGS = "embeddings"  # "embeddings {gen_ai.request.model}"
 OP_RETRIEVAL = "retrieval"  # "retrieval {collection}"
 OP_EXECUTE_TOOL = "execute_tool"  # "execute_tool {gen_ai.tool.name}"
 
+# -- who asked (a request's caller: "key:<key id>" or "sub:<subject>", never a credential) ----
+ENDUSER_ID = "enduser.id"
+
 # -- GenAI attributes -------------------------------------------------------------------------
 GEN_AI_OPERATION_NAME = "gen_ai.operation.name"
 GEN_AI_PROVIDER_NAME = "gen_ai.provider.name"

@@ -11,6 +11,7 @@ from app.events.bus import EventBus
 from app.nodes.ai import cache
 from app.nodes.resources import NodeResources
 from app.services.audit import AuditService
+from app.services.auth_failures import AuthFailures
 from app.services.authn import Authenticator
 from app.services.executions import ExecutionService
 from app.services.finished_runs import FinishedRuns
@@ -40,6 +41,7 @@ class Services:
     keys: KeyService
     auth: Authenticator  # who a request comes from
     tickets: TicketService  # single-use tickets for browser streams
+    auth_failures: AuthFailures  # refused credentials, sampled into the audit log
     audit: AuditService  # the audit log, read and checked
 
     def answer_cache_counts(self) -> dict[str, tuple[int, int]]:

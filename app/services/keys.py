@@ -14,12 +14,13 @@ import contextlib
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.auth import keys as key_format
 from app.auth import scopes as scope_table
-from app.auth.principal import Principal
+from app.auth.principal import DEFAULT_PROJECT, Principal
 from app.auth.scopes import Scope
 from app.domain.access import ApiKey, CreatedApiKey
 from app.errors import (
@@ -29,6 +30,8 @@ from app.errors import (
     KeySpecInvalid,
     Unauthenticated,
 )
+from app.services import audit
+from app.services.audit import AuditAction
 from app.services.key_cache import KeyCache
 from app.store import keys as key_rows
 from app.store.keys import KeyRow
@@ -40,6 +43,19 @@ TOUCH_INTERVAL_S = 60.0  # seconds: last_used_at is at most this stale, one writ
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+async def _audit(
+    conn: AsyncConnection, action: AuditAction, row: KeyRow, detail: dict[str, Any] | None = None
+) -> None:
+    """The key change's audit row, in its transaction (the key id, never the key)."""
+    await audit.record(
+        conn,
+        action=action,
+        target=f"key:{row.id}",
+        project=row.project or DEFAULT_PROJECT,
+        detail=detail,
+    )
 
 
 def view(row: KeyRow) -> ApiKey:
@@ -121,6 +137,7 @@ class KeyService:
         async with self._engine.begin() as conn:
             await key_rows.insert(conn, row)
             await key_rows.notify_changed(conn, self._sender, row.id)
+            await _audit(conn, AuditAction.KEY_CREATE, row, {"scopes": row.scopes})
         self._changed([row.id])
         return CreatedApiKey(**view(row).model_dump(), key=text)
 
@@ -135,6 +152,7 @@ class KeyService:
             row = await self._visible(conn, key_id, by)
             row = await key_rows.revoke(conn, row.id, self._now()) or row
             await key_rows.notify_changed(conn, self._sender, row.id)
+            await _audit(conn, AuditAction.KEY_REVOKE, row)
         self._changed([row.id])
         return view(row)
 
@@ -170,6 +188,7 @@ class KeyService:
                 until = min(until, old.expires_at)
             await key_rows.expire(conn, old.id, until, row.id)
             await key_rows.notify_changed(conn, self._sender, old.id)
+            await _audit(conn, AuditAction.KEY_ROTATE, old, {"replaced_by": row.id})
         self._changed([old.id, row.id])
         return CreatedApiKey(**view(row).model_dump(), key=text)
 

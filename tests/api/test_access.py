@@ -279,3 +279,30 @@ async def wait_run_as(client: httpx.AsyncClient, key: str, execution_id: str) ->
         f"/v1/executions/{execution_id}/wait", params={"timeout_s": 30}, headers=bearer(key)
     )
     assert response.json()["status"] == "completed"
+
+
+async def test_key_changes_and_refused_keys_are_audited(client: httpx.AsyncClient) -> None:
+    services = services_of(client)
+    admin = await new_key(client, "admin", project=None)
+    created = await client.post(
+        "/v1/admin/keys", json={"name": "ci", "scopes": ["viewer"]}, headers=bearer(admin)
+    )
+    key_id = created.json()["id"]
+    await client.delete(f"/v1/admin/keys/{key_id}", headers=bearer(admin))
+    refused = await client.get("/v1/workflows", headers=bearer(created.json()["key"]))
+    assert refused.status_code == 401
+    await services.auth_failures.close()  # the sampled row is written in the background
+
+    rows = (
+        await client.get(
+            "/v1/admin/audit", params={"target": f"key:{key_id}"}, headers=bearer(admin)
+        )
+    ).json()["items"]
+    admin_id = key_format.parse(admin).key_id  # type: ignore[union-attr]
+    assert [(r["action"], r["actor"], r["outcome"]) for r in rows] == [
+        ("auth.failure", "anonymous", "denied"),
+        ("key.revoke", f"key:{admin_id}", "ok"),
+        ("key.create", f"key:{admin_id}", "ok"),
+    ]
+    assert created.json()["key"] not in str(rows)
+    assert "revoked" in rows[0]["detail"]["reason"]
