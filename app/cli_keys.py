@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from app import cli_database
+from app.auth import keys as key_format
 from app.cli_errors import EXIT_OK, CliError
 from app.domain.access import MAX_KEY_DAYS, ApiKey
 from app.errors import OxifyError
@@ -96,6 +97,32 @@ def cmd_rotate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_generate(_args: argparse.Namespace) -> int:
+    """A new key's text, stored nowhere: for a secret file that ``OXIFY_ADMIN_KEY_FILE``
+    names (``oxify serve`` adds it as an admin key)."""
+    print(key_format.new_key()[0])
+    return EXIT_OK
+
+
+def bootstrap_admin(settings: Settings) -> None:
+    """Make the key in ``OXIFY_ADMIN_KEY_FILE`` an admin key of every project, unless a key
+    with its id exists already (a restart); a file that holds no valid key is an error."""
+    path = settings.admin_key_file
+    if path is None:
+        return
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise CliError(f"error: OXIFY_ADMIN_KEY_FILE: cannot read {path}: {exc}") from None
+    if key_format.parse(text) is None:
+        raise CliError(
+            f"error: OXIFY_ADMIN_KEY_FILE: {path} holds no Oxify API key; write one with "
+            "`oxify keys generate`"
+        )
+    if _run(settings, lambda keys: keys.import_key(text, name="admin (bootstrap)")):
+        log.info("added the admin key from %s", path)
+
+
 def check_serving(settings: Settings, host: str, *, allow_unauthenticated: bool) -> None:
     """Refuse to serve without authentication on an address other machines reach (Redis'
     protected mode); warn about it on loopback. An identity provider protects it too."""
@@ -159,6 +186,8 @@ def add_key_commands(commands: Any) -> None:
     p.add_argument("--expires-in-days", type=int, choices=range(1, MAX_KEY_DAYS + 1), metavar="N")
     p.add_argument("--json", action="store_true", help="print one JSON object, key included")
     p.set_defaults(handler=cmd_create)
+    p = sub.add_parser("generate", help="print a new key for a secret file; stores nothing")
+    p.set_defaults(handler=cmd_generate)
     p = sub.add_parser("list", help="list keys (never their secrets)")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.set_defaults(handler=cmd_list)

@@ -50,6 +50,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> None:
     # A database that cannot be reached is said here in two lines, not as a traceback from
     # the app's startup.
     cli_database.prepare(url, migrate=not args.no_migrate)
+    cli_keys.bootstrap_admin(settings)
     cli_keys.check_serving(
         settings, args.host, allow_unauthenticated=args.insecure_allow_unauthenticated
     )

@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, Field, SecretStr, ValidationInfo, field_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import NoDecode
 
 from app.settings_net import split_list
@@ -22,6 +23,17 @@ class AuthSettings(BaseModel):
         f"least {MIN_PEPPER_CHARS} characters, the same on every replica "
         '(`python -c "import secrets; print(secrets.token_urlsafe(32))"`). Required to create '
         "or check keys; changing it invalidates every key.",
+    )
+    key_pepper_file: Path | None = Field(
+        default=None,
+        description="A file holding key_pepper (a Docker or Kubernetes secret); used when "
+        "OXIFY_KEY_PEPPER is not set.",
+    )
+    admin_key_file: Path | None = Field(
+        default=None,
+        description="A file holding an API key (`oxify keys generate`) that `oxify serve` "
+        "makes an admin key of every project at startup, if no key has its id: a deployment's "
+        "first key, from a secret.",
     )
     key_cache_s: float = Field(
         default=5.0,
@@ -64,6 +76,16 @@ class AuthSettings(BaseModel):
         if value is not None and len(value.get_secret_value()) < MIN_PEPPER_CHARS:
             raise ValueError(f"must be at least {MIN_PEPPER_CHARS} characters")
         return value
+
+    @model_validator(mode="after")
+    def _pepper_from_file(self) -> AuthSettings:
+        if self.key_pepper is None and self.key_pepper_file is not None:
+            try:
+                text = self.key_pepper_file.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ValueError(f"cannot read {self.key_pepper_file}: {exc}") from None
+            self.key_pepper = self._long_enough(SecretStr(text))
+        return self
 
     @property
     def pepper(self) -> bytes | None:

@@ -141,6 +141,35 @@ class KeyService:
         self._changed([row.id])
         return CreatedApiKey(**view(row).model_dump(), key=text)
 
+    async def import_key(self, text: str, *, name: str) -> bool:
+        """Make ``text`` (a well-formed key, from a secret file) an admin key of every
+        project; False if a key with its id exists already (then it is left as it is)."""
+        parsed = key_format.parse(text)
+        if parsed is None:
+            raise KeySpecInvalid("not a well-formed Oxify API key")
+        now = self._now()
+        row = KeyRow(
+            id=parsed.key_id,
+            name=name,
+            digest=key_format.digest(parsed.secret, self._required_pepper()),
+            scopes=[Scope.ADMIN.value],
+            project=None,
+            limits=None,
+            created_at=now,
+            expires_at=None,
+            revoked_at=None,
+            last_used_at=None,
+            replaced_by=None,
+        )
+        async with self._engine.begin() as conn:
+            if await key_rows.get(conn, row.id) is not None:
+                return False
+            await key_rows.insert(conn, row)
+            await key_rows.notify_changed(conn, self._sender, row.id)
+            await _audit(conn, AuditAction.KEY_CREATE, row, {"scopes": row.scopes, "from": "file"})
+        self._changed([row.id])
+        return True
+
     async def listed(self, by: Principal | None = None) -> list[ApiKey]:
         async with self._engine.connect() as conn:
             rows = await key_rows.listed(conn)
