@@ -5,8 +5,10 @@ separate process (so the load generator's CPU is not the server's), and a fast S
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import resource
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -123,6 +125,33 @@ class Server(ServerProcess):
         return process_cpu_s(self.pid)
 
 
+# Headers every request of a benchmark carries (an Authorization header with --auth).
+REQUEST_HEADERS: dict[str, str] = {}
+BENCH_PEPPER = "bench-pepper-" + "b" * 40
+
+
+async def runner_key(database_url: str) -> str:
+    """A runner key on the (migrated) database, made with ``oxify keys create``."""
+    env = {**os.environ, "OXIFY_DATABASE_URL": database_url, "OXIFY_KEY_PEPPER": BENCH_PEPPER}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "app.cli",
+        "keys",
+        "create",
+        "--name",
+        "bench",
+        "--scope",
+        "runner",
+        "--json",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    stdout, _ = await process.communicate()
+    key: str = json.loads(stdout)["key"]
+    return key
+
+
 @asynccontextmanager
 async def serve(database_url: str, **env: str) -> AsyncIterator[Server]:
     """Start ``oxify serve`` (migrating first) on a free port with ``OXIFY_DATABASE_URL`` (and
@@ -179,7 +208,10 @@ class SseTail(asyncio.Protocol):
         self._seen = seen
         self._seen_marker = f"id: {seen_seq}\n".encode() if seen_seq else b"\r\n\r\n"
         transport, _ = await loop.create_connection(lambda: self, parts.host, parts.port or 80)
-        request = f"GET {path} HTTP/1.1\r\nHost: {parts.host}\r\nAccept: text/event-stream\r\n\r\n"
+        extra = "".join(f"{name}: {value}\r\n" for name, value in REQUEST_HEADERS.items())
+        request = (
+            f"GET {path} HTTP/1.1\r\nHost: {parts.host}\r\nAccept: text/event-stream\r\n{extra}\r\n"
+        )
         transport.write(request.encode())
         try:
             await self._done

@@ -40,6 +40,8 @@ import httpx
 import uvloop
 
 from bench._server import (
+    BENCH_PEPPER,
+    REQUEST_HEADERS,
     Server,
     SseTail,
     database_stats,
@@ -49,6 +51,7 @@ from bench._server import (
     percentile,
     postgres_cpu_s,
     raise_open_files_limit,
+    runner_key,
     scratch_database,
     serve,
 )
@@ -107,7 +110,9 @@ def client(
     limits = httpx.Limits(
         max_connections=connections, max_keepalive_connections=connections, keepalive_expiry=2.0
     )
-    return httpx.AsyncClient(base_url=server.url, limits=limits, timeout=timeout)
+    return httpx.AsyncClient(
+        base_url=server.url, limits=limits, timeout=timeout, headers=REQUEST_HEADERS
+    )
 
 
 async def create_workflow(http: httpx.AsyncClient, document: dict[str, Any]) -> str:
@@ -512,7 +517,7 @@ def _count(values: Iterable[str]) -> dict[str, int]:
 # -- main -------------------------------------------------------------------------------------
 
 
-async def main(duration: float, only: set[int]) -> None:
+async def main(duration: float, only: set[int], auth: bool = False) -> None:
     files = raise_open_files_limit()
     print(
         f"machine: {os.cpu_count()} cores shared by the server (one uvicorn process), Postgres "
@@ -521,8 +526,12 @@ async def main(duration: float, only: set[int]) -> None:
     )
     url = database_url()
     if only & {1, 2, 3, 4}:
-        async with scratch_database(url) as scratch, serve(scratch) as server:
+        settings = {"key_pepper": BENCH_PEPPER} if auth else {}
+        async with scratch_database(url) as scratch, serve(scratch, **settings) as server:
             print(f"server pid {server.pid} on {server.url}, RSS at start {server.rss_mb():.1f} MB")
+            if auth:  # every request then carries a runner key, checked as in production
+                REQUEST_HEADERS["Authorization"] = f"Bearer {await runner_key(scratch)}"
+                print("authenticated: every request carries a runner key")
             if 1 in only:
                 await throughput(server, duration)
             if 2 in only:
@@ -560,6 +569,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default={1, 2, 3, 4, 5},
         help="comma-separated scenario numbers (default: all)",
     )
+    parser.add_argument(
+        "--auth",
+        action="store_true",
+        help="scenarios 1-4 with API keys on: a runner key on every request",
+    )
     return parser.parse_args(argv)
 
 
@@ -567,4 +581,4 @@ if __name__ == "__main__":
     args = parse_args()
     # uvloop (a dependency of uvicorn[standard]) keeps the load generator's own overhead low.
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(main(args.duration, args.only))
+        runner.run(main(args.duration, args.only, args.auth))
