@@ -60,6 +60,17 @@ CONVENTIONS = """\
   calls only: a model the price table does not know adds 0.
 - **Body size**: bodies over `OXIFY_MAX_BODY_BYTES` (10 MiB) get `413 body_too_large` before
   they are read.
+- **Credentials**: `Authorization: Bearer <api key or OIDC token>` on every route but
+  `/healthz` and `/readyz`, once an API key exists or an identity provider is configured (until
+  then a loopback-only service answers without). Each operation names the scopes that may call
+  it (`x-oxify-scopes`): `viewer` reads workflows, runs, events and forms; `runner` also writes
+  workflows and starts, pauses, resumes, cancels, retries and deletes runs; `reviewer` reads runs
+  and forms and answers forms; `admin` may do everything. No valid credentials:
+  `401 unauthenticated` with `WWW-Authenticate: Bearer`; credentials without the scope:
+  `403 insufficient_scope`; both before the body is read. Another project's workflow, run or
+  form answers `404` as if it did not exist, and lists show the caller's project only.
+  Credentials in the URL (`?api_key=`, `?token=`, …) are refused; browsers open event streams
+  with a single-use `?ticket=` from `POST /v1/auth/tickets`.
 """
 
 STREAMS = """\
@@ -77,8 +88,10 @@ A run's events are numbered `seq` 1, 2, 3 … without gaps, stored before they a
   out every `OXIFY_SSE_PING_S` seconds (15).
 - **WebSocket**: `/v1/executions/{id}/ws?after=N`, one JSON text frame per event, then a close
   with code 1000 after the terminal event (at once when nothing follows `N` in a finished run).
-  An unknown run closes with 4404, a bad `after` with 4422, a service that is starting or
-  stopping with 1013.
+  An unknown run closes with 4404, a bad `after` with 4422. A handshake without valid
+  credentials (header or `?ticket=`) is refused before it is accepted: 401, or 403 without the
+  scope (a server that cannot answer a handshake with a status closes with 4401 or 4403); so is
+  one while the service starts or stops (503).
 - **JSON pages**: `GET /v1/executions/{id}/events/log?after=N&limit=L` answers the same events
   as a list page.
 
