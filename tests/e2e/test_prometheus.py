@@ -44,9 +44,19 @@ async def test_promtool_accepts_the_alert_rules(prometheus_bin: Path) -> None:
     assert f"SUCCESS: {len(deploy_files.alert_rules())} rules found" in output
 
 
-async def test_promtool_accepts_the_example_config(prometheus_bin: Path) -> None:
-    config = str(deploy_files.EXAMPLE_CONFIG)
-    code, output = await prometheus.promtool(prometheus_bin, "check", "config", config)
+SCRAPE_KEY_FILE = "/run/secrets/oxify_admin_key"
+
+
+async def test_promtool_accepts_the_example_config(prometheus_bin: Path, tmp_path: Path) -> None:
+    # promtool reads the scrape key's file: the one compose mounts, here a stand-in.
+    key_file = tmp_path / "oxify_key"
+    key_file.write_text("oxify_key\n")
+    text = deploy_files.EXAMPLE_CONFIG.read_text()
+    assert SCRAPE_KEY_FILE in text
+    config = tmp_path / "prometheus.yml"
+    config.write_text(text.replace(SCRAPE_KEY_FILE, str(key_file)))
+    (tmp_path / "alerts.yml").write_text(deploy_files.ALERTS.read_text())
+    code, output = await prometheus.promtool(prometheus_bin, "check", "config", str(config))
     assert code == 0, output
 
 
