@@ -179,7 +179,8 @@ async def test_every_node_type_s_output_is_bounded_naming_the_limit(
 
 
 async def test_a_graph_s_outputs_are_bounded_like_a_node_s() -> None:
-    doc = workflow([node("start", "start")], [], outputs={"x": "{{ [inputs.s] * 3 }}"})
+    outputs = {name: "{{ inputs.s }}" for name in "xyz"}  # each within the limit, not all
+    doc = workflow([node("start", "start")], [], outputs=outputs)
     outcome = await Harness(limits=small()).run(doc, {"s": "x" * 1000})
 
     error = error_of(outcome)
