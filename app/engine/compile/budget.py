@@ -26,7 +26,7 @@ import time
 INLINE_STEPS = 10_000  # steps an evaluation may take on the event loop (a few milliseconds)
 CHECK_EVERY = 1_000  # steps between reads of the CPU clock under a full budget
 ITEM_BYTES = 8  # bytes charged per entry of a list, tuple, set or dict an evaluation builds
-MATCH_BYTES = 64  # bytes charged per JSONPath match (a datum and its path are several objects)
+MATCH_BYTES = 256  # bytes charged per JSONPath match: a datum, its path and its context (measured)
 DEFAULT_CPU_S = 2.0  # seconds of CPU for one evaluation, unless the run's limits say otherwise
 DEFAULT_MAX_BYTES = 16 * 1024 * 1024  # bytes one evaluation may build, unless limits say otherwise
 CPU_SETTING = "OXIFY_MAX_EXPRESSION_CPU_S"
