@@ -100,9 +100,9 @@ def parse(
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
     """Parse without the warnings Python's tokenizer issues about some source (``1if``,
-    ``'\\d'``): printed, they let anyone who writes an expression fill the service's error
-    output; made errors (``-W error``), they escaped as exceptions no caller expects. The
-    warning filters are process-wide, so parses take turns changing them."""
+    ``'\\d'``): printed, they land on the service's stderr outside its log format; made errors
+    (``-W error``, as the tests run) they escaped as exceptions no caller expects. The warning
+    filters are process-wide, so parses take turns changing them."""
     with _WARNINGS_LOCK, warnings.catch_warnings():
         warnings.simplefilter("ignore", SyntaxWarning)
         warnings.simplefilter("ignore", DeprecationWarning)
