@@ -3,9 +3,10 @@
 Nothing can stop a Python loop from the outside, so the evaluator (and the JSONPath walk it
 drives) charges its own work here as it goes. A *step* is one syntax node evaluated inside a
 comprehension (elsewhere each node runs once, and the syntax is bounded), one element a builtin
-will iterate over, one JSONPath selector applied or match made. *Bytes* approximate the memory
-of what the evaluation builds: characters of new strings, ``ITEM_BYTES`` per new list or dict
-entry, ``MATCH_BYTES`` per JSONPath match.
+will iterate over, one JSONPath selector applied or match made. *Bytes* approximate the size of
+what the evaluation builds, written out: characters of strings, ``ITEM_BYTES`` per list or dict
+entry, counted as a tree (a part held twice counts twice; see ``tree_sizes``), and
+``MATCH_BYTES`` per JSONPath match.
 
 Two kinds of budget:
 
@@ -24,8 +25,8 @@ import time
 
 INLINE_STEPS = 10_000  # steps an evaluation may take on the event loop (a few milliseconds)
 CHECK_EVERY = 1_000  # steps between reads of the CPU clock under a full budget
-ITEM_BYTES = 8  # bytes charged per entry of a list or dict an evaluation builds
-MATCH_BYTES = 64  # bytes charged per JSONPath match (a datum and its path are several objects)
+ITEM_BYTES = 8  # bytes charged per entry of a list, tuple, set or dict an evaluation builds
+MATCH_BYTES = 256  # bytes charged per JSONPath match: a datum, its path and its context (measured)
 DEFAULT_CPU_S = 2.0  # seconds of CPU for one evaluation, unless the run's limits say otherwise
 DEFAULT_MAX_BYTES = 16 * 1024 * 1024  # bytes one evaluation may build, unless limits say otherwise
 CPU_SETTING = "OXIFY_MAX_EXPRESSION_CPU_S"

@@ -35,7 +35,7 @@ from app.engine.compile.expressions import Expression
 from app.engine.compile.plan import EMPTY, NO_PARTS, CompiledParts, Plan
 from app.engine.compile.shape import GraphParts
 from app.engine.compile.templates import CompiledValue
-from app.engine.compile.validation_errors import errors_from_validation, escape, join
+from app.engine.compile.validation_errors import errors_from_validation, escape, join, within
 from app.errors import ErrorDetail, ExpressionError
 
 
@@ -96,6 +96,8 @@ class GraphBuilder:
         if parts is not None:
             graph_shape.detach(parts)
             plan = self.graph(parts, 0, references.TOP)
+        if self.errors and isinstance(document, Mapping):
+            self.errors = [within(document, error) for error in self.errors]
         if plan is None or self.errors:
             return None
         plan.name = name

@@ -46,7 +46,10 @@ def _power(base: Any, exp: Any) -> Any:
     ints = isinstance(base, int) and isinstance(exp, int)
     if ints and exp > 0 and abs(base) > 1 and exp * base.bit_length() > MAX_POWER_BITS:
         raise Fail(f"{base} ** {exp} is too large (limit {MAX_POWER_BITS} bits)")
-    return base**exp
+    result = base**exp
+    if isinstance(result, complex):  # a negative base to a fractional power: not a JSON number
+        raise Fail(f"({base}) ** {exp} has no real value")
+    return result
 
 
 def _modulo(left: Any, right: Any) -> Any:
@@ -122,8 +125,12 @@ BUILDING_METHODS = frozenset(
     {"lower", "upper", "strip", "lstrip", "rstrip", "split", "rsplit", "splitlines", "title"}
     | {"capitalize", "removeprefix", "removesuffix", "replace", "join", "keys", "values", "items"}
 )
-# Functions that walk every element of a list or mapping they are given (charged as steps).
-ITERATING_FUNCTIONS = frozenset({"sorted", "sum", "min", "max", "any", "all", "list", "dict"})
+# Functions that visit every element of a list or mapping they are given (charged as steps).
+ITERATING_FUNCTIONS = frozenset({"sum", "any", "all", "list", "dict"})
+# Calls that walk whole values in C (writing them out, comparing or hashing their elements):
+# charged a step per entry of the trees of their object and arguments, before they run.
+WALKING_FUNCTIONS = frozenset({"str", "sorted", "min", "max"})
+WALKING_METHODS = frozenset({"index", "count", "get"})
 
 
 def method(obj: Any, name: str, where: ast.AST) -> Callable[..., Any]:

@@ -13,12 +13,15 @@ Attribute access reads JSON, not Python objects:
 
 This module is the evaluator, ``Expression`` and ``compile_expression``. Every evaluation runs
 under a :class:`~app.engine.compile.budget.Budget`: each syntax node, comprehension iteration,
-element a builtin walks and JSONPath step is charged, and so is every value it builds (a single
-operation is kept small by the per-operation bounds of ``expression_vocabulary``; the budget bounds
-how many of them one evaluation makes). Literal arithmetic that exceeds those bounds
-(``9 ** 9 ** 9``) is refused when compiling. The operator rewriting and the compile-time
-allow-lists live in ``expression_syntax``; the functions, methods and operators in
-``expression_vocabulary``; JSONPath in ``jsonpaths``.
+element a builtin walks and JSONPath step is charged, and so is every value it builds, by its
+size as a tree (a single operation is kept small by the per-operation bounds of
+``expression_vocabulary``; the budget bounds how many of them one evaluation makes). What
+compares, hashes or writes out whole values in C (``==``, ``in`` a list, dict keys, ``str()``,
+``%``, sorting) is charged their tree size before it runs (``tree_sizes``), so no single call
+outlasts the budget. Literal arithmetic that exceeds those bounds (``9 ** 9 ** 9``) is refused
+when compiling. The operator rewriting and the compile-time allow-lists live in
+``expression_syntax``; the functions, methods and operators in ``expression_vocabulary``;
+JSONPath in ``jsonpaths``.
 """
 
 from __future__ import annotations
@@ -33,9 +36,10 @@ import simpleeval
 
 from app.engine.compile import expression_syntax, jsonpaths
 from app.engine.compile import expression_vocabulary as vocabulary
-from app.engine.compile.budget import ITEM_BYTES, Budget, BudgetExceeded, Escalate
+from app.engine.compile.budget import Budget, BudgetExceeded, Escalate
 from app.engine.compile.expression_vocabulary import MAX_INT_BITS, MAX_SIZE, Fail, describe, kind
 from app.engine.compile.jsonpaths import compile_jsonpath
+from app.engine.compile.tree_sizes import TreeSizes
 from app.errors import ExpressionError, ExpressionEvalError, ExpressionLimitExceeded, OxifyError
 
 __all__ = ["DEFAULT_MAX_EXPRESSION_LENGTH", "Expression", "compile_expression", "compile_jsonpath"]
@@ -43,17 +47,9 @@ __all__ = ["DEFAULT_MAX_EXPRESSION_LENGTH", "Expression", "compile_expression", 
 DEFAULT_MAX_EXPRESSION_LENGTH = 2000  # characters
 _MISSING: Any = object()
 _CONTAINERS = (list, tuple, dict)
+_MEMBERSHIP = (ast.In, ast.NotIn)
 _BOUNDS = (Fail, simpleeval.NumberTooHigh, simpleeval.IterableTooLong, BudgetExceeded)
 _LITERAL = (ast.BinOp, ast.UnaryOp, ast.Constant, ast.operator, ast.unaryop)
-
-
-def _size(value: Any) -> int:
-    """Bytes charged for a value an operation built (0 for scalars, which stay small)."""
-    if type(value) is str:
-        return len(value)
-    if isinstance(value, list | tuple | dict | set):
-        return ITEM_BYTES * len(value)
-    return 0
 
 
 class _Evaluator(simpleeval.EvalWithCompoundTypes):  # type: ignore[misc]
@@ -66,6 +62,19 @@ class _Evaluator(simpleeval.EvalWithCompoundTypes):  # type: ignore[misc]
         self.functions = vocabulary.FUNCTIONS | jsonpath_functions
         self.names: Mapping[str, Any] = {}
         self.budget = Budget()
+        self.sizes = TreeSizes()
+        self.keys: set[ast.expr] = set()  # keys of the dict comprehensions being evaluated
+
+    def start(self, names: Mapping[str, Any], budget: Budget) -> None:
+        """Evaluate over ``names`` next, charged to ``budget``."""
+        self.names = names
+        self.budget = budget
+        self.sizes.reset(budget)
+
+    def finish(self) -> None:
+        """Let go of the last evaluation's names and values (the evaluator is pooled)."""
+        self.names = {}
+        self.sizes.reset(Budget())
 
     def _eval(self, node: ast.AST) -> Any:
         # Node types were allow-listed at compile time, so results need no scan (the base
@@ -79,11 +88,13 @@ class _Evaluator(simpleeval.EvalWithCompoundTypes):  # type: ignore[misc]
         budget.steps_left -= 1  # Budget.step(), inlined: this runs for every syntax node
         if budget.steps_left < 0:
             budget.step(0)
-        return self.nodes[type(node)](node)
+        value = self.nodes[type(node)](node)
+        if self.keys and node in self.keys:  # a dict comprehension's key, hashed whole
+            self.sizes.walk(value)
+        return value
 
     def _built(self, value: Any) -> Any:
-        self.budget.build(_size(value))
-        return value
+        return self.sizes.built(value)
 
     def _eval_name(self, node: ast.Name) -> Any:
         try:
@@ -104,6 +115,7 @@ class _Evaluator(simpleeval.EvalWithCompoundTypes):  # type: ignore[misc]
 
     def _eval_subscript(self, node: ast.Subscript) -> Any:
         container, key = self._eval(node.value), self._eval(node.slice)
+        self.sizes.walk(key)  # a tuple key is hashed whole
         try:
             value = container[key]
         except KeyError:
@@ -114,27 +126,49 @@ class _Evaluator(simpleeval.EvalWithCompoundTypes):  # type: ignore[misc]
         return self._built(value) if isinstance(key, slice) else value
 
     def _eval_binop(self, node: ast.BinOp) -> Any:
-        result = self.operators[type(node.op)](self._eval(node.left), self._eval(node.right))
+        left, right = self._eval(node.left), self._eval(node.right)
+        if isinstance(node.op, ast.Mod):
+            self.sizes.walk(left, right)  # `'%s' % (value,)` writes the value out in C
+        result = self.operators[type(node.op)](left, right)
         kind_ = type(result)
         if kind_ is int:
             if result.bit_length() > MAX_INT_BITS:
                 raise Fail(f"{describe(node)} is too large (limit {MAX_INT_BITS} bits)")
         elif kind_ is str or kind_ is list or kind_ is tuple:
-            self.budget.build(_size(result))
+            self.sizes.built(result)
+        return result
+
+    def _eval_compare(self, node: ast.Compare) -> Any:
+        # Comparing containers walks both in C; membership in a mapping hashes the key only.
+        right, result = self._eval(node.left), True
+        for op, comparator in zip(node.ops, node.comparators, strict=True):
+            left, right = right, self._eval(comparator)
+            if isinstance(op, _MEMBERSHIP) and isinstance(right, Mapping):
+                self.sizes.walk(left)
+            else:
+                self.sizes.walk(left, right)
+            result = self.operators[type(op)](left, right)
+            if not result:
+                break
         return result
 
     def _eval_call(self, node: ast.Call) -> Any:
         if isinstance(node.func, ast.Attribute):
             name = node.func.attr
-            func = vocabulary.method(self._eval(node.func.value), name, node.func.value)
+            obj = self._eval(node.func.value)
+            func = vocabulary.method(obj, name, node.func.value)
             builds = name in vocabulary.BUILDING_METHODS
+            walks = name in vocabulary.WALKING_METHODS
         else:
-            name = node.func.id  # type: ignore[attr-defined]
+            name, obj = node.func.id, None  # type: ignore[attr-defined]
             func = self.functions[name]
             builds = name in vocabulary.BUILDING_FUNCTIONS
+            walks = name in vocabulary.WALKING_FUNCTIONS
         kwargs = {str(kw.arg): self._eval(kw.value) for kw in node.keywords}
         args = [self._eval(arg) for arg in node.args]
-        if name in vocabulary.ITERATING_FUNCTIONS:
+        if walks:
+            self.sizes.walk(obj, *args, *kwargs.values())
+        elif name in vocabulary.ITERATING_FUNCTIONS:
             self.budget.step(sum(len(a) for a in args if isinstance(a, _CONTAINERS)))
         result = func(*args, **kwargs)
         return self._built(result) if builds else result
@@ -142,19 +176,38 @@ class _Evaluator(simpleeval.EvalWithCompoundTypes):  # type: ignore[misc]
     def _eval_comprehension(self, node: ast.AST) -> Any:
         # Every node evaluated inside (once per iteration) is charged: swap in the counting
         # _eval on the instance for the duration (nested comprehensions find it already there).
-        if "_eval" in vars(self):
-            return self._built(super()._eval_comprehension(node))
-        self._eval = self._eval_counted  # type: ignore[method-assign]
+        key = node.key if isinstance(node, ast.DictComp) else None
+        if key is not None:
+            self.keys.add(key)
+        counting = "_eval" not in vars(self)
+        if counting:
+            self._eval = self._eval_counted  # type: ignore[method-assign]
         try:
             return self._built(super()._eval_comprehension(node))
         finally:
-            del self._eval
+            if counting:
+                del self._eval
+            self.keys.discard(key)
 
     def _eval_list(self, node: ast.List) -> Any:
         return self._built(super()._eval_list(node))
 
     def _eval_dict(self, node: ast.Dict) -> Any:
-        return self._built(super()._eval_dict(node))
+        result = {}
+        for key_node, value_node in zip(node.keys, node.values, strict=True):
+            assert key_node is not None  # the syntax check refused ``{**x}``
+            key = self._eval(key_node)
+            self.sizes.walk(key)  # hashed whole
+            result[key] = self._eval(value_node)
+        return self._built(result)
+
+    def _eval_tuple(self, node: ast.Tuple) -> Any:
+        return self._built(super()._eval_tuple(node))
+
+    def _eval_set(self, node: ast.Set) -> Any:
+        items = [self._eval(item) for item in node.elts]
+        self.sizes.walk(*items)  # each hashed whole
+        return self._built(set(items))
 
     def _jsonpath(self, path: Any, value: Any = _MISSING) -> list[Any]:
         if not isinstance(path, str):
@@ -173,7 +226,7 @@ class _Evaluator(simpleeval.EvalWithCompoundTypes):  # type: ignore[misc]
         with jsonpaths.charged_to(self.budget):
             found = compiled.find(value)
         matches = [match.value for match in found]
-        self.budget.build(_size(matches))
+        self.sizes.built(matches)
         return matches
 
     def _jsonpath_first(self, path: Any, value: Any = _MISSING) -> Any:
@@ -224,10 +277,12 @@ class Expression:
         """
         free = _POOL.free
         evaluator = free.pop() if free else _Evaluator()
-        evaluator.names = names
-        evaluator.budget = budget if budget is not None else Budget.started()
+        evaluator.start(names, budget if budget is not None else Budget.started())
         try:
-            return evaluator.eval(self.source, previously_parsed=self._tree)
+            value = evaluator.eval(self.source, previously_parsed=self._tree)
+            if callable(value):  # a bare function name: a key= argument, never a value
+                raise Fail(f"{describe(self._tree)} is a function: call it, e.g. len(x)")
+            return value
         except (OxifyError, Escalate):
             raise
         except Exception as exc:
@@ -236,7 +291,7 @@ class Expression:
             error = ExpressionLimitExceeded if isinstance(exc, BudgetExceeded) else None
             raise (error or ExpressionEvalError)(message, source=self.source) from exc
         finally:
-            evaluator.names = {}
+            evaluator.finish()
             free.append(evaluator)
 
 

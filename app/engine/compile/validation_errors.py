@@ -54,6 +54,27 @@ def join(base: str, *tokens: str | int) -> str:
     return base + "".join("/" + escape(token) for token in tokens)
 
 
+def within(document: Any, detail: ErrorDetail) -> ErrorDetail:
+    """``detail`` pointing into ``document``: a pointer that goes through a value the document
+    does not hold (``/nodes/0/config/seconds`` where the node has no ``config``: the node type's
+    schema checked the default ``{}``) is cut after the first absent key, which names a field
+    missing from an object that is there (``/nodes/0/config``)."""
+    value = document
+    tokens = detail.pointer.split("/")[1:] if detail.pointer else []
+    for depth, token in enumerate(tokens):
+        key = token.replace("~1", "/").replace("~0", "~")
+        if isinstance(value, Mapping) and key in value:
+            value = value[key]
+        elif isinstance(value, list) and key.isascii() and key.isdigit() and int(key) < len(value):
+            value = value[int(key)]
+        else:
+            if depth + 1 == len(tokens):
+                return detail
+            cut = "".join("/" + t for t in tokens[: depth + 1])
+            return ErrorDetail(cut, detail.message, detail.code)
+    return detail
+
+
 def errors_from_validation(
     exc: ValidationError,
     *,

@@ -37,7 +37,9 @@ def error_of(outcome: Any) -> dict[str, Any]:
 async def test_a_cpu_heavy_condition_fails_its_node_while_the_loop_keeps_running() -> None:
     inputs = tree(12)
     assert len(json.dumps(inputs)) > 60_000
-    h = Harness()
+    # 64 MiB: as many JSONPath matches (256 bytes each) as 16 MiB held at 64 bytes a match,
+    # so the evaluation lasts long enough to see the loop turn meanwhile.
+    h = Harness(limits=Limits(max_node_output_bytes=64 * MIB))
     doc = workflow(
         [node("start", "start"), node("check", "if", condition=HEAVY), node("yes", value=1)],
         [edge("start", "check"), edge("check", "yes", "true")],
@@ -61,7 +63,7 @@ async def test_a_cpu_heavy_condition_fails_its_node_while_the_loop_keeps_running
     assert outcome.nodes["check"] is NodeStatus.FAILED
     assert error["code"] == "expression_limit_exceeded"
     assert error["node_id"] == "check"
-    # The CPU budget (2 s) or the bytes built (16 MiB of matches), whichever comes first.
+    # The CPU budget (2 s) or the bytes built (64 MiB of matches), whichever comes first.
     assert any(f"limit OXIFY_MAX_{s}" in error["message"] for s in ("EXPRESSION_CPU_S", "NODE_"))
     # Blocking the loop for the evaluation would leave the ticker a handful of turns (one per
     # await of the run); evaluated in a worker, the loop goes on turning all along.
@@ -179,7 +181,8 @@ async def test_every_node_type_s_output_is_bounded_naming_the_limit(
 
 
 async def test_a_graph_s_outputs_are_bounded_like_a_node_s() -> None:
-    doc = workflow([node("start", "start")], [], outputs={"x": "{{ [inputs.s] * 3 }}"})
+    outputs = {name: "{{ inputs.s }}" for name in "xyz"}  # each within the limit, not all
+    doc = workflow([node("start", "start")], [], outputs=outputs)
     outcome = await Harness(limits=small()).run(doc, {"s": "x" * 1000})
 
     error = error_of(outcome)
