@@ -29,6 +29,7 @@ from typing import Any, TypeAlias
 from pydantic import ValidationError
 
 from app import cli_analysis, cli_database, cli_display
+from app.cli_credentials import add_credential_commands
 from app.cli_errors import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -467,7 +468,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="oxify", description="Oxify: durable workflow execution.")
     parser.add_argument("--version", action="version", version=f"oxify {installed_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (add_run, add_validate, add_graph, add_analyze, add_nodes, add_server_commands):
+    for add in (
+        add_run,
+        add_validate,
+        add_graph,
+        add_analyze,
+        add_nodes,
+        add_server_commands,
+        add_credential_commands,
+    ):
         add(commands)
     return parser
 

@@ -61,6 +61,13 @@ ROUTE_CODES: dict[tuple[str, str], tuple[str, ...]] = {
         "not_an_approver",
         "submission_invalid",
     ),
+    ("POST", "/v1/credentials"): (
+        "insufficient_scope",
+        "credential_exists",
+        "credential_invalid",
+        "encryption_not_configured",
+    ),
+    ("GET", "/v1/credentials"): ("cursor_invalid",),
 }
 _BY_STATUS = {413: "body_too_large", 429: "queue_full", 500: "internal_error", 503: "not_ready"}
 
@@ -239,7 +246,7 @@ def error_catalogue() -> dict[str, tuple[int, str]]:
     found = dict(text.API_CODES)
     for error in _subclasses(OxifyError):
         status = api_errors.status_for(error.code)
-        if status < 500:
+        if status != 500:  # unmapped codes answer 500 internal_error
             found[error.code] = (status, _first_line(error))
     return found
 

@@ -26,6 +26,7 @@ from app.observability.metrics import Metrics
 from app.observability.observers import combined
 from app.observability.tracing import Tracing
 from app.services.container import Services
+from app.services.credentials import CredentialService
 from app.services.executions import ExecutionService
 from app.services.finished_runs import FinishedRuns
 from app.services.forms import FormService
@@ -70,7 +71,10 @@ async def running_services(
     journal.set_publisher(published)
     notifier.listen(Channel.EVENTS, bus.refresh)
     notifier.on_resync(bus.refresh_all)
-    resources = NodeResources(settings=settings, database=engine, meter=metrics)
+    credentials = CredentialService(engine, settings.keyring())
+    resources = NodeResources(
+        settings=settings, database=engine, meter=metrics, credentials=credentials
+    )
     registry = load_registry(resources)
     if settings.faults:
         executors = {name: faults.FaultyExecutor(e) for name, e in registry.executors.items()}
@@ -172,6 +176,7 @@ async def running_services(
         resources,
         gauges,
         finished_runs=finished_runs,
+        credentials=credentials,
     )
     await notifier.start()
     await runner.start()

@@ -37,6 +37,7 @@ SERVICE_TABLES = frozenset(
     {
         "alembic_version",
         "checkpoints",
+        "credentials",
         "events",
         "executions",
         "form_submissions",

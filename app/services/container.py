@@ -10,6 +10,7 @@ from app.domain.views import NodeTypeList
 from app.events.bus import EventBus
 from app.nodes.ai import cache
 from app.nodes.resources import NodeResources
+from app.services.credentials import CredentialService
 from app.services.executions import ExecutionService
 from app.services.finished_runs import FinishedRuns
 from app.services.forms import FormService
@@ -33,6 +34,7 @@ class Services:
     resources: NodeResources  # the clients node executors share (and their counters)
     gauges: ClusterGauges  # cluster-wide counts for the metrics, refreshed in the background
     finished_runs: FinishedRuns  # runs that ended here, counted by workflow for the metrics
+    credentials: CredentialService  # secrets nodes use, encrypted (resources resolve through it)
 
     def answer_cache_counts(self) -> dict[str, tuple[int, int]]:
         """Hits and misses of the process's answer caches made so far, by kind (``llm``,

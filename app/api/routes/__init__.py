@@ -5,7 +5,16 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.routing import APIRoute
 
-from app.api.routes import analysis, executions, forms, health, node_types, stream, workflows
+from app.api.routes import (
+    analysis,
+    credentials,
+    executions,
+    forms,
+    health,
+    node_types,
+    stream,
+    workflows,
+)
 
 
 def operation_id(route: APIRoute) -> str:
@@ -21,3 +30,4 @@ router.include_router(executions.router)
 router.include_router(stream.router)
 router.include_router(forms.router)
 router.include_router(node_types.router)
+router.include_router(credentials.router)

@@ -49,3 +49,4 @@ Version = Annotated[
 WorkflowId = Annotated[str, Path(max_length=MAX_ID, pattern=TEXT, description="A workflow id.")]
 ExecutionId = Annotated[str, Path(max_length=MAX_ID, pattern=TEXT, description="An execution id.")]
 FormId = Annotated[str, Path(max_length=MAX_ID, pattern=TEXT, description="A form id.")]
+CredentialId = Annotated[str, Path(max_length=MAX_ID, pattern=TEXT, description="A credential id.")]

@@ -1,0 +1,52 @@
+"""Stored credentials as node executors reach them: by name, in the run's project, through the
+resolver the composition root put in :class:`~app.nodes.resources.NodeResources`.
+
+A resolved value never enters a node's render context (no template can name it); it goes
+straight onto the request that needs it, and is remembered by :mod:`app.redaction` so a log
+line that echoes it (a server quoting the header it refused) shows ``[secret]`` instead.
+"""
+
+from __future__ import annotations
+
+from app import redaction
+from app.auth.credentials import Resolved
+from app.auth.principal import DEFAULT_PROJECT
+from app.engine.run.context import NodeContext
+from app.errors import (
+    CredentialNotFound,
+    CredentialUnreadable,
+    EncryptionNotConfigured,
+    NodeConfigError,
+)
+from app.nodes.resources import NodeResources
+
+
+def run_project(_ctx: NodeContext) -> str:
+    """The project whose credentials a run's nodes use.
+
+    Executions carry no project yet: every run resolves in the ``default`` project until they
+    do. This is the one place that decides it.
+    """
+    return DEFAULT_PROJECT
+
+
+async def resolve(resources: NodeResources, ctx: NodeContext, name: str) -> Resolved:
+    """The credential ``name`` of the run's project, its value remembered for redaction;
+    anything that stops it is a node config error (not retried) that never shows a value."""
+    resolver = resources.credentials
+    project = run_project(ctx)
+    if resolver is None:
+        raise NodeConfigError(
+            f"credential {name!r}: stored credentials need the service's database (they are "
+            "not available to `oxify run`); give the secret as bearer, basic or api_key auth"
+        )
+    try:
+        found = await resolver.resolve(project, name)
+    except CredentialNotFound:
+        raise NodeConfigError(f"credential {name!r} not found in project {project!r}") from None
+    except EncryptionNotConfigured as exc:
+        raise NodeConfigError(f"credential {name!r}: {exc.message}") from None
+    except CredentialUnreadable as exc:
+        raise NodeConfigError(f"credential {name!r} cannot be used: {exc.message}") from None
+    redaction.remember(found.value)
+    return found
