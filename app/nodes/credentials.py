@@ -1,5 +1,6 @@
-"""Stored credentials as node executors reach them: by name, in the run's project, through the
-resolver the composition root put in :class:`~app.nodes.resources.NodeResources`.
+"""Stored credentials as node executors reach them (an ``auth`` of type ``credential``, a model
+call's ``credential``): by name, in the run's project, through the resolver the composition
+root put in :class:`~app.nodes.resources.NodeResources`.
 
 A resolved value never enters a node's render context (no template can name it); it goes
 straight onto the request that needs it, and is remembered by :mod:`app.redaction` so a log
@@ -37,8 +38,8 @@ async def resolve(resources: NodeResources, ctx: NodeContext, name: str) -> Reso
     project = run_project(ctx)
     if resolver is None:
         raise NodeConfigError(
-            f"credential {name!r}: stored credentials need the service's database (they are "
-            "not available to `oxify run`); give the secret as bearer, basic or api_key auth"
+            f"credential {name!r}: stored credentials need the service's database (`oxify "
+            "run` has none); pass the secret as a run input instead"
         )
     try:
         found = await resolver.resolve(project, name)

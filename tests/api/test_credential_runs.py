@@ -1,4 +1,5 @@
-"""A stored credential used by an http node, end to end: stored through the API, resolved by a
+"""A stored credential used by an http node (and as an llm or agent node's provider key), end
+to end: stored through the API, resolved by a
 run on a real Postgres, sent to a real server on 127.0.0.1, and nowhere else: not in the run's
 events, outputs, node errors, checkpoints, stored rows, spans or log records, even when the
 server echoes it back."""
@@ -20,6 +21,7 @@ from app.store.tables import credentials, metadata
 from tests import spans
 from tests.api.helpers import linear, services_of, serving
 from tests.integration.net_server import net_server
+from tests.providers import Failure, Text, openai_server
 
 KEY = Fernet.generate_key().decode()
 CANARY = "canary-0b9e55f3-never-shown"
@@ -140,3 +142,31 @@ async def test_a_missing_credential_fails_the_node_without_calling(
     assert "credential 'nope' not found in project 'default'" in execution["error"]["message"]
     assert web.requests == []
     assert not [e for e in events["items"] if e["type"] == "node.retry"]  # not retried
+
+
+@pytest.mark.parametrize("node_type", ["llm", "agent"])
+async def test_a_model_call_uses_a_stored_key_that_reaches_only_the_provider(
+    pg_database_url: str, caplog: pytest.LogCaptureFixture, node_type: str
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    async with openai_server() as provider, serving(pg_database_url, secret_keys=KEY) as client:
+        name = f"openai-{node_type}"
+        stored = {"name": name, "kind": "secret", "value": CANARY}
+        assert (await client.post("/v1/credentials", json=stored)).status_code == 201
+        provider.script(Failure(500, f"overloaded, key {CANARY}"), Text("hi"))
+        config = {
+            "provider": "openai",
+            "base_url": provider.url,
+            "model": "gpt-4o-mini",
+            "prompt": "go",
+            "credential": name,
+        }
+        ask = {"id": "ask", "type": node_type, "config": config, "retry": {"max_retries": 1}}
+        document = {"name": f"stored-key-{node_type}", "nodes": [ask]}
+        execution = await run_to_the_end(client, document)
+        seen = await everything_about(client, execution["id"])
+    assert execution["status"] == "completed", execution
+    assert [r.headers["authorization"] for r in provider.requests] == [f"Bearer {CANARY}"] * 2
+    assert "node.retry" in seen  # the 500 that echoed the key was retried, scrubbed
+    assert CANARY not in seen
+    assert CANARY not in caplog.text

@@ -1,4 +1,5 @@
-"""Stored credentials on http and graphql requests, by kind, against a real local server; the
+"""Stored credentials on http and graphql requests (by kind, against a real local server) and in
+model calls (refused where they cannot serve); the
 resolver is a fake behind the NodeResources port (the API tests use the real service)."""
 
 from __future__ import annotations
@@ -145,4 +146,31 @@ async def test_a_graphql_node_sends_it_and_scrubs_the_answer(server: NetServer) 
     assert outcome.status is ExecutionStatus.COMPLETED, outcome.error
     assert server.requests[0].headers["authorization"] == f"Bearer {CANARY}"
     assert outcome.outputs["authorization"] == "Bearer [secret]"
+    assert not leaked(harness, outcome)
+
+
+@pytest.mark.parametrize(
+    ("provider", "stored", "message"),
+    [
+        ("ollama", KINDS[0][0], "ollama takes no key"),
+        ("openai", KINDS[1][0], "is a basic credential"),
+        ("openai", None, "credential 'crm' not found in project 'default'"),
+    ],
+)
+async def test_a_model_call_refuses_a_credential_it_cannot_use(
+    provider: str, stored: Resolved | None, message: str
+) -> None:
+    config = {
+        "provider": provider,
+        "base_url": "http://127.0.0.1:9/v1",  # never reached
+        "model": "m",
+        "prompt": "go",
+        "credential": "crm",
+    }
+    resolver = Resolver(*([stored] if stored is not None else []))
+    harness, outcome = await run(resolver, {"id": "ask", "type": "llm", "config": config})
+    assert outcome.status is ExecutionStatus.FAILED
+    error = outcome.error or {}
+    assert error["code"] == "node_config_invalid"
+    assert message in error["message"]
     assert not leaked(harness, outcome)
