@@ -1,6 +1,6 @@
 """Stored credentials on http and graphql requests (by kind, against a real local server) and in
-model calls (refused where they cannot serve); the
-resolver is a fake behind the NodeResources port (the API tests use the real service)."""
+model calls (refused where they cannot serve); the resolver is a fake behind the NodeResources
+port (the API tests use the real service)."""
 
 from __future__ import annotations
 
