@@ -26,7 +26,7 @@ Project = Annotated[str, StringConstraints(pattern=PROJECT_PATTERN)]
 class NewCredential(BaseModel):
     """A credential to store; `value` is encrypted at once and never shown again."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid")
 
     name: Name = Field(description="Unique in its project; nodes name it in `auth`.")
     kind: Kind = "bearer"

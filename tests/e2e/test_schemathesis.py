@@ -11,6 +11,7 @@ import sys
 import tempfile
 
 import pytest
+from cryptography.fernet import Fernet
 
 from tests.e2e.processes import ROOT, ServerProcess
 
@@ -21,6 +22,8 @@ SERVER = {
     # Runs started by the stateful phase execute, but few at once: the cases are the point.
     "max_concurrent_runs": "4",
     "shutdown_grace_s": "2",
+    # Credentials are stored (the route's real path), not refused for want of a key.
+    "secret_keys": Fernet.generate_key().decode(),
 }
 
 
