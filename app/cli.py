@@ -30,6 +30,7 @@ from pydantic import ValidationError
 
 from app import cli_analysis, cli_database, cli_display
 from app.cli_audit import add_audit_commands
+from app.cli_credentials import add_credential_commands
 from app.cli_errors import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -478,6 +479,7 @@ def build_parser() -> argparse.ArgumentParser:
         add_server_commands,
         add_key_commands,
         add_audit_commands,
+        add_credential_commands,
     ):
         add(commands)
     return parser

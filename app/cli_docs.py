@@ -64,6 +64,13 @@ ROUTE_CODES: dict[tuple[str, str], tuple[str, ...]] = {
     ("POST", "/v1/auth/tickets"): ("execution_not_found",),
     ("POST", "/v1/admin/keys"): ("key_invalid", "key_pepper_missing"),
     ("POST", "/v1/admin/keys/{key_id}/rotate"): ("key_invalid", "key_pepper_missing"),
+    ("POST", "/v1/credentials"): (
+        "insufficient_scope",
+        "credential_exists",
+        "credential_invalid",
+        "encryption_not_configured",
+    ),
+    ("GET", "/v1/credentials"): ("cursor_invalid",),
 }
 # What every route that needs credentials may answer.
 _AUTH_CODES = ("unauthenticated", "insufficient_scope", "identity_provider_unavailable")

@@ -332,3 +332,47 @@ class KeyPepperMissing(OxifyError):
     """API keys need OXIFY_KEY_PEPPER (a server secret of at least 32 characters)."""
 
     code = "key_pepper_missing"
+
+
+class CredentialNotFound(OxifyError):
+    """No such credential."""
+
+    code = "credential_not_found"
+
+
+class CredentialExists(OxifyError):
+    """A credential of that name exists in the project already: delete it first."""
+
+    code = "credential_exists"
+
+
+class EncryptionNotConfigured(OxifyError):
+    """No encryption key is configured (OXIFY_SECRET_KEYS), so credentials cannot be stored.
+
+    Nothing is ever stored in clear: set OXIFY_SECRET_KEYS to one or more Fernet keys.
+    """
+
+    code = "encryption_not_configured"
+
+
+class CredentialUnreadable(OxifyError):
+    """A stored credential cannot be decrypted: no configured key opens it, or it was altered."""
+
+    code = "credential_unreadable"
+
+
+class CredentialMismatch(CredentialUnreadable):
+    """A stored credential's envelope names another credential or project: the ciphertext was
+    copied from elsewhere, and is refused."""
+
+    code = "credential_mismatch"
+
+
+class CredentialInvalid(OxifyError):
+    """The credential's fields do not fit its kind."""
+
+    code = "credential_invalid"
+
+    def __init__(self, errors: list[ErrorDetail]) -> None:
+        self.errors = errors
+        super().__init__(f"{len(errors)} problem(s) in the credential")

@@ -31,6 +31,7 @@ from app.services.audit import AuditService
 from app.services.auth_failures import AuthFailures
 from app.services.authn import Authenticator
 from app.services.container import Services
+from app.services.credentials import CredentialService
 from app.services.executions import ExecutionService
 from app.services.finished_runs import FinishedRuns
 from app.services.forms import FormService
@@ -87,7 +88,10 @@ async def running_services(
     journal.set_publisher(published)
     notifier.listen(Channel.EVENTS, bus.refresh)
     notifier.on_resync(bus.refresh_all)
-    resources = NodeResources(settings=settings, database=engine, meter=metrics)
+    credentials = CredentialService(engine, settings.keyring())
+    resources = NodeResources(
+        settings=settings, database=engine, meter=metrics, credentials=credentials
+    )
     registry = load_registry(resources)
     if settings.faults:
         executors = {name: faults.FaultyExecutor(e) for name, e in registry.executors.items()}
@@ -194,6 +198,7 @@ async def running_services(
         tickets=TicketService(engine, keys),
         auth_failures=auth_failures,
         audit=AuditService(engine),
+        credentials=credentials,
     )
     await notifier.start()
     await runner.start()

@@ -8,13 +8,14 @@ import secrets
 import socket
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from app.auth import credentials
 from app.engine.compile.graph import Limits
 from app.faults import FaultRule
 from app.settings_ai import AiSettings
@@ -72,8 +73,13 @@ class Settings(
     AuthSettings,
     OidcSettings,
 ):
+    # Errors never repeat the input: it may be a key, a token or a URL with a password.
     model_config = SettingsConfigDict(
-        env_prefix="OXIFY_", env_file=".env", extra="ignore", populate_by_name=True
+        env_prefix="OXIFY_",
+        env_file=".env",
+        extra="ignore",
+        populate_by_name=True,
+        hide_input_in_errors=True,
     )
 
     database_url: str | None = Field(
@@ -202,11 +208,27 @@ class Settings(
         default="json",
         description="The server's log lines: one JSON object a line, or text for a terminal.",
     )
+    secret_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description="Fernet keys that encrypt stored credentials, comma-separated: the first "
+        "encrypts, every one decrypts (`oxify credentials rotate-key` re-encrypts under the "
+        "first). Unset: storing a credential is refused. Make one with `python -c 'from "
+        "cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'`.",
+    )
 
     @field_validator("database_url")
     @classmethod
     def _async_driver(cls, url: str | None) -> str | None:
         return None if url is None else async_database_url(url)
+
+    @field_validator("secret_keys", mode="before")
+    @classmethod
+    def _fernet_keys(cls, value: Any) -> Any:
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        if isinstance(value, str):
+            return credentials.parse_keys(value)
+        return value
 
     @model_validator(mode="after")
     def _inputs_fit_an_output(self) -> Settings:
@@ -226,6 +248,11 @@ class Settings(
             max_node_output_bytes=self.max_node_output_bytes,
             max_expression_cpu_s=self.max_expression_cpu_s,
         )
+
+    def keyring(self) -> credentials.Keyring | None:
+        """The credentials' keys, or None when none is configured (storing is refused)."""
+        keys = [key.get_secret_value() for key in self.secret_keys]
+        return credentials.Keyring(keys) if keys else None
 
     @property
     def resolved_heartbeat_s(self) -> float:

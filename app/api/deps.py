@@ -13,6 +13,7 @@ from app.api.errors import ApiProblem
 from app.domain.views import NodeTypeList
 from app.services.audit import AuditService
 from app.services.container import Services
+from app.services.credentials import CredentialService
 from app.services.executions import ExecutionService
 from app.services.forms import FormService
 from app.services.workflows import WorkflowService
@@ -41,6 +42,12 @@ async def get_audit(services: Annotated[Services, Depends(get_services)]) -> Aud
     return services.audit
 
 
+async def get_credentials(
+    services: Annotated[Services, Depends(get_services)],
+) -> CredentialService:
+    return services.credentials
+
+
 async def get_node_types(services: Annotated[Services, Depends(get_services)]) -> NodeTypeList:
     return services.node_types
 
@@ -49,5 +56,6 @@ ServicesDep = Annotated[Services, Depends(get_services)]
 FormsDep = Annotated[FormService, Depends(get_forms)]
 WorkflowsDep = Annotated[WorkflowService, Depends(get_workflows)]
 ExecutionsDep = Annotated[ExecutionService, Depends(get_executions)]
+CredentialsDep = Annotated[CredentialService, Depends(get_credentials)]
 NodeTypesDep = Annotated[NodeTypeList, Depends(get_node_types)]
 AuditDep = Annotated[AuditService, Depends(get_audit)]

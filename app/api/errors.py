@@ -51,6 +51,9 @@ _STATUS_BY_CODE = {
     "identity_provider_unavailable": 503,
     "key_invalid": 422,
     "key_pepper_missing": 503,
+    "credential_exists": 409,
+    "credential_invalid": 422,
+    "encryption_not_configured": 503,
 }
 # Errors about a query parameter rather than the body: where to point.
 _PARAMETER_BY_CODE = {"cursor_invalid": "cursor"}

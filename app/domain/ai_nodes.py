@@ -45,7 +45,7 @@ class ModelCallConfig(NodeConfig):
     """The keys of a model call, shared by ``llm`` and ``agent``; ``prompt`` or ``messages``,
     not both."""
 
-    static = frozenset({"provider", "response_format", "stream"})
+    static = frozenset({"provider", "response_format", "stream", "credential"})
 
     provider: Provider
     model: str = Field(min_length=1, max_length=256)
@@ -65,6 +65,13 @@ class ModelCallConfig(NodeConfig):
         "parsed answer must match; a mismatch fails the node (its retry policy may repeat it).",
     )
     stream: bool = Field(default=True, description="Send tokens as node.token events.")
+    credential: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="A stored credential's name (`/v1/credentials`): its value is the "
+        "provider's key for this node, instead of the deployment's (openai and anthropic).",
+    )
 
     @field_validator("response_format")
     @classmethod

@@ -68,8 +68,9 @@ class ApiKeyAuth(NodeConfig):
 
 
 class CredentialAuth(NodeConfig):
-    """A stored credential by name: part of the contract, refused at run time until the
-    service stores credentials (the node fails saying so rather than sending no auth)."""
+    """A stored credential (`/v1/credentials`) by name, resolved in the run's project when
+    the request is made: sent as its kind says (bearer, basic or api_key), its value never
+    passing through a template, an event or the node's output."""
 
     type: Literal["credential"]
     name: str = Field(min_length=1, max_length=200)

@@ -40,6 +40,7 @@ SERVICE_TABLES = frozenset(
         "audit_head",
         "audit_log",
         "checkpoints",
+        "credentials",
         "events",
         "executions",
         "form_submissions",

@@ -50,7 +50,7 @@ class GraphqlExecutor:
 
     async def execute(self, ctx: NodeContext) -> NodeOutput:
         config = cast(GraphqlConfig, ctx.config)
-        applied = auth.apply(await auth.rendered(ctx))
+        applied = await auth.applied(self._resources, await auth.rendered(ctx))
         request = await _request(ctx, config, applied)
         limits = exchange.Limits(
             timeout_s=float(await ctx.render("timeout_s")),
@@ -61,8 +61,9 @@ class GraphqlExecutor:
         )
         request.extensions["timeout"] = httpx.Timeout(limits.timeout_s).as_dict()
         ctx.spend(api_calls=1)
-        answer = await exchange.send(self._resources, request, limits, ctx.clock.now)
-        return NodeOutput(_data(answer, ctx))
+        with applied.scrubbing():
+            answer = await exchange.send(self._resources, request, limits, ctx.clock.now)
+            return NodeOutput(applied.shown(_data(answer, ctx)))
 
 
 async def _request(ctx: NodeContext, config: GraphqlConfig, applied: auth.Applied) -> httpx.Request:

@@ -42,7 +42,7 @@ class HttpExecutor:
 
     async def execute(self, ctx: NodeContext) -> NodeOutput:
         config = cast(HttpConfig, ctx.config)
-        applied = auth.apply(await auth.rendered(ctx))
+        applied = await auth.applied(self._resources, await auth.rendered(ctx))
         request = await build_request(ctx, config, applied)
         limits = exchange.Limits(
             timeout_s=float(await ctx.render("timeout_s")),
@@ -54,8 +54,9 @@ class HttpExecutor:
         )
         request.extensions["timeout"] = httpx.Timeout(limits.timeout_s).as_dict()
         ctx.spend(api_calls=1)
-        answer = await exchange.send(self._resources, request, limits, ctx.clock.now)
-        return NodeOutput(_output(answer, config))
+        with applied.scrubbing():
+            answer = await exchange.send(self._resources, request, limits, ctx.clock.now)
+            return NodeOutput(applied.shown(_output(answer, config)))
 
 
 async def build_request(

@@ -40,15 +40,16 @@ class LlmExecutor:
     async def execute(self, ctx: NodeContext) -> NodeOutput:
         config = cast(LlmConfig, ctx.config)
         request = await model_calls.request_of(ctx, config, self._resources)
+        key = await model_calls.stored_key(config, self._resources)
         cache = answer_cache(self._resources, "llm")
-        key = AnswerCache.key(request.identity()) if config.cache else None
-        cached: ChatAnswer | None = cache.get(key) if key is not None else None
+        cache_key = AnswerCache.key(request.identity()) if config.cache else None
+        cached: ChatAnswer | None = cache.get(cache_key) if cache_key is not None else None
         if cached is not None:
             call_spans.cached(request, cached, self._resources.settings)
             if config.stream and cached.text:
                 ctx.stream().write(cached.text)
             return NodeOutput(_output(cached, config, cost=0.0, cached=True))
-        send = model_calls.sender(self._resources, request, ctx)
+        send = model_calls.sender(self._resources, request, ctx, key)
         limit = self._resources.settings.max_node_output_bytes
         on_text = model_calls.capped(ctx.stream().write, limit) if config.stream else None
 
@@ -65,8 +66,8 @@ class LlmExecutor:
         recorded = await ctx.step(ANSWER_STEP, answer_once)
         answer = ChatAnswer(**recorded["answer"])
         output = _output(answer, config, cost=recorded["cost_usd"], cached=False)
-        if key is not None:  # only an answer that passed the checks is served again
-            cache.put(key, answer)
+        if cache_key is not None:  # only an answer that passed the checks is served again
+            cache.put(cache_key, answer)
         return NodeOutput(output)
 
 

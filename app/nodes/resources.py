@@ -1,8 +1,9 @@
 """What executors may use beyond their ``NodeContext``: one object, owned by the composition root.
 
 ``NodeResources`` holds the shared HTTP client (every connection through the egress policy),
-the settings, the database engine, named provider clients, the clock, a logger and the meter
-model calls report to. The
+the settings, the database engine, named provider clients, the clock, a logger, the meter
+model calls report to and the stored credentials' resolver (None where there is no store:
+``oxify run``, most tests). The
 composition root (``app.main``, or ``oxify run``) builds one, hands it to every node factory
 (built-in or plug-in) and closes it on shutdown; executors never read settings or open clients
 of their own, so a process has one connection pool per outside service and nothing outlives it.
@@ -21,6 +22,7 @@ from typing import Any, TypeVar, cast
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.auth.credentials import Resolver
 from app.engine.ports import Clock
 from app.engine.run.clock import SystemClock
 from app.nodes.meter import UNMETERED, LlmMeter
@@ -81,9 +83,11 @@ class NodeResources:
         clock: Clock | None = None,
         logger: logging.Logger | None = None,
         meter: LlmMeter = UNMETERED,
+        credentials: Resolver | None = None,
     ) -> None:
         self.settings = settings if settings is not None else get_settings()
         self.meter = meter  # the metrics' view of model calls
+        self.credentials = credentials  # stored credentials, decrypted one use at a time
         self.database = database
         self.clock: Clock = clock if clock is not None else SystemClock()
         self.logger = logger if logger is not None else logging.getLogger(LOGGER_NAME)

@@ -5,7 +5,8 @@ Records go through a queue: the logging call only copies the record and what its
 formats and writes it, so a slow sink never stalls the event loop. The queue is bounded
 (``MAX_QUEUED``): records that find it full are dropped and counted, and the next record
 that gets through is preceded by a warning saying how many were lost. Secrets are redacted on that
-thread: fields named like secrets, and the settings' secret values wherever they appear.
+thread: fields named like secrets, and the settings' secret values and the stored credentials'
+values resolved so far (:func:`app.redaction.remember`) wherever they appear.
 
 Fields: ``time`` (RFC 3339, UTC), ``level``, ``logger``, ``message``; ``execution_id``,
 ``replica_id``, ``node_id``, ``attempt`` where they apply; ``trace_id`` and ``span_id`` when an
@@ -173,9 +174,10 @@ class JsonLines(JsonFormatter):
         log_data["time"] = at.isoformat(timespec="microseconds").replace("+00:00", "Z")
         log_data["level"] = str(log_data["level"]).lower()
         first = {key: log_data.pop(key) for key in FIRST_FIELDS}
-        rest = redaction.redact(log_data, self.secrets)
+        secrets = [*self.secrets, *redaction.remembered()]
+        rest = redaction.redact(log_data, secrets)
         assert isinstance(rest, dict)
-        return {**first, "message": redaction.scrub(str(first["message"]), self.secrets), **rest}
+        return {**first, "message": redaction.scrub(str(first["message"]), secrets), **rest}
 
 
 class TextLines(logging.Formatter):
@@ -186,7 +188,8 @@ class TextLines(logging.Formatter):
         self.secrets = secrets
 
     def format(self, record: logging.LogRecord) -> str:
-        return redaction.scrub(super().format(record), self.secrets)
+        secrets = [*self.secrets, *redaction.remembered()]
+        return redaction.scrub(super().format(record), secrets)
 
 
 def configure(

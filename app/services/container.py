@@ -13,6 +13,7 @@ from app.nodes.resources import NodeResources
 from app.services.audit import AuditService
 from app.services.auth_failures import AuthFailures
 from app.services.authn import Authenticator
+from app.services.credentials import CredentialService
 from app.services.executions import ExecutionService
 from app.services.finished_runs import FinishedRuns
 from app.services.forms import FormService
@@ -43,6 +44,7 @@ class Services:
     tickets: TicketService  # single-use tickets for browser streams
     auth_failures: AuthFailures  # refused credentials, sampled into the audit log
     audit: AuditService  # the audit log, read and checked
+    credentials: CredentialService  # secrets nodes use, encrypted (resources resolve through it)
 
     def answer_cache_counts(self) -> dict[str, tuple[int, int]]:
         """Hits and misses of the process's answer caches made so far, by kind (``llm``,

@@ -346,3 +346,20 @@ audit_head = Table(
     Column("last_hash", LargeBinary, nullable=False),
     Column("prev_hash", LargeBinary, nullable=False),  # the hash before last_hash
 )
+
+# Secrets nodes use (issue 16). ``ciphertext`` is a Fernet token over the value bound to the
+# row's id and project (app/auth/credentials.py): no value is ever stored in clear. ``params``
+# holds what is not secret (a basic credential's username, an API key's header name).
+credentials = Table(
+    "credentials",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("project", String(200), nullable=False, server_default=text("'default'")),
+    Column("name", String(200), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("params", JSON, nullable=False),
+    Column("ciphertext", LargeBinary, nullable=False),
+    Column("created_at", Timestamp(), nullable=False),
+    Column("updated_at", Timestamp(), nullable=False),
+    Index("uq_credentials_project_name", "project", "name", unique=True),
+)

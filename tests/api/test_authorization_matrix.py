@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+from cryptography.fernet import Fernet
 from fastapi import FastAPI
 from fastapi.routing import APIRoute, APIWebSocketRoute, iter_route_contexts
 
@@ -72,7 +73,10 @@ def test_every_route_declares_its_action(pg_database_url: str) -> None:
 
 @pytest.fixture
 async def world(pg_database_url: str) -> AsyncIterator[World]:
-    async with serving(pg_database_url, key_pepper=PEPPER, shutdown_grace_s=2.0) as client:
+    secret_keys = Fernet.generate_key().decode()
+    async with serving(
+        pg_database_url, key_pepper=PEPPER, secret_keys=secret_keys, shutdown_grace_s=2.0
+    ) as client:
         services = services_of(client)
         keys: dict[str, str] = {}
         for scope in Scope:
@@ -137,7 +141,15 @@ async def objects(client: httpx.AsyncClient, admin: dict[str, str]) -> dict[str,
     ).json()["id"]
     await client.get(f"/v1/executions/{waiting}/wait", headers=admin)
     forms = await client.get("/v1/forms", params={"execution_id": waiting}, headers=admin)
-    return {"workflow_id": workflow, "execution_id": run, "form_id": forms.json()["items"][0]["id"]}
+    credential = await client.post(
+        "/v1/credentials", json={"name": "api", "kind": "bearer", "value": "s3cr3t"}, headers=admin
+    )
+    return {
+        "workflow_id": workflow,
+        "execution_id": run,
+        "form_id": forms.json()["items"][0]["id"],
+        "credential_id": credential.json()["id"],
+    }
 
 
 async def status_of(world: World, method: str, template: str, caller: str | None) -> int:

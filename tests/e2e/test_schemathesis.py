@@ -16,6 +16,7 @@ import sys
 import tempfile
 
 import pytest
+from cryptography.fernet import Fernet
 
 from tests.e2e.processes import ROOT, ServerProcess
 
@@ -29,6 +30,8 @@ SERVER = {
     "max_concurrent_runs": "4",
     "shutdown_grace_s": "2",
     "key_pepper": PEPPER,
+    # Credentials are stored (the route's real path), not refused for want of a key.
+    "secret_keys": Fernet.generate_key().decode(),
 }
 
 

@@ -55,6 +55,11 @@ def make_app(server: NetServer) -> Starlette:
         seen = await record(request)
         return JSONResponse({"headers": seen.headers, "query": seen.query, "path": seen.path})
 
+    async def refuse(request: Request) -> Response:
+        """A 401 that quotes the request's headers back (as some servers' errors do)."""
+        seen = await record(request)
+        return PlainTextResponse(f"refused: {seen.headers}", status_code=401)
+
     async def answer(request: Request) -> Response:
         """Like echo, without the request's headers (a tool's answer a test shows the model)."""
         seen = await record(request)
@@ -100,6 +105,7 @@ def make_app(server: NetServer) -> Starlette:
         routes=[
             Route("/echo/{rest:path}", echo, methods=["GET", "POST"]),
             Route("/answer/{rest:path}", answer, methods=["GET", "POST"]),
+            Route("/refuse", refuse, methods=["GET", "POST"]),
             Route("/status/{code:int}", status),
             Route("/redirect", redirect),
             Route("/loop", loop),

@@ -90,15 +90,17 @@ async def test_api_key_in_the_query(server: NetServer) -> None:
     assert not leaked(harness, outcome)
 
 
-async def test_a_stored_credential_is_refused_until_credentials_exist(server: NetServer) -> None:
-    async with harness_with() as harness:
+async def test_a_stored_credential_without_a_store_fails_without_calling(
+    server: NetServer,
+) -> None:
+    async with harness_with() as harness:  # no resolver: `oxify run` has no credentials
         auth = {"type": "credential", "name": "crm"}
         doc = workflow([call(url=f"{server.url}/echo/x", auth=auth, retry={"max_retries": 2})], [])
         outcome = await harness.run(doc)
     assert outcome.status is ExecutionStatus.FAILED
     error = outcome.error or {}
     assert error["code"] == "node_config_invalid"
-    assert "stored credentials are not available yet" in error["message"]
+    assert "stored credentials need the service's database" in error["message"]
     assert server.requests == []
     assert harness.of_type(EventType.NODE_RETRY) == []
 

@@ -9,6 +9,7 @@ from app.api.routes import (
     access,
     admin_audit,
     analysis,
+    credentials,
     executions,
     forms,
     health,
@@ -33,3 +34,4 @@ router.include_router(forms.router)
 router.include_router(node_types.router)
 router.include_router(access.router)
 router.include_router(admin_audit.router)
+router.include_router(credentials.router)

@@ -52,3 +52,4 @@ KeyId = Annotated[
     str, Path(pattern=r"^[0-9A-Za-z]{12}$", description="An API key id (not the key).")
 ]
 FormId = Annotated[str, Path(max_length=MAX_ID, pattern=TEXT, description="A form id.")]
+CredentialId = Annotated[str, Path(max_length=MAX_ID, pattern=TEXT, description="A credential id.")]

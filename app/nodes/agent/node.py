@@ -119,11 +119,12 @@ class AgentExecutor:
     async def execute(self, ctx: NodeContext) -> NodeOutput | Suspend:
         config = cast(AgentConfig, ctx.config)
         base = await model_calls.request_of(ctx, config, self._resources)
+        key = await model_calls.stored_key(config, self._resources)
         with call_spans.agent(ctx.key, base):
-            return await self._loop(ctx, config, base)
+            return await self._loop(ctx, config, base, key)
 
     async def _loop(
-        self, ctx: NodeContext, config: AgentConfig, base: ChatRequest
+        self, ctx: NodeContext, config: AgentConfig, base: ChatRequest, key: str | None
     ) -> NodeOutput | Suspend:
         """Turns and tool calls until the model answers (see the module docstring)."""
         resources = self._resources
@@ -136,7 +137,9 @@ class AgentExecutor:
         asked_again = False
         for turn in range(1, max_turns + 1):
             step = f"turn-{turn}"
-            turn_once = partial(self._turn, ctx, config, step, base, transcript, toolbox, on_text)
+            turn_once = partial(
+                self._turn, ctx, config, step, base, key, transcript, toolbox, on_text
+            )
             recorded = await ctx.step(step, turn_once)
             answer = transcript.answered(recorded)
             if not answer.tool_calls:
@@ -165,6 +168,7 @@ class AgentExecutor:
         config: AgentConfig,
         step: str,
         base: ChatRequest,
+        key: str | None,
         transcript: Transcript,
         toolbox: _Lazy,
         on_text: OnText | None,
@@ -178,7 +182,7 @@ class AgentExecutor:
             tools=tools.specs,
             parallel_tool_calls=config.parallel_tool_calls,
         )
-        send = model_calls.sender(self._resources, request, ctx)
+        send = model_calls.sender(self._resources, request, ctx, key)
         answer, cost = await model_calls.paid_answer(ctx, self._resources, request, send, on_text)
         return {"answer": asdict(answer), "cost_usd": cost}
 

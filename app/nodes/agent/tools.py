@@ -200,7 +200,8 @@ class HttpRunner:
     async def __call__(self, ctx: NodeContext, call: Call, timeout_s: float) -> Any:
         names = ctx.scope.child(**{ARGS: call.arguments})
         rendered = await ctx.render_part("tools", (self.index, "request"), names)
-        request = _http_request(rendered, await _auth(ctx, self.index, names), call.key)
+        applied = await _auth(ctx, self.index, names, self.resources)
+        request = _http_request(rendered, applied, call.key)
         request.extensions["timeout"] = httpx.Timeout(timeout_s).as_dict()
         limits = exchange.Limits(
             timeout_s=timeout_s,
@@ -210,21 +211,25 @@ class HttpRunner:
             secret_headers=tuple(request.headers),
         )
         ctx.spend(api_calls=1)
-        answer = await exchange.send(self.resources, request, limits, ctx.clock.now)
-        return {"status": answer.status, **http_node.body_of(answer)}
+        with applied.scrubbing():
+            answer = await exchange.send(self.resources, request, limits, ctx.clock.now)
+            return applied.shown({"status": answer.status, **http_node.body_of(answer)})
 
 
-async def _auth(ctx: NodeContext, index: int, names: Scope) -> auth.Applied:
+async def _auth(
+    ctx: NodeContext, index: int, names: Scope, resources: NodeResources
+) -> auth.Applied:
     rendered = await ctx.render_part("tools", (index, "auth"), names)
     if rendered is None:
         return auth.apply(None)
     try:
-        return auth.apply(_AUTH.validate_python(rendered))
+        given = _AUTH.validate_python(rendered)
     except ValidationError:
         raise NodeConfigError(
             f"tools/{index}/auth rendered to a value that is not valid (values are not shown: "
             "they may hold secrets)"
         ) from None
+    return await auth.applied(resources, given)
 
 
 def _http_request(rendered: dict[str, Any], applied: auth.Applied, key: str) -> httpx.Request:

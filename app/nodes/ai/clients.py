@@ -9,6 +9,7 @@ context (:mod:`app.nodes.net.traced`).
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any, TypeVar
 
 import anthropic
@@ -48,23 +49,42 @@ def api_root(resources: NodeResources, provider: Provider, base_url: str | None)
     return (base_url or configured_root(resources, provider)).rstrip("/")
 
 
-def openai_client(resources: NodeResources, root: str) -> openai.AsyncOpenAI:
-    """The client for the OpenAI(-compatible) API at ``root``."""
-    key = _key(resources, "openai", root, resources.settings.openai_api_key, "OPENAI_API_KEY")
-    return _sdk_client(resources, f"openai:{root}", openai.AsyncOpenAI, key, root)
+def openai_client(
+    resources: NodeResources, root: str, stored_key: str | None = None
+) -> openai.AsyncOpenAI:
+    """The client for the OpenAI(-compatible) API at ``root``, with a stored credential's key
+    when the node names one, else the deployment's."""
+    if stored_key is not None:
+        name, key = f"openai:{root}:{_fingerprint(stored_key)}", stored_key
+    else:
+        secret = resources.settings.openai_api_key
+        name, key = f"openai:{root}", _key(resources, "openai", root, secret, "OPENAI_API_KEY")
+    return _sdk_client(resources, name, openai.AsyncOpenAI, key, root)
 
 
-def anthropic_client(resources: NodeResources, root: str) -> anthropic.AsyncAnthropic:
-    """The client for the Anthropic API at ``root``."""
-    secret = resources.settings.anthropic_api_key
-    key = _key(resources, "anthropic", root, secret, "ANTHROPIC_API_KEY")
+def anthropic_client(
+    resources: NodeResources, root: str, stored_key: str | None = None
+) -> anthropic.AsyncAnthropic:
+    """The client for the Anthropic API at ``root`` (keys as :func:`openai_client`)."""
+    if stored_key is not None:
+        name, key = f"anthropic:{root}:{_fingerprint(stored_key)}", stored_key
+    else:
+        secret = resources.settings.anthropic_api_key
+        key = _key(resources, "anthropic", root, secret, "ANTHROPIC_API_KEY")
+        name = f"anthropic:{root}"
     # The SDK's own spans are off (and it reads no ANTHROPIC_OPEN_TELEMETRY* variable): every
     # provider's call is one ``chat`` span of Oxify's, content shown only as Oxify allows, and the
     # trace context goes with the HTTP span under it.
     no_spans = {"traces": False, "propagation": False}
     return _sdk_client(
-        resources, f"anthropic:{root}", anthropic.AsyncAnthropic, key, root, open_telemetry=no_spans
+        resources, name, anthropic.AsyncAnthropic, key, root, open_telemetry=no_spans
     )
+
+
+def _fingerprint(key: str) -> str:
+    """What names a stored key's client: a digest, so the name (which a log line may show)
+    does not hold the key; a credential given a new value gets a client of its own."""
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
 def _sdk_client(

@@ -13,6 +13,7 @@ from typing import Any
 from app.domain.ai_nodes import LlmConfig, LlmMessage, ModelCallConfig
 from app.engine.run.context import NodeContext
 from app.errors import NodeConfigError
+from app.nodes import credentials
 from app.nodes.ai import call_spans, chat_anthropic, chat_ollama, chat_openai, failures
 from app.nodes.ai.chat import ChatAnswer, ChatRequest, Message, OnText
 from app.nodes.ai.clients import anthropic_client, api_root, openai_client, secrets_of
@@ -54,19 +55,39 @@ async def request_of(
     )
 
 
-def sender(resources: NodeResources, request: ChatRequest, ctx: NodeContext) -> Send:
+async def stored_key(config: ModelCallConfig, resources: NodeResources) -> str | None:
+    """The provider key of the stored credential the node names (``credential``), or None for
+    the deployment's. The key goes to the provider's client only: never into the request that
+    is rendered, cached, journaled or traced."""
+    if config.credential is None:
+        return None
+    if config.provider == "ollama":
+        raise NodeConfigError("'credential': ollama takes no key (openai and anthropic do)")
+    found = await credentials.resolve(resources, config.credential)
+    if found.kind == "basic":
+        raise NodeConfigError(
+            f"credential {found.name!r} is a basic credential: a provider key is one value "
+            "(store it as secret, bearer or api_key)"
+        )
+    return found.value
+
+
+def sender(
+    resources: NodeResources, request: ChatRequest, ctx: NodeContext, key: str | None = None
+) -> Send:
     """The call to the provider: through the provider's gate, bounded as a whole by
     ``OXIFY_LLM_TIMEOUT_S``, failures as node errors without secrets, in a ``chat`` span. A
-    config error (an unknown provider root) shows here, before a call is counted."""
-    secrets = secrets_of(resources)
+    config error (an unknown provider root) shows here, before a call is counted. ``key``: a
+    stored credential's key (:func:`stored_key`), else the deployment's."""
+    secrets = [*secrets_of(resources), *([key] if key is not None else [])]
     now = ctx.clock.now
     timeout_s = resources.settings.llm_timeout_s
     call: Send
     if request.provider == "openai":
-        client = openai_client(resources, request.root)
+        client = openai_client(resources, request.root, key)
         call = partial(chat_openai.chat, client, request)
     elif request.provider == "anthropic":
-        claude = anthropic_client(resources, request.root)
+        claude = anthropic_client(resources, request.root, key)
         call = partial(chat_anthropic.chat, claude, request)
     else:
         call = partial(
