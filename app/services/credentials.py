@@ -29,6 +29,8 @@ from app.errors import (
     ErrorDetail,
     InsufficientScope,
 )
+from app.services import audit
+from app.services.audit import AuditAction
 from app.store import credentials as store
 from app.store import db
 
@@ -88,6 +90,14 @@ class CredentialService:
         async with self._engine.begin() as conn:
             await store.insert(conn, row)
             created = await store.get(conn, credential_id, project)
+            detail = {"name": new.name, "kind": new.kind}
+            await audit.record(
+                conn,
+                action=AuditAction.CREDENTIAL_CREATE,
+                target=f"credential:{credential_id}",
+                project=project,
+                detail=detail,
+            )
         assert created is not None
         return created
 
@@ -110,9 +120,16 @@ class CredentialService:
     async def delete(self, credential_id: str) -> None:
         """Delete a credential for good; raises CredentialNotFound."""
         async with self._engine.begin() as conn:
-            removed = await store.remove(conn, credential_id, context.principal().project)
-        if not removed:
-            raise CredentialNotFound(f"no credential {credential_id!r}")
+            found = await store.get(conn, credential_id, context.principal().project)
+            if found is None or not await store.remove(conn, credential_id, found.project):
+                raise CredentialNotFound(f"no credential {credential_id!r}")
+            await audit.record(
+                conn,
+                action=AuditAction.CREDENTIAL_DELETE,
+                target=f"credential:{credential_id}",
+                project=found.project,
+                detail={"name": found.name},
+            )
 
     async def resolve(self, project: str, name: str) -> envelope.Resolved:
         """The credential ``name`` of ``project``, decrypted, for one node's call (the

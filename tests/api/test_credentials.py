@@ -137,3 +137,19 @@ async def test_a_caller_bound_to_a_project_sees_only_its_own(client: httpx.Async
         context.reset(token)
     everything = await service.list(limit=10, cursor=None)  # no project: every project
     assert {c.project for c in everything.items} == {"other", "mine"}
+
+
+async def test_credential_changes_are_audited_without_their_value(
+    client: httpx.AsyncClient,
+) -> None:
+    created = await client.post(
+        "/v1/credentials", json={"name": "audited", "kind": "bearer", "value": "canary-4242"}
+    )
+    assert created.status_code == 201, created.text
+    credential_id = created.json()["id"]
+    assert (await client.delete(f"/v1/credentials/{credential_id}")).status_code == 204
+    rows = (
+        await client.get("/v1/admin/audit", params={"target": f"credential:{credential_id}"})
+    ).json()["items"]
+    assert [r["action"] for r in rows] == ["credential.delete", "credential.create"]
+    assert "canary-4242" not in str(rows)
