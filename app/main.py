@@ -34,6 +34,7 @@ from app.services.forms import FormService
 from app.services.gauges import ClusterGauges
 from app.services.housekeeping import Housekeeping
 from app.services.keys import KeyService
+from app.services.limits import LimitService
 from app.services.runner import LeaseSettings, Runner
 from app.services.tickets import TicketService
 from app.services.workflows import WorkflowService
@@ -141,6 +142,14 @@ async def running_services(
     )
     finished_runs = FinishedRuns(engine, metrics.run_finished, timeout_s=timeout_s)
     bus.listen(finished_runs.events)
+    rate_limits = LimitService(
+        engine,
+        defaults=settings.default_limits(),
+        auth_failures_per_min=settings.auth_failures_per_min,
+        trusted_proxies=settings.proxy_networks(),
+        refresh_s=settings.limits_refresh_s,
+        replica_ttl_s=settings.lease_s,
+    )
     executions = ExecutionService(
         engine,
         workflows=workflows,
@@ -152,6 +161,7 @@ async def running_services(
         max_input_bytes=settings.max_input_bytes,
         tracer=tracing.tracer,
         trace_url_template=settings.trace_url_template,
+        limits=rate_limits,
     )
     # Retention deletes in bulk: its statements get a longer bound, on connections of their own.
     maintenance = (
@@ -188,15 +198,18 @@ async def running_services(
         keys=keys,
         auth=auth,
         tickets=TicketService(engine, keys),
+        limits=rate_limits,
     )
     await notifier.start()
     await runner.start()
     await housekeeping.start()
     gauges.start()
     keys.start()
+    rate_limits.start()
     try:
         yield services
     finally:
+        await rate_limits.close()
         await keys.close()
         if tokens is not None:
             await tokens.aclose()

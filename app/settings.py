@@ -20,6 +20,7 @@ from app.faults import FaultRule
 from app.settings_ai import AiSettings
 from app.settings_auth import AuthSettings
 from app.settings_code import CodeSettings
+from app.settings_limits import LimitSettings
 from app.settings_mcp import McpSettings
 from app.settings_net import NetSettings
 from app.settings_oidc import OidcSettings
@@ -71,6 +72,7 @@ class Settings(
     TracingSettings,
     AuthSettings,
     OidcSettings,
+    LimitSettings,
 ):
     model_config = SettingsConfigDict(
         env_prefix="OXIFY_", env_file=".env", extra="ignore", populate_by_name=True

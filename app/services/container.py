@@ -16,6 +16,7 @@ from app.services.finished_runs import FinishedRuns
 from app.services.forms import FormService
 from app.services.gauges import ClusterGauges
 from app.services.keys import KeyService
+from app.services.limits import LimitService
 from app.services.runner import Runner
 from app.services.tickets import TicketService
 from app.services.workflows import WorkflowService
@@ -39,6 +40,7 @@ class Services:
     keys: KeyService
     auth: Authenticator  # who a request comes from
     tickets: TicketService  # single-use tickets for browser streams
+    limits: LimitService  # rate limits and quotas per key and project
 
     def answer_cache_counts(self) -> dict[str, tuple[int, int]]:
         """Hits and misses of the process's answer caches made so far, by kind (``llm``,

@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.auth import context
 from app.domain import views as models
 from app.domain.events import Event, EventType
 from app.domain.run import RunConfig
@@ -43,9 +44,10 @@ from app.events.notify import Channel, Notifier
 from app.observability import trace_context
 from app.services import profiles
 from app.services.admission import Admission
+from app.services.limits import LimitService
 from app.services.runner import Runner
 from app.services.workflows import WorkflowService
-from app.store import db
+from app.store import db, quotas
 from app.store import executions as store
 from app.store.journal import SqlJournal
 
@@ -78,8 +80,10 @@ class ExecutionService:
         max_input_bytes: int,
         tracer: Tracer | None = None,
         trace_url_template: str | None = None,
+        limits: LimitService | None = None,
     ) -> None:
         self._engine = engine
+        self._limits = limits  # None: no quotas (the CLI's one-off runs)
         self._tracer = tracer  # None: tracing is off
         self._trace_url_template = trace_url_template
         self._read = db.autocommit(engine)  # reads: no BEGIN/ROLLBACK round trips
@@ -141,6 +145,8 @@ class ExecutionService:
                     trace_context=trace,
                     now=now,
                 )
+                if self._limits is not None:
+                    await self._limits.charge_run(conn, execution_id, context.principal(), now)
                 if idempotency_key is not None:
                     await store.insert_idempotency(
                         conn,
@@ -326,7 +332,11 @@ class ExecutionService:
         """Run a failed, timed-out or cancelled run again from where it stopped."""
         if (await self.get(execution_id)).purged_at is not None:
             raise InvalidState("cannot retry a run whose history retention deleted")
-        if await self._move(execution_id, Move.RETRY, cancel_requested=False):
+        async with self._engine.begin() as conn:
+            retried = await store.move(conn, execution_id, Move.RETRY, cancel_requested=False)
+            if retried is not None:
+                await quotas.reactivate(conn, execution_id)  # it counts as unfinished again
+        if retried is not None:
             self._queued(execution_id)
         else:
             await self._refuse(execution_id, "retry")

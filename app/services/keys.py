@@ -14,6 +14,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -22,6 +23,7 @@ from app.auth import scopes as scope_table
 from app.auth.principal import Principal
 from app.auth.scopes import Scope
 from app.domain.access import ApiKey, CreatedApiKey
+from app.domain.limits import Limits
 from app.errors import (
     InsufficientScope,
     KeyNotFound,
@@ -53,7 +55,12 @@ def view(row: KeyRow) -> ApiKey:
         revoked_at=row.revoked_at,
         last_used_at=row.last_used_at,
         replaced_by=row.replaced_by,
+        limits=_limits(row.limits),
     )
+
+
+def _limits(stored: dict[str, Any] | None) -> Limits | None:
+    return None if not stored else Limits.model_validate(stored)
 
 
 class KeyService:
@@ -93,6 +100,7 @@ class KeyService:
         scopes: list[str],
         project: str | None,
         expires_in_days: int | None = None,
+        limits: Limits | None = None,
         by: Principal | None = None,
     ) -> CreatedApiKey:
         """A new key; its text is in the answer and nowhere else. ``project`` None: every
@@ -111,7 +119,7 @@ class KeyService:
             digest=key_format.digest(parsed.secret, self._required_pepper()),
             scopes=sorted(granted),
             project=project,
-            limits=None,
+            limits=None if limits is None else limits.model_dump(exclude_none=True),
             created_at=now,
             expires_at=None if expires_in_days is None else now + timedelta(days=expires_in_days),
             revoked_at=None,
@@ -219,6 +227,7 @@ class KeyService:
             project=row.project,
             key_id=row.id,
             name=row.name,
+            limits=_limits(row.limits),
         )
 
     async def _read(self, key_id: str) -> KeyRow | None:

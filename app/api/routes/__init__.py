@@ -11,6 +11,7 @@ from app.api.routes import (
     executions,
     forms,
     health,
+    limits,
     node_types,
     stream,
     workflows,
@@ -31,3 +32,4 @@ router.include_router(stream.router)
 router.include_router(forms.router)
 router.include_router(node_types.router)
 router.include_router(access.router)
+router.include_router(limits.router)
