@@ -126,6 +126,13 @@ class NodeError(OxifyError):
         self.retry_after_s = retry_after_s
 
 
+class QuotaExhausted(NodeError):
+    """The tokens/day quota of the run's key or project is used up until the UTC day ends."""
+
+    code = "quota_exhausted"
+    retryable = False
+
+
 class NodeConfigError(NodeError):
     """The node's configuration could not be applied at run time."""
 

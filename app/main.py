@@ -37,6 +37,7 @@ from app.services.keys import KeyService
 from app.services.limits import LimitService
 from app.services.runner import LeaseSettings, Runner
 from app.services.tickets import TicketService
+from app.services.token_quotas import TokenQuotas
 from app.services.workflows import WorkflowService
 from app.settings import Settings, get_settings
 from app.store import db
@@ -84,7 +85,26 @@ async def running_services(
     journal.set_publisher(published)
     notifier.listen(Channel.EVENTS, bus.refresh)
     notifier.on_resync(bus.refresh_all)
-    resources = NodeResources(settings=settings, database=engine, meter=metrics)
+    rate_limits = LimitService(
+        engine,
+        defaults=settings.default_limits(),
+        auth_failures_per_min=settings.auth_failures_per_min,
+        trusted_proxies=settings.proxy_networks(),
+        refresh_s=settings.limits_refresh_s,
+        replica_ttl_s=settings.lease_s,
+    )
+    # Bound late: the runner drives runs (a pause), the executions resume them.
+    token_quotas = TokenQuotas(
+        engine,
+        limits=rate_limits,
+        keys=keys,
+        mode=settings.quota_exhausted,
+        control=lambda execution_id: runner.control(execution_id),
+        resume=lambda execution_id: executions.resume(execution_id),
+    )
+    resources = NodeResources(
+        settings=settings, database=engine, meter=metrics, token_quota=token_quotas
+    )
     registry = load_registry(resources)
     if settings.faults:
         executors = {name: faults.FaultyExecutor(e) for name, e in registry.executors.items()}
@@ -142,14 +162,6 @@ async def running_services(
     )
     finished_runs = FinishedRuns(engine, metrics.run_finished, timeout_s=timeout_s)
     bus.listen(finished_runs.events)
-    rate_limits = LimitService(
-        engine,
-        defaults=settings.default_limits(),
-        auth_failures_per_min=settings.auth_failures_per_min,
-        trusted_proxies=settings.proxy_networks(),
-        refresh_s=settings.limits_refresh_s,
-        replica_ttl_s=settings.lease_s,
-    )
     executions = ExecutionService(
         engine,
         workflows=workflows,
@@ -181,6 +193,7 @@ async def running_services(
         deadline_sweep_s=settings.deadline_sweep_s,
         retention_days=settings.retention_days,
         retention_interval_s=settings.retention_interval_s,
+        quotas=token_quotas,
     )
     gauges = ClusterGauges(engine, settings.cluster_gauges_s)
     services = Services(
@@ -199,6 +212,7 @@ async def running_services(
         auth=auth,
         tickets=TicketService(engine, keys),
         limits=rate_limits,
+        token_quotas=token_quotas,
     )
     await notifier.start()
     await runner.start()

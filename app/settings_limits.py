@@ -3,6 +3,8 @@ from ``OXIFY_*`` variables). A default left unset is unlimited."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, Field, field_validator
 
 from app.auth import client_ip
@@ -27,8 +29,13 @@ class LimitSettings(BaseModel):
     default_tokens_per_day: int | None = Field(
         default=None,
         ge=0,
-        description="LLM tokens per UTC day, per project without its own (recorded; see "
-        "README for what is enforced).",
+        description="LLM tokens (input + output) per UTC day, per project without its own.",
+    )
+    quota_exhausted: Literal["pause", "fail"] = Field(
+        default="pause",
+        description="A run whose model call crosses tokens/day: `pause` (reason "
+        "`quota_exhausted`, resumed when the UTC day ends) or `fail` (its next model call "
+        "fails with `quota_exhausted`).",
     )
     auth_failures_per_min: float = Field(
         default=20.0,

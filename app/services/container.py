@@ -19,6 +19,7 @@ from app.services.keys import KeyService
 from app.services.limits import LimitService
 from app.services.runner import Runner
 from app.services.tickets import TicketService
+from app.services.token_quotas import TokenQuotas
 from app.services.workflows import WorkflowService
 from app.settings import Settings
 from app.store import db
@@ -41,6 +42,7 @@ class Services:
     auth: Authenticator  # who a request comes from
     tickets: TicketService  # single-use tickets for browser streams
     limits: LimitService  # rate limits and quotas per key and project
+    token_quotas: TokenQuotas  # tokens/day on every model call
 
     def answer_cache_counts(self) -> dict[str, tuple[int, int]]:
         """Hits and misses of the process's answer caches made so far, by kind (``llm``,

@@ -100,6 +100,40 @@ async def release_finished(conn: AsyncConnection) -> int:
     return int(result.rowcount or 0)
 
 
+async def run_scopes(conn: AsyncConnection, execution_id: str) -> tuple[str, str | None] | None:
+    """The project and key a run counts against (None: a run started before quotas)."""
+    row = (
+        await conn.execute(
+            select(run_quotas.c.project, run_quotas.c.key_id).where(
+                run_quotas.c.execution_id == execution_id
+            )
+        )
+    ).first()
+    return None if row is None else (row.project, row.key_id)
+
+
+async def mark_paused(conn: AsyncConnection, execution_id: str, day: date) -> None:
+    await conn.execute(
+        update(run_quotas).where(run_quotas.c.execution_id == execution_id).values(paused_on=day)
+    )
+
+
+async def paused_before(conn: AsyncConnection, day: date) -> list[str]:
+    """Runs tokens/day paused on a day before ``day``: their window has reset."""
+    rows = await conn.execute(
+        select(run_quotas.c.execution_id).where(
+            run_quotas.c.paused_on.is_not(None), run_quotas.c.paused_on < day
+        )
+    )
+    return [row.execution_id for row in rows]
+
+
+async def unmark_paused(conn: AsyncConnection, execution_id: str) -> None:
+    await conn.execute(
+        update(run_quotas).where(run_quotas.c.execution_id == execution_id).values(paused_on=None)
+    )
+
+
 # -- daily counters -----------------------------------------------------------------------------
 
 
@@ -130,6 +164,18 @@ async def used(conn: AsyncConnection, scope: str, quota: str, day: date) -> int:
         )
     )
     return int(found or 0)
+
+
+async def used_many(
+    conn: AsyncConnection, scopes: list[str], quota: str, day: date
+) -> dict[str, int]:
+    """What each of ``scopes`` used of ``quota`` on ``day`` (absent: nothing)."""
+    rows = await conn.execute(
+        select(quota_usage.c.scope, quota_usage.c.used).where(
+            quota_usage.c.scope.in_(scopes), quota_usage.c.quota == quota, quota_usage.c.day == day
+        )
+    )
+    return {row.scope: int(row.used) for row in rows}
 
 
 async def forget_before(conn: AsyncConnection, day: date) -> None:

@@ -329,10 +329,12 @@ quota_usage = Table(
 )
 
 _ACTIVE_HOLD = text("active")
+_PAUSED_HOLD = text("paused_on IS NOT NULL")
 # Who a run counts against (written with the run): its project and key, for concurrent runs
 # and tokens/day. ``active`` until housekeeping sees the run terminal (a retry sets it again);
 # concurrent runs are counted over active rows joined to the runs' current status, so a run
-# that just ended stops counting at once. No foreign key: see the module docstring.
+# that just ended stops counting at once; ``paused_on``: the UTC day its tokens/day quota
+# paused it (resumed once that day is over). No foreign key: see the module docstring.
 run_quotas = Table(
     "run_quotas",
     metadata,
@@ -340,8 +342,15 @@ run_quotas = Table(
     Column("project", String(64), nullable=False),
     Column("key_id", String(12), nullable=True),
     Column("active", Boolean, nullable=False),
+    Column("paused_on", Date, nullable=True),
     Index(
         "ix_run_quotas_project", "project", postgresql_where=_ACTIVE_HOLD, sqlite_where=_ACTIVE_HOLD
     ),
     Index("ix_run_quotas_key", "key_id", postgresql_where=_ACTIVE_HOLD, sqlite_where=_ACTIVE_HOLD),
+    Index(
+        "ix_run_quotas_paused_on",
+        "paused_on",
+        postgresql_where=_PAUSED_HOLD,
+        sqlite_where=_PAUSED_HOLD,
+    ),
 )

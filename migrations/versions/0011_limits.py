@@ -20,6 +20,7 @@ depends_on: str | Sequence[str] | None = None
 
 _JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 _ACTIVE = sa.text("active")
+_PAUSED = sa.text("paused_on IS NOT NULL")
 
 
 def upgrade() -> None:
@@ -44,6 +45,7 @@ def upgrade() -> None:
         sa.Column("project", sa.String(length=64), nullable=False),
         sa.Column("key_id", sa.String(length=12), nullable=True),
         sa.Column("active", sa.Boolean(), nullable=False),
+        sa.Column("paused_on", sa.Date(), nullable=True),
         sa.PrimaryKeyConstraint("execution_id", name=op.f("pk_run_quotas")),
     )
     op.create_index(
@@ -60,9 +62,17 @@ def upgrade() -> None:
         postgresql_where=_ACTIVE,
         sqlite_where=_ACTIVE,
     )
+    op.create_index(
+        "ix_run_quotas_paused_on",
+        "run_quotas",
+        ["paused_on"],
+        postgresql_where=_PAUSED,
+        sqlite_where=_PAUSED,
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_run_quotas_paused_on", table_name="run_quotas")
     op.drop_index("ix_run_quotas_key", table_name="run_quotas")
     op.drop_index("ix_run_quotas_project", table_name="run_quotas")
     op.drop_table("run_quotas")
