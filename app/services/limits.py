@@ -75,6 +75,7 @@ class LimitService:
         self._requests = Limiter(clock=clock)
         self._failures = Limiter(burst_s=FAILURES_WINDOW_S, clock=clock)
         self._projects: dict[str, Limits] = {}
+        self._changes = 0  # limits set through this replica so far
         self.replicas = 1  # live replicas sharing requests/s (read in the background)
         self._task: asyncio.Task[None] | None = None
 
@@ -97,15 +98,18 @@ class LimitService:
                 conn, project, limits.model_dump(exclude_none=True), self._now()
             )
         self._projects[project] = limits
+        self._changes += 1
         return ProjectLimits(project=project, **self.for_project(project).model_dump())
 
     async def refresh(self) -> None:
         """Read project limits and count live replicas."""
         since = self._now() - timedelta(seconds=self._replica_ttl_s)
+        changes = self._changes
         async with self._engine.connect() as conn:
             stored = await quotas.all_project_limits(conn)
             self.replicas = await quotas.live_replicas(conn, since)
-        self._projects = {name: Limits.model_validate(value) for name, value in stored.items()}
+        if changes == self._changes:  # else limits set meanwhile: this read may predate them
+            self._projects = {name: Limits.model_validate(v) for name, v in stored.items()}
 
     async def upkeep(self) -> None:
         """Release finished runs from concurrency counts and drop old daily counters
@@ -181,38 +185,49 @@ class LimitService:
     ) -> None:
         """Count a new run against its key and project, in the caller's transaction (the one
         inserting the run): QuotaExceeded, nothing counted once it rolls back, when a limit
-        is reached. Concurrent runs are counted under a per-scope advisory lock after the run
-        is held (so the count includes it); runs per day by a conditional upsert."""
+        is reached. Runs per day: a conditional upsert per scope, in the statement that holds
+        the run (one round trip). Concurrent runs: that statement first takes an advisory lock
+        per limited scope, then one more statement counts the unfinished runs (the new one
+        included) with a snapshot taken after the locks: exact, two submissions never both
+        take the last place."""
         project = principal.project or DEFAULT_PROJECT
         scopes = [_Scope(f"project:{project}", "project", project, self.for_project(project))]
         if principal.key_id is not None and principal.limits is not None:
             key = principal.key_id
             scopes.insert(0, _Scope(f"key:{key}", "key_id", key, principal.limits))
         bounded = [scope for scope in scopes if scope.limits.concurrent_runs is not None]
-        for scope in bounded:
-            await quotas.lock(conn, scope.name)
-        await quotas.hold(conn, execution_id, project, principal.key_id)
-        for scope in bounded:
-            limit = scope.limits.concurrent_runs
-            assert limit is not None
-            if await quotas.active_runs(conn, scope.column, scope.value) > limit:
-                raise QuotaExceeded(
-                    f"{limit} runs of this {scope.column.removesuffix('_id')} are unfinished",
-                    policy=Quota.CONCURRENT.value,
-                    quota=limit,
-                    window_s=CONCURRENT_RETRY_S,
-                    retry_after_s=CONCURRENT_RETRY_S,
-                )
+        daily = [
+            (s.name, s.limits.runs_per_day) for s in scopes if s.limits.runs_per_day is not None
+        ]
+        charged = await quotas.admit_run(
+            conn,
+            execution_id=execution_id,
+            project=project,
+            key_id=principal.key_id,
+            locks=[scope.name for scope in bounded],
+            runs_per_day=daily,
+            day=windows.window(now),
+        )
         for scope in scopes:
             limit = scope.limits.runs_per_day
-            if limit is None:
-                continue
-            day = windows.window(now)
-            if await quotas.charge(conn, scope.name, Quota.RUNS.value, day, 1, limit) is None:
+            if limit is not None and scope.name not in charged:
                 raise QuotaExceeded(
                     f"{limit} runs a day for this {scope.column.removesuffix('_id')}: used up",
                     policy=Quota.RUNS.value,
                     quota=limit,
                     window_s=DAY_S,
                     retry_after_s=windows.reset_in_s(now),
+                )
+        if not bounded:
+            return
+        counts = await quotas.active_counts(conn, [(s.column, s.value) for s in bounded])
+        for scope, count in zip(bounded, counts, strict=True):
+            limit = scope.limits.concurrent_runs
+            if limit is not None and count > limit:
+                raise QuotaExceeded(
+                    f"{limit} runs of this {scope.column.removesuffix('_id')} are unfinished",
+                    policy=Quota.CONCURRENT.value,
+                    quota=limit,
+                    window_s=CONCURRENT_RETRY_S,
+                    retry_after_s=CONCURRENT_RETRY_S,
                 )

@@ -134,7 +134,7 @@ async def test_concurrent_runs_exact_and_freed_when_a_run_ends(pg_database_url: 
         assert retried.status_code == 202, retried.text
         engine = services_of(a).engine
         async with engine.connect() as conn:
-            assert await quotas.active_runs(conn, "project", "busy") == 8
+            assert await quotas.active_counts(conn, [("project", "busy")]) == [8]
 
 
 async def test_requests_per_second_are_shared_by_live_replicas(pg_database_url: str) -> None:
