@@ -10,6 +10,7 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,6 +22,7 @@ from app.auth.scopes import Scope
 from app.domain.limits import Limits
 from app.errors import QuotaExceeded
 from app.store import quotas
+from app.store.db import migrate
 from app.store.tables import run_quotas
 from tests.api.helpers import assert_problem, doubler, linear, services_of, serving
 
@@ -236,3 +238,23 @@ async def test_project_limits_admin_routes_and_key_limits(pg_database_url: str) 
         )
         assert created.status_code == 201, created.text
         assert created.json()["limits"]["runs_per_day"] == 5
+
+
+async def test_quotas_on_sqlite(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'oxify.db'}"
+    await migrate(url)
+    async with serving(url, default_runs_per_day=3, default_concurrent_runs=2) as client:
+        workflow_id = await create_workflow_as(client, waiting(), {})
+        codes = [
+            (await client.post(f"/v1/workflows/{workflow_id}/executions", json={})).status_code
+            for _ in range(3)
+        ]
+        assert codes == [202, 202, 429]  # two unfinished at most
+        first = (await client.get("/v1/executions")).json()["items"][-1]["id"]
+        await client.post(f"/v1/executions/{first}/cancel", params={"wait": "true"})
+        third = await client.post(f"/v1/workflows/{workflow_id}/executions", json={})
+        assert third.status_code == 202, third.text
+        await client.post(f"/v1/executions/{third.json()['id']}/cancel", params={"wait": "true"})
+        refused = await client.post(f"/v1/workflows/{workflow_id}/executions", json={})
+        assert_problem(refused, 429, "quota_exceeded")  # three a day
+        assert refused.headers["ratelimit-policy"] == '"runs";q=3;w=86400'
