@@ -36,6 +36,7 @@ COLLECTION_PATTERN = r"^[A-Za-z0-9_.-]{1,255}$"
 SERVICE_TABLES = frozenset(
     {
         "alembic_version",
+        "api_keys",
         "checkpoints",
         "events",
         "executions",
@@ -43,7 +44,11 @@ SERVICE_TABLES = frozenset(
         "forms",
         "idempotency_keys",
         "node_runs",
+        "project_limits",
+        "quota_usage",
         "replicas",
+        "run_quotas",
+        "stream_tickets",
         "workflow_versions",
         "workflows",
     }
