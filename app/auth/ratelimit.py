@@ -39,9 +39,6 @@ class Bucket:
         tokens = min(self.capacity, self.tokens + (now - self.at) * self.rate)
         return 0.0 if tokens >= _WHOLE else (1.0 - tokens) / self.rate
 
-    def remaining(self) -> int:
-        return int(self.tokens)
-
 
 class Limiter:
     """Buckets by key (a key id, a project, an address), each ``per_s`` tokens a second with a
@@ -62,10 +59,6 @@ class Limiter:
         """Seconds until ``key``'s bucket holds a token (0.0: it does); takes nothing."""
         bucket = self._buckets.get(key)
         return 0.0 if bucket is None else bucket.empty(self._clock())
-
-    def remaining(self, key: Hashable) -> int | None:
-        bucket = self._buckets.get(key)
-        return None if bucket is None else bucket.remaining()
 
     def _bucket(self, key: Hashable, per_s: float) -> Bucket:
         capacity = max(1.0, per_s * self._burst_s)

@@ -40,14 +40,6 @@ class Limits(BaseModel):
         default=None, ge=0, description="LLM tokens (input + output) per UTC day."
     )
 
-    def of(self, quota: Quota) -> float | int | None:
-        return {
-            Quota.REQUESTS: self.requests_per_s,
-            Quota.CONCURRENT: self.concurrent_runs,
-            Quota.RUNS: self.runs_per_day,
-            Quota.TOKENS: self.tokens_per_day,
-        }.get(quota)
-
     def over(self, defaults: Limits) -> Limits:
         """These limits, each one left out taken from ``defaults``."""
         mine = self.model_dump(exclude_none=True)
