@@ -34,7 +34,8 @@ OPENAPI_PATH = Path("openapi") / "openapi.json"
 METHODS = ("get", "put", "post", "delete", "patch")
 DOCUMENT_SCHEMAS = ("WorkflowDocument", "NodeSpec", "EdgeSpec", "GraphSpec", "RetryPolicy")
 # Codes a route answers beyond what its documented statuses imply for every route (422:
-# request_invalid, 404: <resource>_not_found for its path parameters, 413, 429, 500, 503).
+# request_invalid, 404: <resource>_not_found for its path parameters, 413, 500, 503; 401 and
+# 429: the authentication codes and rate_limited).
 ROUTE_CODES: dict[tuple[str, str], tuple[str, ...]] = {
     ("POST", "/v1/workflows/validate"): ("workflow_invalid",),
     ("POST", "/v1/workflows"): ("workflow_invalid",),
@@ -46,6 +47,8 @@ ROUTE_CODES: dict[tuple[str, str], tuple[str, ...]] = {
         "idempotency_conflict",
         "inputs_invalid",
         "run_config_invalid",
+        "queue_full",
+        "quota_exceeded",
     ),
     ("GET", "/v1/executions"): ("cursor_invalid",),
     ("DELETE", "/v1/executions/{execution_id}"): ("invalid_state",),
@@ -62,6 +65,8 @@ ROUTE_CODES: dict[tuple[str, str], tuple[str, ...]] = {
         "submission_invalid",
     ),
     ("POST", "/v1/auth/tickets"): ("execution_not_found",),
+    ("GET", "/v1/admin/projects/{project}/limits"): ("project_not_found",),
+    ("PUT", "/v1/admin/projects/{project}/limits"): ("project_not_found",),
     ("POST", "/v1/admin/keys"): ("key_invalid", "key_pepper_missing"),
     ("POST", "/v1/admin/keys/{key_id}/rotate"): ("key_invalid", "key_pepper_missing"),
     ("POST", "/v1/credentials"): (
@@ -73,8 +78,13 @@ ROUTE_CODES: dict[tuple[str, str], tuple[str, ...]] = {
     ("GET", "/v1/credentials"): ("cursor_invalid",),
 }
 # What every route that needs credentials may answer.
-_AUTH_CODES = ("unauthenticated", "insufficient_scope", "identity_provider_unavailable")
-_BY_STATUS = {413: "body_too_large", 429: "queue_full", 500: "internal_error", 503: "not_ready"}
+_AUTH_CODES = (
+    "unauthenticated",
+    "insufficient_scope",
+    "identity_provider_unavailable",
+    "rate_limited",
+)
+_BY_STATUS = {413: "body_too_large", 500: "internal_error", 503: "not_ready"}
 
 
 def reference_app() -> FastAPI:

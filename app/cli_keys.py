@@ -14,10 +14,13 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from pydantic import ValidationError
+
 from app import cli_database
 from app.auth import keys as key_format
 from app.cli_errors import EXIT_OK, CliError
 from app.domain.access import MAX_KEY_DAYS, ApiKey
+from app.domain.limits import Limits
 from app.errors import OxifyError
 from app.services.keys import KeyService
 from app.settings import Settings
@@ -62,6 +65,18 @@ def _show(key: ApiKey, as_json: bool, secret: str | None = None) -> None:
         print(f"key (shown once, store it now): {secret}", file=sys.stderr)
 
 
+def _limits(pairs: list[str]) -> Limits | None:
+    """``--limit name=value`` options as the key's limits (SystemExit on a bad one)."""
+    if not pairs:
+        return None
+    given = {name.strip(): value.strip() for name, _, value in (p.partition("=") for p in pairs)}
+    try:
+        return Limits.model_validate(given)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise CliError(f"--limit {first['loc'][0]}: {first['msg']}") from None
+
+
 def cmd_create(args: argparse.Namespace) -> int:
     settings = cli_database.load_settings()
     project = None if args.all_projects else args.project
@@ -72,6 +87,7 @@ def cmd_create(args: argparse.Namespace) -> int:
             scopes=args.scope,
             project=project,
             expires_in_days=args.expires_in_days,
+            limits=_limits(args.limit),
         ),
     )
     _show(created, args.json, created.key)
@@ -184,6 +200,13 @@ def add_key_commands(commands: Any) -> None:
     p.add_argument("--project", default="default", help="the project it sees (default: default)")
     p.add_argument("--all-projects", action="store_true", help="an admin key for every project")
     p.add_argument("--expires-in-days", type=int, choices=range(1, MAX_KEY_DAYS + 1), metavar="N")
+    p.add_argument(
+        "--limit",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a limit of the key: requests_per_s, concurrent_runs, runs_per_day, tokens_per_day",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object, key included")
     p.set_defaults(handler=cmd_create)
     p = sub.add_parser("generate", help="print a new key for a secret file; stores nothing")

@@ -126,6 +126,13 @@ class NodeError(OxifyError):
         self.retry_after_s = retry_after_s
 
 
+class QuotaExhausted(NodeError):
+    """The tokens/day quota of the run's key or project is used up until the UTC day ends."""
+
+    code = "quota_exhausted"
+    retryable = False
+
+
 class NodeConfigError(NodeError):
     """The node's configuration could not be applied at run time."""
 
@@ -244,6 +251,41 @@ class QueueFull(OxifyError):
     def __init__(self, message: str | None = None, *, retry_after_s: int = 1) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+
+
+class RateLimited(OxifyError):
+    """Too many requests: slow down and try again after `Retry-After` seconds.
+
+    ``policy`` names what was counted (``requests``, ``auth_failures``, ``concurrent``,
+    ``runs``, ``tokens``), ``quota`` its limit in ``window_s`` seconds (None: no fixed window),
+    ``remaining`` what is left and ``retry_after_s`` when to try again: the answer's
+    ``RateLimit-Policy`` and ``RateLimit`` headers (IETF httpapi-ratelimit-headers).
+    """
+
+    code = "rate_limited"
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        policy: str,
+        quota: float,
+        window_s: int,
+        retry_after_s: int,
+        remaining: int = 0,
+    ) -> None:
+        super().__init__(message)
+        self.policy = policy
+        self.quota = quota
+        self.window_s = window_s
+        self.retry_after_s = retry_after_s
+        self.remaining = remaining
+
+
+class QuotaExceeded(RateLimited):
+    """A quota of this key or project is used up until its window resets."""
+
+    code = "quota_exceeded"
 
 
 class DatabaseUnavailable(OxifyError):
@@ -376,3 +418,9 @@ class CredentialInvalid(OxifyError):
     def __init__(self, errors: list[ErrorDetail]) -> None:
         self.errors = errors
         super().__init__(f"{len(errors)} problem(s) in the credential")
+
+
+class ProjectNotFound(OxifyError):
+    """No such project among those these credentials see."""
+
+    code = "project_not_found"

@@ -38,8 +38,10 @@ from app.services.forms import FormService
 from app.services.gauges import ClusterGauges
 from app.services.housekeeping import Housekeeping
 from app.services.keys import KeyService
+from app.services.limits import LimitService
 from app.services.runner import LeaseSettings, Runner
 from app.services.tickets import TicketService
+from app.services.token_quotas import TokenQuotas
 from app.services.workflows import WorkflowService
 from app.settings import Settings, get_settings
 from app.store import db
@@ -89,8 +91,29 @@ async def running_services(
     notifier.listen(Channel.EVENTS, bus.refresh)
     notifier.on_resync(bus.refresh_all)
     credentials = CredentialService(engine, settings.keyring())
+    rate_limits = LimitService(
+        engine,
+        defaults=settings.default_limits(),
+        auth_failures_per_min=settings.auth_failures_per_min,
+        trusted_proxies=settings.proxy_networks(),
+        refresh_s=settings.limits_refresh_s,
+        replica_ttl_s=settings.lease_s,
+    )
+    # Bound late: the runner drives runs (a pause), the executions resume them.
+    token_quotas = TokenQuotas(
+        engine,
+        limits=rate_limits,
+        keys=keys,
+        mode=settings.quota_exhausted,
+        control=lambda execution_id: runner.control(execution_id),
+        resume=lambda execution_id: executions.resume(execution_id),
+    )
     resources = NodeResources(
-        settings=settings, database=engine, meter=metrics, credentials=credentials
+        settings=settings,
+        database=engine,
+        meter=metrics,
+        credentials=credentials,
+        token_quota=token_quotas,
     )
     registry = load_registry(resources)
     if settings.faults:
@@ -160,6 +183,7 @@ async def running_services(
         max_input_bytes=settings.max_input_bytes,
         tracer=tracing.tracer,
         trace_url_template=settings.trace_url_template,
+        limits=rate_limits,
     )
     # Retention deletes in bulk: its statements get a longer bound, on connections of their own.
     maintenance = (
@@ -179,6 +203,7 @@ async def running_services(
         deadline_sweep_s=settings.deadline_sweep_s,
         retention_days=settings.retention_days,
         retention_interval_s=settings.retention_interval_s,
+        quotas=token_quotas,
     )
     gauges = ClusterGauges(engine, settings.cluster_gauges_s)
     services = Services(
@@ -199,15 +224,19 @@ async def running_services(
         auth_failures=auth_failures,
         audit=AuditService(engine),
         credentials=credentials,
+        limits=rate_limits,
+        token_quotas=token_quotas,
     )
     await notifier.start()
     await runner.start()
     await housekeeping.start()
     gauges.start()
     keys.start()
+    rate_limits.start()
     try:
         yield services
     finally:
+        await rate_limits.close()
         await keys.close()
         await auth_failures.close()
         if tokens is not None:

@@ -21,6 +21,7 @@ from app.faults import FaultRule
 from app.settings_ai import AiSettings
 from app.settings_auth import AuthSettings
 from app.settings_code import CodeSettings
+from app.settings_limits import LimitSettings
 from app.settings_mcp import McpSettings
 from app.settings_net import NetSettings
 from app.settings_oidc import OidcSettings
@@ -72,6 +73,7 @@ class Settings(
     TracingSettings,
     AuthSettings,
     OidcSettings,
+    LimitSettings,
 ):
     # Errors never repeat the input: it may be a key, a token or a URL with a password.
     model_config = SettingsConfigDict(

@@ -24,7 +24,7 @@ from starlette.websockets import WebSocket
 
 from app.api import bodies, openapi
 from app.api.schemas import PROBLEM_MEDIA_TYPE, ProblemDetails, ProblemError
-from app.errors import ErrorDetail, OxifyError
+from app.errors import ErrorDetail, OxifyError, RateLimited
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,8 @@ _STATUS_BY_CODE = {
     "invalid_state": 409,
     "idempotency_conflict": 409,
     "queue_full": 429,
+    "rate_limited": 429,
+    "quota_exceeded": 429,
     "form_closed": 409,
     "form_already_answered": 409,
     "not_an_approver": 403,
@@ -139,7 +141,8 @@ _RESPONSE_DESCRIPTIONS = {
     409: "Conflicts with the resource's current state.",
     413: "The request body is too large.",
     422: f"The request is not valid; `errors` point at the bad fields. {bodies.RULES}",
-    429: "Too many runs are waiting to start; `Retry-After` says when to try again.",
+    429: "Too many runs waiting to start, a rate limit or a quota reached: `Retry-After` says "
+    "when to try again; rate limits and quotas also answer `RateLimit-Policy` and `RateLimit`.",
     500: "An unexpected error (logged; no details leak).",
     503: "Not ready.",
 }
@@ -254,11 +257,25 @@ def _error_headers(_conn: HTTPConnection, exc: OxifyError) -> dict[str, str] | N
     seconds = getattr(exc, "retry_after_s", None)
     if seconds is not None:
         headers["Retry-After"] = str(seconds)
+    if isinstance(exc, RateLimited):
+        headers |= rate_limit_headers(exc.policy, exc.quota, exc.window_s, exc.remaining, seconds)
     if exc.code == "unauthenticated":
         headers["WWW-Authenticate"] = 'Bearer realm="oxify"'
     elif exc.code == "insufficient_scope":
         headers["WWW-Authenticate"] = 'Bearer realm="oxify", error="insufficient_scope"'
     return headers or None
+
+
+def rate_limit_headers(
+    policy: str, quota: float, window_s: int, remaining: int, reset_s: int | None
+) -> dict[str, str]:
+    """``RateLimit-Policy`` and ``RateLimit`` (IETF draft httpapi-ratelimit-headers): the
+    policy's quota ``q`` per ``w`` seconds, and ``r`` left until the window resets in ``t``."""
+    quota_text = str(int(quota)) if float(quota).is_integer() else f"{quota:g}"
+    state = f'"{policy}";r={max(0, remaining)}'
+    if reset_s is not None:
+        state += f";t={reset_s}"
+    return {"RateLimit-Policy": f'"{policy}";q={quota_text};w={window_s}', "RateLimit": state}
 
 
 def _http_headers(conn: HTTPConnection, exc: StarletteHTTPException) -> Mapping[str, str] | None:

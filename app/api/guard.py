@@ -42,6 +42,7 @@ TICKETS = "x-oxify-tickets"  # the route takes ?ticket= (stream routes)
 SECURITY_SCHEME = "bearer"
 # Query parameters that look like someone put a credential in the URL.
 _CREDENTIAL_PARAMS = frozenset({"api_key", "apikey", "key", "token", "access_token"})
+_XFF = "x-forwarded-for"  # believed from OXIFY_TRUSTED_PROXIES only
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 WebSocketEndpoint = Callable[..., Coroutine[Any, Any, None]]
 
@@ -121,30 +122,42 @@ def websocket_route(action: Action) -> Callable[[WebSocketEndpoint], WebSocketEn
 
 async def authenticate(conn: HTTPConnection, action: Action, *, tickets: bool) -> Principal:
     """The caller of ``conn`` if it may perform ``action``; Unauthenticated (401) or
-    InsufficientScope (403) otherwise. Remembered on ``conn.state.principal``."""
+    InsufficientScope (403) otherwise; RateLimited (429) over a rate limit. Remembered on
+    ``conn.state.principal`` (and the client address on ``conn.state.client_ip``)."""
     services: Services | None = getattr(conn.app.state, "services", None)
     if services is None:
         raise ApiProblem(503, "not_ready", "The service is starting or stopping.")
-    query = conn.query_params
-    if _CREDENTIAL_PARAMS.intersection(query.keys()):
-        raise Unauthenticated("credentials in the URL are refused: send an Authorization header")
-    ticket = query.get("ticket")
+    # Limits: an address that keeps failing to authenticate is refused before it tries again
+    # (429), and every authenticated request takes a token from its key's and project's
+    # buckets. In memory, per replica (app.services.limits).
+    limits = services.limits
+    address = limits.client_ip(conn.client.host if conn.client else None, conn.headers.get(_XFF))
+    conn.state.client_ip = address
+    limits.check_failures(address)
     try:
-        if ticket is not None:
-            if not tickets:
-                raise Unauthenticated("stream tickets open event streams only")
-            execution_id = conn.path_params.get("execution_id", "")
-            principal = await services.tickets.redeem(ticket, execution_id)
-        else:
-            principal = await services.auth.principal(conn.headers.get("authorization"))
+        principal = await _identify(conn, services, tickets=tickets)
     except Unauthenticated as exc:
+        limits.failed(address)
         services.auth_failures.note(_context(conn, ANONYMOUS), _presented(conn), exc.message)
         raise
     if not principal.may(action):
         allowed = " or ".join(sorted(scope_table.ALLOWED[action]))
         raise InsufficientScope(f"this needs scope {allowed}")
+    limits.admit_request(principal)
     conn.state.principal = principal
     return principal
+
+
+async def _identify(conn: HTTPConnection, services: Services, *, tickets: bool) -> Principal:
+    query = conn.query_params
+    if _CREDENTIAL_PARAMS.intersection(query.keys()):
+        raise Unauthenticated("credentials in the URL are refused: send an Authorization header")
+    ticket = query.get("ticket")
+    if ticket is not None:
+        if not tickets:
+            raise Unauthenticated("stream tickets open event streams only")
+        return await services.tickets.redeem(ticket, conn.path_params.get("execution_id", ""))
+    return await services.auth.principal(conn.headers.get("authorization"))
 
 
 async def websocket_principal(websocket: WebSocket, action: Action) -> Principal | None:
@@ -177,8 +190,7 @@ def _presented(conn: HTTPConnection) -> str:
 def _context(request: HTTPConnection, principal: Principal) -> context.RequestContext:
     given = request.headers.get("x-request-id")
     request_id = given if given and _REQUEST_ID.fullmatch(given) else secrets.token_hex(8)
-    client = request.client
-    return context.RequestContext(principal, request_id, None if client is None else client.host)
+    return context.RequestContext(principal, request_id, request.state.client_ip)
 
 
 async def caller(request: Request) -> Principal:

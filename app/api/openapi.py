@@ -92,13 +92,16 @@ SECURITY_SCHEMES = {
 _AUTH_RESPONSES = {
     "401": "No valid credentials: send `Authorization: Bearer <api key or token>`.",
     "403": "The credentials lack the scope this needs (`x-oxify-scopes` lists those that may).",
+    "429": "Too many requests, failed authentications or runs (a rate limit or quota): "
+    "`Retry-After` says when to try again; `RateLimit-Policy` and `RateLimit` say which limit "
+    "and what is left.",
     "503": "Not ready, or the identity provider's keys cannot be fetched; `Retry-After` says "
     "when to try again.",
 }
 
 
 def _security(document: dict[str, Any]) -> None:
-    """The bearer scheme, and 401/403 answers on every operation that needs credentials."""
+    """The bearer scheme, and 401/403/429 answers on every operation that needs credentials."""
     document["components"]["securitySchemes"] = SECURITY_SCHEMES
     problem_schema = {"$ref": SCHEMAS_REF + ProblemDetails.__name__}
     for operations in document.get("paths", {}).values():

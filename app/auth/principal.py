@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from app.auth import scopes as scope_table
 from app.auth.scopes import Action, Scope
+from app.domain.limits import Limits
 
 DEFAULT_PROJECT = "default"
 
@@ -22,6 +23,8 @@ class Principal:
     subject: str | None = None
     name: str | None = None  # the key's name, for people reading audit rows and approvals
     anonymous: bool = False
+    # The key's own limits (None: none of its own; its project's still apply).
+    limits: Limits | None = field(default=None, compare=False, hash=False)
 
     def may(self, action: Action) -> bool:
         return scope_table.allows(self.scopes, action)

@@ -7,6 +7,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from app.domain.limits import Limits
+
 SCOPES_DESCRIPTION = (
     "`viewer` reads workflows, runs, events and forms; `runner` also writes workflows and "
     "starts, pauses, resumes, cancels and retries runs; `reviewer` reads runs and forms and "
@@ -32,6 +34,9 @@ class ApiKey(BaseModel):
     revoked_at: datetime | None
     last_used_at: datetime | None = Field(description="Updated at most once a minute.")
     replaced_by: str | None = Field(description="The key a rotation made to replace this one.")
+    limits: Limits | None = Field(
+        default=None, description="The key's own rate limits and quotas (its project's apply too)."
+    )
 
 
 class CreatedApiKey(ApiKey):
@@ -56,6 +61,9 @@ class CreateApiKey(BaseModel):
         default=False, description="An admin key for every project (only with scope `admin`)."
     )
     expires_in_days: int | None = Field(default=None, ge=1, le=MAX_KEY_DAYS)
+    limits: Limits | None = Field(
+        default=None, description="Rate limits and quotas of this key alone; omitted: none."
+    )
 
 
 class RotateApiKey(BaseModel):

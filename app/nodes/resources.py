@@ -27,6 +27,7 @@ from app.engine.ports import Clock
 from app.engine.run.clock import SystemClock
 from app.nodes.meter import UNMETERED, LlmMeter
 from app.nodes.net import egress, traced
+from app.nodes.quota import UNLIMITED, TokenQuota
 from app.settings import Settings, get_settings
 
 T = TypeVar("T")
@@ -84,10 +85,12 @@ class NodeResources:
         logger: logging.Logger | None = None,
         meter: LlmMeter = UNMETERED,
         credentials: Resolver | None = None,
+        token_quota: TokenQuota = UNLIMITED,
     ) -> None:
         self.settings = settings if settings is not None else get_settings()
         self.meter = meter  # the metrics' view of model calls
         self.credentials = credentials  # stored credentials, decrypted one use at a time
+        self.token_quota = token_quota  # tokens/day of the run's key and project
         self.database = database
         self.clock: Clock = clock if clock is not None else SystemClock()
         self.logger = logger if logger is not None else logging.getLogger(LOGGER_NAME)

@@ -19,8 +19,10 @@ from app.services.finished_runs import FinishedRuns
 from app.services.forms import FormService
 from app.services.gauges import ClusterGauges
 from app.services.keys import KeyService
+from app.services.limits import LimitService
 from app.services.runner import Runner
 from app.services.tickets import TicketService
+from app.services.token_quotas import TokenQuotas
 from app.services.workflows import WorkflowService
 from app.settings import Settings
 from app.store import db
@@ -45,6 +47,8 @@ class Services:
     auth_failures: AuthFailures  # refused credentials, sampled into the audit log
     audit: AuditService  # the audit log, read and checked
     credentials: CredentialService  # secrets nodes use, encrypted (resources resolve through it)
+    limits: LimitService  # rate limits and quotas per key and project
+    token_quotas: TokenQuotas  # tokens/day on every model call
 
     def answer_cache_counts(self) -> dict[str, tuple[int, int]]:
         """Hits and misses of the process's answer caches made so far, by kind (``llm``,

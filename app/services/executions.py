@@ -45,9 +45,10 @@ from app.observability import trace_context
 from app.services import audit, profiles
 from app.services.admission import Admission
 from app.services.audit import AuditAction
+from app.services.limits import LimitService
 from app.services.runner import Runner
 from app.services.workflows import WorkflowService
-from app.store import db
+from app.store import db, quotas
 from app.store import executions as store
 from app.store.journal import SqlJournal
 
@@ -80,8 +81,10 @@ class ExecutionService:
         max_input_bytes: int,
         tracer: Tracer | None = None,
         trace_url_template: str | None = None,
+        limits: LimitService | None = None,
     ) -> None:
         self._engine = engine
+        self._limits = limits  # None: no quotas (the CLI's one-off runs)
         self._tracer = tracer  # None: tracing is off
         self._trace_url_template = trace_url_template
         self._read = db.autocommit(engine)  # reads: no BEGIN/ROLLBACK round trips
@@ -144,6 +147,10 @@ class ExecutionService:
                     now=now,
                     project=runnable.project,
                 )
+                if self._limits is not None:
+                    await self._limits.charge_run(
+                        conn, execution_id, context.principal(), runnable.project, now
+                    )
                 if idempotency_key is not None:
                     await store.insert_idempotency(
                         conn,
@@ -359,13 +366,17 @@ class ExecutionService:
         execution = await self.get(execution_id)
         if execution.purged_at is not None:
             raise InvalidState("cannot retry a run whose history retention deleted")
-        if await self._move(
-            execution_id,
-            Move.RETRY,
-            AuditAction.RUN_RETRY,
-            execution.project,
-            cancel_requested=False,
-        ):
+        project = execution.project
+        async with self._engine.begin() as conn:
+            retried = await store.move(
+                conn, execution_id, Move.RETRY, project=project, cancel_requested=False
+            )
+            if retried is not None:
+                await quotas.reactivate(conn, execution_id)  # it counts as unfinished again
+                await audit.record(
+                    conn, action=AuditAction.RUN_RETRY, target=execution_id, project=project
+                )
+        if retried is not None:
             self._queued(execution_id)
         else:
             await self._refuse(execution_id, "retry")

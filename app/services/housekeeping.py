@@ -1,5 +1,5 @@
-"""Periodic upkeep shared by the replicas: deadlines (forms, and runs whose timeout counts
-waiting time) and retention of finished runs.
+"""Periodic upkeep shared by the replicas: deadlines (forms, runs whose timeout counts
+waiting time, and runs tokens/day paused whose day is over) and retention of finished runs.
 
 Every replica runs both loops; row locks (deadlines) and an advisory lock (retention) make one
 replica act on each item, so the work is done once whichever replicas are up.
@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.services.executions import ExecutionService
 from app.services.forms import FormService
+from app.services.token_quotas import TokenQuotas
 from app.store import retention
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,7 @@ class Housekeeping:
         deadline_sweep_s: float,
         retention_days: float | None,
         retention_interval_s: float,
+        quotas: TokenQuotas | None = None,
     ) -> None:
         self._engine = engine
         self._forms = forms
@@ -40,6 +42,7 @@ class Housekeeping:
         self._deadline_sweep_s = deadline_sweep_s
         self._retention = timedelta(days=retention_days) if retention_days else None
         self._retention_interval_s = retention_interval_s
+        self._quotas = quotas
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -67,8 +70,12 @@ class Housekeeping:
             await asyncio.wait(self._tasks)  # (a cancel of the caller still propagates)
 
     async def deadlines(self) -> int:
-        """Forms past their deadline, and waiting runs past theirs; how many were handled."""
-        return await self._forms.expire_due() + await self._executions.expire_waiting()
+        """Forms past their deadline, waiting runs past theirs, runs paused for a quota whose
+        window reset; how many were handled."""
+        done = await self._forms.expire_due() + await self._executions.expire_waiting()
+        if self._quotas is not None:
+            done += await self._quotas.resume_due()
+        return done
 
     async def purge(self) -> int:
         """Purge every run past retention, a batch per transaction; returns how many."""

@@ -23,6 +23,7 @@ from app.auth import scopes as scope_table
 from app.auth.principal import DEFAULT_PROJECT, Principal
 from app.auth.scopes import Scope
 from app.domain.access import ApiKey, CreatedApiKey
+from app.domain.limits import Limits
 from app.errors import (
     InsufficientScope,
     KeyNotFound,
@@ -69,7 +70,12 @@ def view(row: KeyRow) -> ApiKey:
         revoked_at=row.revoked_at,
         last_used_at=row.last_used_at,
         replaced_by=row.replaced_by,
+        limits=_limits(row.limits),
     )
+
+
+def _limits(stored: dict[str, Any] | None) -> Limits | None:
+    return None if not stored else Limits.model_validate(stored)
 
 
 class KeyService:
@@ -109,6 +115,7 @@ class KeyService:
         scopes: list[str],
         project: str | None,
         expires_in_days: int | None = None,
+        limits: Limits | None = None,
         by: Principal | None = None,
     ) -> CreatedApiKey:
         """A new key; its text is in the answer and nowhere else. ``project`` None: every
@@ -127,7 +134,7 @@ class KeyService:
             digest=key_format.digest(parsed.secret, self._required_pepper()),
             scopes=sorted(granted),
             project=project,
-            limits=None,
+            limits=None if limits is None else limits.model_dump(exclude_none=True),
             created_at=now,
             expires_at=None if expires_in_days is None else now + timedelta(days=expires_in_days),
             revoked_at=None,
@@ -267,6 +274,7 @@ class KeyService:
             project=row.project,
             key_id=row.id,
             name=row.name,
+            limits=_limits(row.limits),
         )
 
     async def _read(self, key_id: str) -> KeyRow | None:

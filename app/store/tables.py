@@ -17,6 +17,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Date,
     DateTime,
     Float,
     ForeignKey,
@@ -362,4 +363,52 @@ credentials = Table(
     Column("created_at", Timestamp(), nullable=False),
     Column("updated_at", Timestamp(), nullable=False),
     Index("uq_credentials_project_name", "project", "name", unique=True),
+)
+
+# Limits of a project (``app.domain.limits.Limits`` as JSON), set by admins.
+project_limits = Table(
+    "project_limits",
+    metadata,
+    Column("project", String(64), primary_key=True),
+    Column("limits", Json, nullable=False),
+    Column("updated_at", Timestamp(), nullable=False),
+)
+
+# Exact daily quotas: what a key (``key:<id>``) or a project (``project:<name>``) used of a
+# quota (``runs``, ``tokens``) on a UTC day, counted by a conditional upsert in the
+# transaction that uses it.
+quota_usage = Table(
+    "quota_usage",
+    metadata,
+    Column("scope", String(80), primary_key=True),
+    Column("quota", String(16), primary_key=True),
+    Column("day", Date, primary_key=True),
+    Column("used", BigInteger, nullable=False),
+)
+
+_ACTIVE_HOLD = text("active")
+_PAUSED_HOLD = text("paused_on IS NOT NULL")
+# Who a run counts against (written with the run): its project and key, for concurrent runs
+# and tokens/day. ``active`` until housekeeping sees the run terminal (a retry sets it again);
+# concurrent runs are counted over active rows joined to the runs' current status, so a run
+# that just ended stops counting at once; ``paused_on``: the UTC day its tokens/day quota
+# paused it (resumed once that day is over). No foreign key: see the module docstring.
+run_quotas = Table(
+    "run_quotas",
+    metadata,
+    Column("execution_id", String(64), primary_key=True),
+    Column("project", String(64), nullable=False),
+    Column("key_id", String(12), nullable=True),
+    Column("active", Boolean, nullable=False),
+    Column("paused_on", Date, nullable=True),
+    Index(
+        "ix_run_quotas_project", "project", postgresql_where=_ACTIVE_HOLD, sqlite_where=_ACTIVE_HOLD
+    ),
+    Index("ix_run_quotas_key", "key_id", postgresql_where=_ACTIVE_HOLD, sqlite_where=_ACTIVE_HOLD),
+    Index(
+        "ix_run_quotas_paused_on",
+        "paused_on",
+        postgresql_where=_PAUSED_HOLD,
+        sqlite_where=_PAUSED_HOLD,
+    ),
 )

@@ -117,6 +117,7 @@ async def test_a_lost_database_connection_answers_503_then_the_pool_reconnects(
         "poll_s": 60.0,
         "deadline_sweep_s": 60.0,
         "cluster_gauges_s": 300.0,
+        "limits_refresh_s": 300.0,
     }
     async with serving(fresh_pg_url, **quiet) as client:
         assert (await client.get("/v1/workflows")).status_code == 200

@@ -13,6 +13,7 @@ from app.api.routes import (
     executions,
     forms,
     health,
+    limits,
     node_types,
     stream,
     workflows,
@@ -35,3 +36,4 @@ router.include_router(node_types.router)
 router.include_router(access.router)
 router.include_router(admin_audit.router)
 router.include_router(credentials.router)
+router.include_router(limits.router)

@@ -75,6 +75,7 @@ async def create_key(body: CreateApiKey, caller: CallerDep, services: ServicesDe
         scopes=body.scopes,
         project=project,
         expires_in_days=body.expires_in_days,
+        limits=body.limits,
         by=caller,
     )
 

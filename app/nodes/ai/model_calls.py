@@ -137,13 +137,17 @@ async def paid_answer(
     on_text: OnText | None,
 ) -> tuple[ChatAnswer, float | None]:
     """One call sent: counted as an api call before it goes, its tokens and price (None: the
-    model has no price) counted once it answered."""
+    model has no price) counted once it answered. A call the run's tokens/day quota has no
+    room for is refused before it goes (``quota_exhausted``)."""
+    await resources.token_quota.admit(ctx.execution_id)
     ctx.spend(api_calls=1)
     answer = await send(on_text)
     cost = price_table(resources).cost(
         request.provider, answer.model, answer.input_tokens, answer.output_tokens
     )
-    ctx.spend(tokens=answer.input_tokens + answer.output_tokens, cost_usd=cost)
+    tokens = answer.input_tokens + answer.output_tokens
+    await resources.token_quota.charge(ctx.execution_id, tokens)
+    ctx.spend(tokens=tokens, cost_usd=cost)
     resources.meter.llm_call(
         request.provider,
         request.model,
