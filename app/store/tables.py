@@ -100,6 +100,7 @@ workflow_versions = Table(
 )
 
 _WAITING_WITH_DEADLINE = text("status = 'waiting' AND deadline_at IS NOT NULL")
+_QUEUED = text("status = 'queued'")
 
 executions = Table(
     "executions",
@@ -156,6 +157,9 @@ executions = Table(
     # Claims (status = 'queued' in queue order; running rows by lease) and list filters.
     Index("ix_executions_status", "status", "queue_seq"),
     Index("ix_executions_finished", "finished_at"),
+    # The claim of queued runs, in queue order. Only queued rows are in it: the planner cannot
+    # mistake a walk of the whole queue order (finished runs first) for a cheap one.
+    Index("ix_executions_queued", "queue_seq", postgresql_where=_QUEUED, sqlite_where=_QUEUED),
     # The sweep for waiting runs past their deadline (every replica, every second): only the
     # few rows it can ever return are in it.
     Index(
