@@ -251,10 +251,13 @@ async def test_quotas_on_sqlite(tmp_path: Path) -> None:
         ]
         assert codes == [202, 202, 429]  # two unfinished at most
         first = (await client.get("/v1/executions")).json()["items"][-1]["id"]
+        # Settled first: the quota is the point here, not a cancel racing the run to its form.
+        assert (await client.get(f"/v1/executions/{first}/wait")).json()["status"] == "waiting"
         cancelled = await client.post(f"/v1/executions/{first}/cancel", params={"wait": "true"})
         assert cancelled.json()["status"] == "cancelled", cancelled.text
         third = await client.post(f"/v1/workflows/{workflow_id}/executions", json={})
         assert third.status_code == 202, third.text
+        await client.get(f"/v1/executions/{third.json()['id']}/wait")
         await client.post(f"/v1/executions/{third.json()['id']}/cancel", params={"wait": "true"})
         refused = await client.post(f"/v1/workflows/{workflow_id}/executions", json={})
         assert_problem(refused, 429, "quota_exceeded")  # three a day
