@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
@@ -111,3 +112,15 @@ def traced() -> Iterator[SpanTrace]:
     memory.clear()
     yield SpanTrace(memory)
     memory.clear()
+
+
+@pytest.fixture(autouse=True)
+def _signal_handlers_restored() -> Iterator[None]:
+    """Each test leaves SIGTERM and SIGINT as it found them. A uvicorn server installs its own
+    handlers and puts back what it found when it stops: servers stopped out of order leave a
+    stopped server's handler behind, and sse-starlette (which looks for the running server
+    through that handler) then ends every later event stream of the process at once."""
+    kept = {number: signal.getsignal(number) for number in (signal.SIGTERM, signal.SIGINT)}
+    yield
+    for number, handler in kept.items():
+        signal.signal(number, handler)
