@@ -42,7 +42,7 @@ class LlmExecutor:
         request = await model_calls.request_of(ctx, config, self._resources)
         key = await model_calls.stored_key(config, self._resources)
         cache = answer_cache(self._resources, "llm")
-        cache_key = AnswerCache.key(request.identity()) if config.cache else None
+        cache_key = AnswerCache.key(request.identity(), provider_key=key) if config.cache else None
         cached: ChatAnswer | None = cache.get(cache_key) if cache_key is not None else None
         if cached is not None:
             call_spans.cached(request, cached, self._resources.settings)

@@ -1,9 +1,12 @@
 """Answers (and embeddings) of identical requests, reused for a while.
 
 Keyed by a digest of everything that shapes the answer (provider, API root, model, parameters,
-messages, response format); bounded in entries (least recently used go first) and in age
-(``OXIFY_LLM_CACHE_TTL_S``). One cache per kind per process, shared by all runs. A completed
-node never asks again anyway: its result is journaled, and a resumed run replays it.
+messages, response format) and of whose it is: the run's project and the provider key the call
+would be paid with. A project never gets another's answer (no cross-project timing signal of
+what another asked, no answer that its own credential would not have bought). Bounded in
+entries (least recently used go first) and in age (``OXIFY_LLM_CACHE_TTL_S``). One cache per
+kind per process, shared by all runs. A completed node never asks again anyway: its result is
+journaled, and a resumed run replays it.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any
 import orjson
 from cachetools import TTLCache
 
+from app.nodes.credentials import run_project
 from app.nodes.resources import NodeResources
 
 _PREFIX = "cache:"  # the caches' names among the resources' clients: cache:<kind>
@@ -34,9 +38,13 @@ class AnswerCache:
         self.misses = 0
 
     @staticmethod
-    def key(request: dict[str, Any]) -> str:
-        """A digest of ``request`` (JSON with sorted keys: equal requests, equal keys)."""
-        return hashlib.sha256(orjson.dumps(request, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    def key(request: dict[str, Any], *, provider_key: str | None = None) -> str:
+        """A digest of ``request`` in the run's project, paid with ``provider_key`` (a stored
+        credential's; None: the deployment's). JSON with sorted keys: equal requests of one
+        owner, equal keys. The provider key enters the digest only, never the map."""
+        owner = {"project": run_project(), "provider_key": provider_key}
+        material = orjson.dumps({"owner": owner, "request": request}, option=orjson.OPT_SORT_KEYS)
+        return hashlib.sha256(material).hexdigest()
 
     def get(self, key: str) -> Any | None:
         if self._entries is None:

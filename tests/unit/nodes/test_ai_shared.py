@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from app.auth import context, principal
 from app.nodes.ai.cache import AnswerCache
 from app.nodes.ai.prices import PriceTable, load_prices
 from app.nodes.ai.throttle import ProviderGate, gate
@@ -79,6 +80,22 @@ def test_the_cache_forgets_after_its_ttl_and_beyond_its_size() -> None:
     now[0] = 11
     assert cache.get(keys[0]) is None
     assert (cache.hits, cache.misses) == (2, 2)
+
+
+def test_a_cached_answer_belongs_to_its_project_and_to_the_key_that_paid_for_it() -> None:
+    request = {"model": "m", "prompt": "p"}
+
+    def key_in(project: str, provider_key: str | None = None) -> str:
+        token = context.bind(context.RequestContext(principal.of_run("run-1", project)))
+        try:
+            return AnswerCache.key(request, provider_key=provider_key)
+        finally:
+            context.reset(token)
+
+    assert key_in("alpha") == key_in("alpha")
+    assert key_in("alpha") != key_in("beta")  # no answer (nor its timing) crosses projects
+    assert key_in("alpha", "sk-one") != key_in("alpha", "sk-two") != key_in("alpha")
+    assert "sk-one" not in key_in("alpha", "sk-one")
 
 
 def test_a_cache_of_size_zero_keeps_nothing() -> None:
