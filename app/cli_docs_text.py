@@ -123,8 +123,9 @@ EVENTS: dict[EventType, tuple[str, str]] = {
     ),
     EventType.WORKFLOW_RESUMED: (
         "the run continues after a pause, a retry, a restart or a takeover",
-        '`{"reason": "resumed" | "retry" | "shutdown" | "recovered" | "answered", "checkpoint", '
-        '"replica"}`',
+        '`{"reason": "resumed" | "retry" | "shutdown" | "recovered" | "answered" | '
+        '"cancelling", "checkpoint", "replica"}` (`cancelling`: a cancel asked while the run '
+        "was being set down; it ends cancelled at once)",
     ),
     EventType.WORKFLOW_COMPLETED: ("the run completed (terminal)", '`{"outputs"}`'),
     EventType.WORKFLOW_FAILED: (

@@ -74,6 +74,7 @@ class Move(StrEnum):
     HAND_BACK = "hand_back"
     WAIT = "wait"
     WAIT_ANSWERED = "wait_answered"
+    SET_DOWN_CANCELLED = "set_down_cancelled"
     REQUEST_PAUSE = "request_pause"
     HOLD = "hold"
     RESUME = "resume"
@@ -117,6 +118,12 @@ MOVES: Mapping[Move, Mapping[ExecutionStatus, ExecutionStatus]] = MappingProxyTy
         # Answers that arrived while the run was busy elsewhere queue it at once.
         Move.WAIT: {_E.RUNNING: _E.WAITING, _E.PAUSING: _E.PAUSED},
         Move.WAIT_ANSWERED: {_E.RUNNING: _E.QUEUED, _E.PAUSING: _E.PAUSED},
+        # A cancel asked of the driver (``cancel_requested``) that it had not acted on when it
+        # set the run down (waiting, paused, handed back): the run is queued instead, and the
+        # replica that claims it cancels it at once. Without this the cancel would be lost: no
+        # replica drives a waiting or paused run, and the client's cancel already found it
+        # driven.
+        Move.SET_DOWN_CANCELLED: {_E.RUNNING: _E.QUEUED, _E.PAUSING: _E.QUEUED},
         # -- clients and sweepers --------------------------------------------------------------
         # A driven run pauses through `pausing` (its running nodes finish first); an idle one
         # is held at once. Resume queues it for any replica.
@@ -142,6 +149,7 @@ RESUME_REASON: Mapping[Move, str] = MappingProxyType(
         Move.RECOVER: "recovered",
         Move.HAND_BACK: "shutdown",
         Move.WAIT_ANSWERED: "answered",
+        Move.SET_DOWN_CANCELLED: "cancelling",
         Move.ANSWER: "answered",
         Move.RESUME: "resumed",
         Move.RETRY: "retry",

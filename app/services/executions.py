@@ -48,12 +48,13 @@ from app.services.audit import AuditAction
 from app.services.limits import LimitService
 from app.services.runner import Runner
 from app.services.workflows import WorkflowService
-from app.store import db, quotas
+from app.store import db, quotas, submissions
 from app.store import executions as store
 from app.store.journal import SqlJournal
 
 _E = ExecutionStatus
 MAX_WAIT_S = 60.0  # seconds; the contract's cap for GET /wait
+CANCEL_TRIES = 5  # a cancel racing a run that moves between idle and driven tries this often
 _SETTLED = frozenset({_E.COMPLETED, _E.FAILED, _E.TIMED_OUT, _E.CANCELLED, _E.PAUSED, _E.WAITING})
 _SETTLING_EVENTS = frozenset(
     {
@@ -133,40 +134,36 @@ class ExecutionService:
         now = datetime.now(UTC)
         config_json = run_config.model_dump(mode="json")
         trace = trace_context.for_new_run(traceparent, self._tracer)
+        principal = context.principal()
+        daily, concurrent = (
+            self._limits.run_limits(principal, runnable.project) if self._limits else ([], [])
+        )
+        new = submissions.NewRun(
+            id=execution_id,
+            project=runnable.project,
+            workflow_id=workflow_id,
+            workflow_version=runnable.version,
+            inputs=inputs,
+            config=config_json,
+            created_at=now,
+            started_by=started_by,
+            trace_context=trace,
+            key_id=principal.key_id,
+            runs_per_day=daily,
+            concurrent=concurrent,
+            idempotency=None if idempotency_key is None else (idempotency_key, request_hash),
+            audit=audit.entry(
+                AuditAction.RUN_START,
+                target=execution_id,
+                project=runnable.project,
+                detail={"workflow_id": workflow_id, "version": runnable.version},
+            ),
+        )
         try:
-            async with self._engine.begin() as conn:
-                await store.insert_execution(
-                    conn,
-                    execution_id=execution_id,
-                    workflow_id=workflow_id,
-                    workflow_version=runnable.version,
-                    inputs=inputs,
-                    config=config_json,
-                    started_by=started_by,
-                    trace_context=trace,
-                    now=now,
-                    project=runnable.project,
-                )
-                if self._limits is not None:
-                    await self._limits.charge_run(
-                        conn, execution_id, context.principal(), runnable.project, now
-                    )
-                if idempotency_key is not None:
-                    await store.insert_idempotency(
-                        conn,
-                        workflow_id=workflow_id,
-                        key=idempotency_key,
-                        request_hash=request_hash,
-                        execution_id=execution_id,
-                        now=now,
-                    )
-                await audit.record(
-                    conn,
-                    action=AuditAction.RUN_START,
-                    target=execution_id,
-                    project=runnable.project,
-                    detail={"workflow_id": workflow_id, "version": runnable.version},
-                )
+            async with db.one_statement(self._engine) as conn:
+                await submissions.submit(conn, new)
+        except submissions.QuotaReached as reached:
+            raise LimitService.exceeded(reached, now) from None
         except IntegrityError:
             # A concurrent request with the same key won the race: answer with its run.
             if idempotency_key is None:
@@ -339,26 +336,33 @@ class ExecutionService:
         """Running nodes really stop (on whichever replica drives the run); with ``wait`` the
         answer comes once they have (or after MAX_WAIT_S)."""
         project = (await self.get(execution_id)).project  # another project's: not found
-        if await self._append(
-            execution_id,
-            Move.WITHDRAW,
-            EventType.WORKFLOW_CANCELLED,
-            AuditAction.RUN_CANCEL,
-            project,
-        ):
-            return await self.get(execution_id)
-        async with self._engine.begin() as conn:
-            requested = await store.request_cancel(conn, execution_id, project=project)
+        # An idle run is cancelled at once; a driven one through its driver. The run may move
+        # between the two (a driver sets it down, a replica claims it): then try again. A
+        # cancel its driver had not acted on when it set the run down is not lost either: the
+        # run is queued instead, and cancelled by the replica that claims it.
+        for _ in range(CANCEL_TRIES):
+            if await self._append(
+                execution_id,
+                Move.WITHDRAW,
+                EventType.WORKFLOW_CANCELLED,
+                AuditAction.RUN_CANCEL,
+                project,
+            ):
+                return await self.get(execution_id)
+            async with self._engine.begin() as conn:
+                requested = await store.request_cancel(conn, execution_id, project=project)
+                if requested:
+                    await audit.record(
+                        conn, action=AuditAction.RUN_CANCEL, target=execution_id, project=project
+                    )
             if requested:
-                await audit.record(
-                    conn, action=AuditAction.RUN_CANCEL, target=execution_id, project=project
-                )
-        if requested:
-            self._tell_owner(execution_id, RunControl.cancel)
-            if wait:
-                await self._until_stopped(execution_id)
-        elif (await self.get(execution_id)).status is not _E.CANCELLED:
-            await self._refuse(execution_id, "cancel")
+                self._tell_owner(execution_id, RunControl.cancel)
+                if wait:
+                    await self._until_stopped(execution_id)
+                return await self.get(execution_id)
+            if (await self.get(execution_id)).status.is_terminal:
+                break
+        await self._refuse(execution_id, "cancel", allowed_now=(_E.CANCELLED,))
         return await self.get(execution_id)
 
     async def retry(self, execution_id: str) -> models.Execution:
@@ -407,10 +411,9 @@ class ExecutionService:
             self._notifier.send(Channel.CONTROL, (execution_id,))
 
     async def _until_stopped(self, execution_id: str) -> None:
-        if self._runner.control(execution_id) is not None:
-            await self._runner.wait_stopped(execution_id)
-            return
-        await self.wait(execution_id, MAX_WAIT_S)  # driven elsewhere: its events tell
+        await self._runner.wait_stopped(execution_id)  # driven here: until its task ends
+        # Driven elsewhere (its events tell), or set down to be cancelled by the next claim.
+        await self.wait(execution_id, MAX_WAIT_S)
 
     async def _move(
         self, execution_id: str, move: Move, action: AuditAction, project: str, **fields: Any

@@ -7,8 +7,8 @@ are read every ``OXIFY_LIMITS_REFRESH_S`` seconds (5) by a task of their own (a 
 come with the key, from the key cache). Requests per second are a token bucket per replica
 sized ``limit ÷ live replicas``, so the cluster allows about the limit whichever replica a
 balancer picks. Quotas (concurrent runs, runs per day) are exact: charged in the transaction
-that inserts the run (:meth:`charge_run`), by statements that cannot over-count under
-concurrency, and rolled back with it.
+that inserts the run (:mod:`app.store.submissions`, with the limits :meth:`run_limits` gives),
+by statements that cannot over-count under concurrency, and rolled back with it.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.auth import client_ip
 from app.auth.principal import DEFAULT_PROJECT, Principal
@@ -29,7 +29,7 @@ from app.auth.ratelimit import Limiter, retry_after_s
 from app.domain import limits as windows
 from app.domain.limits import DAY_S, UNLIMITED, Limits, ProjectLimits, Quota
 from app.errors import QuotaExceeded, RateLimited
-from app.store import quotas
+from app.store import quotas, submissions
 
 log = logging.getLogger(__name__)
 
@@ -180,58 +180,45 @@ class LimitService:
 
     # -- runs -----------------------------------------------------------------------------
 
-    async def charge_run(
-        self,
-        conn: AsyncConnection,
-        execution_id: str,
-        principal: Principal,
-        project: str,
-        now: datetime,
-    ) -> None:
-        """Count a new run against its key and project, in the caller's transaction (the one
-        inserting the run): QuotaExceeded, nothing counted once it rolls back, when a limit
-        is reached. Runs per day: a conditional upsert per scope, in the statement that holds
-        the run (one round trip). Concurrent runs: that statement first takes an advisory lock
-        per limited scope, then one more statement counts the unfinished runs (the new one
-        included) with a snapshot taken after the locks: exact, two submissions never both
-        take the last place. ``project``: the run's (its workflow's)."""
+    def run_limits(
+        self, principal: Principal, project: str
+    ) -> tuple[list[submissions.Limit], list[submissions.Limit]]:
+        """The runs/day and concurrent-runs limits a new run of ``project`` (its workflow's)
+        submitted by ``principal`` is charged against, key before project (the order their
+        locks are taken in). No database: the limits are in memory."""
         scopes = [_Scope(f"project:{project}", "project", project, self.for_project(project))]
         if principal.key_id is not None and principal.limits is not None:
             key = principal.key_id
             scopes.insert(0, _Scope(f"key:{key}", "key_id", key, principal.limits))
-        bounded = [scope for scope in scopes if scope.limits.concurrent_runs is not None]
         daily = [
-            (s.name, s.limits.runs_per_day) for s in scopes if s.limits.runs_per_day is not None
+            submissions.Limit(s.name, s.column, s.value, s.limits.runs_per_day)
+            for s in scopes
+            if s.limits.runs_per_day is not None
         ]
-        charged = await quotas.admit_run(
-            conn,
-            execution_id=execution_id,
-            project=project,
-            key_id=principal.key_id,
-            locks=[scope.name for scope in bounded],
-            runs_per_day=daily,
-            day=windows.window(now),
+        concurrent = [
+            submissions.Limit(s.name, s.column, s.value, s.limits.concurrent_runs)
+            for s in scopes
+            if s.limits.concurrent_runs is not None
+        ]
+        return daily, concurrent
+
+    @staticmethod
+    def exceeded(reached: submissions.QuotaReached, now: datetime) -> QuotaExceeded:
+        """The answer to a submission its quotas refused."""
+        limit = reached.limit
+        holder = limit.column.removesuffix("_id")
+        if reached.quota == Quota.RUNS.value:
+            return QuotaExceeded(
+                f"{limit.limit} runs a day for this {holder}: used up",
+                policy=Quota.RUNS.value,
+                quota=limit.limit,
+                window_s=DAY_S,
+                retry_after_s=windows.reset_in_s(now),
+            )
+        return QuotaExceeded(
+            f"{limit.limit} runs of this {holder} are unfinished",
+            policy=Quota.CONCURRENT.value,
+            quota=limit.limit,
+            window_s=CONCURRENT_RETRY_S,
+            retry_after_s=CONCURRENT_RETRY_S,
         )
-        for scope in scopes:
-            limit = scope.limits.runs_per_day
-            if limit is not None and scope.name not in charged:
-                raise QuotaExceeded(
-                    f"{limit} runs a day for this {scope.column.removesuffix('_id')}: used up",
-                    policy=Quota.RUNS.value,
-                    quota=limit,
-                    window_s=DAY_S,
-                    retry_after_s=windows.reset_in_s(now),
-                )
-        if not bounded:
-            return
-        counts = await quotas.active_counts(conn, [(s.column, s.value) for s in bounded])
-        for scope, count in zip(bounded, counts, strict=True):
-            limit = scope.limits.concurrent_runs
-            if limit is not None and count > limit:
-                raise QuotaExceeded(
-                    f"{limit} runs of this {scope.column.removesuffix('_id')} are unfinished",
-                    policy=Quota.CONCURRENT.value,
-                    quota=limit,
-                    window_s=CONCURRENT_RETRY_S,
-                    retry_after_s=CONCURRENT_RETRY_S,
-                )

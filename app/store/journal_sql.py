@@ -38,6 +38,7 @@ def _sql(expression: ColumnElement[Any]) -> str:
 _X_STATUS: ColumnElement[Any] = literal_column("x.status")
 _MOVE: ColumnElement[Any] = literal_column("u.move")
 _ANSWERED: ColumnElement[bool] = literal_column("x.pending_answers > 0")
+_CANCEL_ASKED: ColumnElement[bool] = literal_column("x.cancel_requested")
 _DRIVEN_SQL = ", ".join(f"'{s.value}'" for s in sorted(DRIVEN))
 # A node's steps: the stored ones, then the batch's (a new attempt keeps the earlier ones).
 _APPENDED_STEPS = """CASE WHEN EXCLUDED.steps IS NULL THEN node_runs.steps
@@ -60,9 +61,13 @@ WITH u AS (
     -- again. Every other part of the batch depends on what this wrote.
     UPDATE executions AS x SET
         last_seq = u.last_seq,
-        status = {_sql(status_sql.journal_status(_MOVE, _X_STATUS, _ANSWERED))},
+        status = {_sql(status_sql.journal_status(_MOVE, _X_STATUS, _ANSWERED, _CANCEL_ASKED))},
         resume_reason = {
-    _sql(status_sql.journal_reason(_MOVE, literal_column("x.resume_reason"), _ANSWERED))
+    _sql(
+        status_sql.journal_reason(
+            _MOVE, literal_column("x.resume_reason"), _ANSWERED, _CANCEL_ASKED
+        )
+    )
 },
         outputs = CASE WHEN u.terminal THEN u.outputs::jsonb ELSE x.outputs END,
         error = CASE WHEN u.move IS NULL THEN x.error ELSE u.error::jsonb END,

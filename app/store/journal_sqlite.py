@@ -272,9 +272,10 @@ def _execution_update(change: ExecutionUpdate) -> Any:
     if change.move is not None:
         move = literal(change.move.value)
         answered = executions.c.pending_answers > 0
-        values["status"] = status_sql.journal_status(move, executions.c.status, answered)
+        asked = executions.c.cancel_requested
+        values["status"] = status_sql.journal_status(move, executions.c.status, answered, asked)
         values["resume_reason"] = status_sql.journal_reason(
-            move, executions.c.resume_reason, answered
+            move, executions.c.resume_reason, answered, asked
         )
         values["error"] = change.error
         values["finished_at"] = change.finished_at if change.terminal else None

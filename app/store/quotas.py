@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, bindparam, func, select, text, update
+from sqlalchemy import ColumnElement, bindparam, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -161,68 +161,6 @@ async def used_many(
 async def forget_before(conn: AsyncConnection, day: date) -> None:
     """Drop counters of days before ``day``."""
     await conn.execute(quota_usage.delete().where(quota_usage.c.day < day))
-
-
-# -- a run's submission: one statement on Postgres ----------------------------------------------
-
-
-async def admit_run(
-    conn: AsyncConnection,
-    *,
-    execution_id: str,
-    project: str,
-    key_id: str | None,
-    locks: list[str],
-    runs_per_day: list[tuple[str, int]],
-    day: date,
-) -> set[str]:
-    """Take the concurrent-runs ``locks`` (in order), hold the run, and charge one run to each
-    ``(scope, limit)`` of ``runs_per_day`` that has room; returns the scopes charged (a scope
-    missing: its limit is reached, and the caller rolls back). One round trip on Postgres: the
-    inserts read the locks' CTE, so every lock is taken before any counter row is (no lock
-    cycles between submissions)."""
-    if any(limit <= 0 for _, limit in runs_per_day):
-        return set()
-    if conn.dialect.name != "postgresql":
-        await hold(conn, execution_id, project, key_id)
-        charged = set()
-        for scope, limit in runs_per_day:
-            if await charge(conn, scope, "runs", day, 1, limit) is not None:
-                charged.add(scope)
-        return charged
-    params: dict[str, Any] = {"execution_id": execution_id, "project": project, "key_id": key_id}
-    lock_cols = "".join(
-        f", pg_advisory_xact_lock(hashtext(CAST(:lock{i} AS text))) AS l{i}"
-        for i in range(len(locks))
-    )
-    params |= {f"lock{i}": f"oxify:{scope}" for i, scope in enumerate(locks)}
-    sql = (
-        f"WITH locks AS MATERIALIZED (SELECT 1 AS ok{lock_cols}), "
-        "hold AS (INSERT INTO run_quotas (execution_id, project, key_id, active) "
-        "SELECT CAST(:execution_id AS varchar), CAST(:project AS varchar), "
-        "CAST(:key_id AS varchar), true FROM locks)"
-    )
-    if runs_per_day:
-        values = ", ".join(f"(CAST(:scope{i} AS varchar))" for i in range(len(runs_per_day)))
-        limits = " ".join(
-            f"WHEN CAST(:scope{i} AS varchar) THEN CAST(:limit{i} AS bigint)"
-            for i in range(len(runs_per_day))
-        )
-        sql += (
-            ", charged AS (INSERT INTO quota_usage (scope, quota, day, used) "
-            f"SELECT v.scope, 'runs', CAST(:day AS date), 1 FROM locks, (VALUES {values}) "
-            "AS v(scope) ON CONFLICT (scope, quota, day) DO UPDATE "
-            "SET used = quota_usage.used + 1 "
-            f"WHERE quota_usage.used < CASE quota_usage.scope {limits} END "
-            "RETURNING quota_usage.scope) SELECT scope FROM charged"
-        )
-        params["day"] = day
-        for i, (scope, limit) in enumerate(runs_per_day):
-            params[f"scope{i}"], params[f"limit{i}"] = scope, limit
-    else:
-        sql += " SELECT NULL AS scope FROM locks"
-    rows = await conn.execute(text(sql), params)
-    return {row.scope for row in rows if row.scope is not None}
 
 
 def _active_count(column: str, name: str) -> Any:

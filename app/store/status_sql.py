@@ -61,28 +61,48 @@ JOURNAL_MOVES = (
 """The moves a run's driver makes by logging ``workflow.*`` events."""
 
 
+# The driver's moves that set a run down without ending it.
+_SET_DOWN = (Move.WAIT, Move.PAUSE, Move.HAND_BACK)
+
+
+def _set_down_cancelled(
+    move: ColumnElement[Any], cancel_asked: ColumnElement[bool]
+) -> ColumnElement[bool]:
+    return and_(move.in_([constant(m.value) for m in _SET_DOWN]), cancel_asked)
+
+
 def journal_status(
-    move: ColumnElement[Any], status: ColumnElement[Any], answered: ColumnElement[bool]
+    move: ColumnElement[Any],
+    status: ColumnElement[Any],
+    answered: ColumnElement[bool],
+    cancel_asked: ColumnElement[bool],
 ) -> ColumnElement[Any]:
     """The new status of a run whose driver logged a batch with ``move`` (NULL: the batch
     changes no status). ``answered`` says answers arrived while the run was busy: a run about
-    to wait is then queued instead (:data:`Move.WAIT_ANSWERED`)."""
+    to wait is then queued instead (:data:`Move.WAIT_ANSWERED`). ``cancel_asked`` says a
+    client asked the driver to cancel: a run being set down is queued to be cancelled
+    (:data:`Move.SET_DOWN_CANCELLED`), which comes first."""
     whens: list[tuple[ColumnElement[bool], ColumnElement[Any]]] = [
-        (and_(move == constant(Move.WAIT.value), answered), target(Move.WAIT_ANSWERED, status))
+        (_set_down_cancelled(move, cancel_asked), target(Move.SET_DOWN_CANCELLED, status)),
+        (and_(move == constant(Move.WAIT.value), answered), target(Move.WAIT_ANSWERED, status)),
     ]
     whens += [(move == constant(m.value), target(m, status)) for m in JOURNAL_MOVES]
     return case(*whens, else_=status)
 
 
 def journal_reason(
-    move: ColumnElement[Any], current: ColumnElement[Any], answered: ColumnElement[bool]
+    move: ColumnElement[Any],
+    current: ColumnElement[Any],
+    answered: ColumnElement[bool],
+    cancel_asked: ColumnElement[bool],
 ) -> ColumnElement[Any]:
     """``resume_reason`` after the batch: the reason of the move it made, if that has one."""
     whens: list[tuple[ColumnElement[bool], ColumnElement[Any]]] = [
+        (_set_down_cancelled(move, cancel_asked), resume_reason(Move.SET_DOWN_CANCELLED, current)),
         (
             and_(move == constant(Move.WAIT.value), answered),
             resume_reason(Move.WAIT_ANSWERED, current),
-        )
+        ),
     ]
     whens += [
         (move == constant(m.value), resume_reason(m, current))

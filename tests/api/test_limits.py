@@ -17,12 +17,13 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
+from app.auth.audit import OK, AuditEntry
 from app.auth.principal import Principal
 from app.auth.scopes import Scope
 from app.domain.limits import Limits
 from app.errors import QuotaExceeded
-from app.store import quotas
-from app.store.db import migrate
+from app.store import quotas, submissions
+from app.store.db import migrate, one_statement
 from app.store.tables import run_quotas
 from tests.api.helpers import assert_problem, doubler, linear, services_of, serving
 
@@ -124,7 +125,7 @@ async def test_concurrent_runs_exact_and_freed_when_a_run_ends(pg_database_url: 
         cancel = await b.post(
             f"/v1/executions/{accepted}/cancel", params={"wait": "true"}, headers=admin
         )
-        assert cancel.json()["status"] == "cancelled"
+        assert cancel.json()["status"] == "cancelled", cancel.text
         again = await a.post(f"/v1/workflows/{workflow_id}/executions", json={}, headers=runner)
         assert again.status_code == 202, again.text  # the cancelled run no longer counts
         full = await b.post(f"/v1/workflows/{workflow_id}/executions", json={}, headers=runner)
@@ -164,10 +165,29 @@ async def test_the_daily_window_resets(pg_database_url: str) -> None:
             limits=Limits(runs_per_day=2),
         )
         evening = datetime(2026, 12, 7, 23, 30, tzinfo=UTC)
+        workflow = await services_of(client).workflows.create(doubler())
 
         async def charge(now: datetime) -> None:
-            async with engine.begin() as conn:
-                await limits.charge_run(conn, str(uuid.uuid4()), caller, "windowed", now)
+            daily, concurrent = limits.run_limits(caller, "windowed")
+            run_id = str(uuid.uuid4())
+            new = submissions.NewRun(
+                id=run_id,
+                project="windowed",
+                workflow_id=workflow.id,
+                workflow_version=workflow.version,
+                inputs={},
+                config={},
+                created_at=now,
+                audit=AuditEntry(now, caller.actor, "run.start", run_id, "windowed", OK),
+                key_id=caller.key_id,
+                runs_per_day=daily,
+                concurrent=concurrent,
+            )
+            try:
+                async with one_statement(engine) as conn:
+                    await submissions.submit(conn, new)
+            except submissions.QuotaReached as reached:
+                raise limits.exceeded(reached, now) from None
 
         await charge(evening)
         await charge(evening)

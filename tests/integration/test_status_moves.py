@@ -111,15 +111,35 @@ JOURNAL_CASES = [
     (Move.WAIT, Event("", 1, EventType.WORKFLOW_WAITING, T0), 0),
     (Move.WAIT_ANSWERED, Event("", 1, EventType.WORKFLOW_WAITING, T0), 1),
 ]
+# A cancel asked of the driver that it had not acted on when it set the run down: whether the
+# run was about to wait (answered or not), pause or be handed back, it is queued to be cancelled.
+_SET_DOWN_EVENTS = [case[1] for case in JOURNAL_CASES if case[0] in (Move.PAUSE, Move.HAND_BACK)]
+CANCEL_ASKED_CASES = [
+    (Move.SET_DOWN_CANCELLED, event, pending, True)
+    for event in [Event("", 1, EventType.WORKFLOW_WAITING, T0), *_SET_DOWN_EVENTS]
+    for pending in (0, 1)
+]
+# A cancel asked does not change how a run ends.
+ENDING_CASES = [
+    (move, event, 0, True)
+    for move, event, _ in JOURNAL_CASES
+    if move in (Move.COMPLETE, Move.FAIL, Move.CANCEL, Move.TIME_OUT)
+]
 
 
-@pytest.mark.parametrize(("move", "event", "pending"), JOURNAL_CASES, ids=lambda c: str(c))
+@pytest.mark.parametrize(
+    ("move", "event", "pending", "cancel_asked"),
+    [(*case, False) for case in JOURNAL_CASES] + CANCEL_ASKED_CASES + ENDING_CASES,
+    ids=lambda c: str(c),
+)
 async def test_the_journal_follows_the_table(
-    engine: AsyncEngine, move: Move, event: Event, pending: int
+    engine: AsyncEngine, move: Move, event: Event, pending: int, cancel_asked: bool
 ) -> None:
     runs = await rows_in_every_status(engine)
     async with engine.begin() as conn:
-        await conn.execute(update(tables.executions).values(pending_answers=pending))
+        await conn.execute(
+            update(tables.executions).values(pending_answers=pending, cancel_requested=cancel_asked)
+        )
     journal = SqlJournal(engine)
     try:
         for status, execution_id in runs.items():
@@ -188,3 +208,27 @@ async def test_answers_follow_the_table(engine: AsyncEngine) -> None:
             )
         assert queued == (expected(Move.ANSWER, status) is S.QUEUED), status  # nudge claimers
         assert await status_of(engine, execution_id) is expected(Move.ANSWER, status), status
+
+
+@pytest.mark.parametrize("event", [case[1] for case in CANCEL_ASKED_CASES if case[2] == 0])
+async def test_a_cancel_the_driver_had_not_heard_when_it_set_the_run_down_is_not_lost(
+    engine: AsyncEngine, event: Event
+) -> None:
+    # The client's cancel found the run driven, and asked its driver; the driver set the run
+    # down (waiting, paused, handed back) before it heard. No replica drives the run now, so
+    # the next one to claim it must be the one to cancel it.
+    async with engine.begin() as conn:
+        execution_id = await add(conn, status=S.RUNNING)
+        assert await store.request_cancel(conn, execution_id)
+    journal = SqlJournal(engine)
+    try:
+        await journal.emit([Event(execution_id, event.seq, event.type, event.ts, data=event.data)])
+    finally:
+        await journal.close()
+    assert await status_of(engine, execution_id) is S.QUEUED
+    claimer = claims.for_engine(engine)
+    try:
+        (run,) = await claimer.claim("queued", "r1", 10, 30.0)
+    finally:
+        await claimer.close()
+    assert (run.id, run.cancel_requested, run.resume_reason) == (execution_id, True, "cancelling")

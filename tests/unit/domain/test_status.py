@@ -48,8 +48,11 @@ def test_every_run_can_end_from_every_status_but_the_ends() -> None:
 
 
 def test_a_pause_asked_of_a_run_is_never_lost_by_its_driver() -> None:
-    # `pausing` only ever ends paused or terminal, whatever the driver logs.
-    assert EXECUTION_TRANSITIONS[S.PAUSING] <= {S.PAUSED} | TERMINAL_EXECUTION_STATUSES
+    # `pausing` only ever ends paused or terminal, whatever the driver logs, unless a cancel
+    # asked meanwhile queues it to be cancelled (a cancel outranks a pause).
+    assert EXECUTION_TRANSITIONS[S.PAUSING] <= {S.PAUSED, S.QUEUED} | TERMINAL_EXECUTION_STATUSES
+    to_queue = {move for move, rule in MOVES.items() if rule.get(S.PAUSING) is S.QUEUED}
+    assert to_queue == {Move.SET_DOWN_CANCELLED}
     assert apply(Move.HAND_BACK, S.PAUSING) is S.PAUSED
     assert apply(Move.WAIT, S.PAUSING) is S.PAUSED
 
