@@ -322,6 +322,16 @@ class NotAnApprover(OxifyError):
     code = "not_an_approver"
 
 
+class RequestInvalid(OxifyError):
+    """A body field is not valid for this caller (as the request validation would say)."""
+
+    code = "request_invalid"
+
+    def __init__(self, errors: list[ErrorDetail]) -> None:
+        self.errors = errors
+        super().__init__(f"{len(errors)} problem(s) in the request")
+
+
 class SubmissionInvalid(OxifyError):
     """The submitted values do not match the form's fields."""
 

@@ -67,6 +67,12 @@ class OidcSettings(BaseModel):
         description="The claim naming the caller's project; absent: project default, or every "
         "project for a token with the admin scope.",
     )
+    oidc_groups_claim: str = Field(
+        default="groups",
+        min_length=1,
+        description="The claim listing the caller's groups (a list, or a space-separated "
+        "string; a dotted path reaches into objects), for approvers named group:<name>.",
+    )
     oidc_leeway_s: float = Field(
         default=60.0,
         ge=0,

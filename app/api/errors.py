@@ -47,6 +47,7 @@ _STATUS_BY_CODE = {
     "form_already_answered": 409,
     "not_an_approver": 403,
     "submission_invalid": 422,
+    "request_invalid": 422,
     "database_unavailable": 503,
     "unauthenticated": 401,
     "insufficient_scope": 403,

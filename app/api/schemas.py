@@ -31,8 +31,9 @@ class StartExecution(BaseModel):
         default=None,
         min_length=1,
         max_length=200,
-        description="Who starts the run (until API keys exist): approvals refuse this person "
-        "unless they allow self-approval.",
+        description="Who starts the run: approvals refuse this person unless they allow "
+        "self-approval. With credentials it is the caller (a token's subject, a key's name): "
+        "leave it out, or give the same (another answers 422 from_credentials).",
     )
 
     def config_dict(self) -> dict[str, Any]:
@@ -59,14 +60,19 @@ class SubmitForm(BaseModel):
 
     values: dict[str, Any] = Field(description="The answers, keyed by field.")
     by: str | None = Field(
-        default=None, min_length=1, max_length=200, description="Who answers (until API keys)."
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="Who answers. With credentials it is the caller (a token's subject, a key's "
+        "name): leave it out, or give the same (another answers 422 from_credentials).",
     )
     comment: str | None = Field(default=None, max_length=10_000)
     groups: list[str] = Field(
         default_factory=list,
         max_length=100,
-        description="Groups the person belongs to, for approvers named `group:<name>` (until "
-        "API keys carry them).",
+        description="Groups the person belongs to, for approvers named `group:<name>`. With "
+        "credentials they come from a token's groups claim (OXIFY_OIDC_GROUPS_CLAIM); giving "
+        "them answers 422 from_credentials.",
     )
 
 

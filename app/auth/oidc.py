@@ -64,6 +64,7 @@ class OidcVerifier:
         algorithms: Iterable[str] = DEFAULT_ALGORITHMS,
         scope_claim: str = "scope",
         project_claim: str = "oxify_project",
+        groups_claim: str = "groups",
         leeway_s: float = 60.0,
     ) -> None:
         self._algorithms = tuple(algorithms)
@@ -75,6 +76,7 @@ class OidcVerifier:
         self._keys = keys
         self._scope_claim = scope_claim
         self._project_claim = project_claim
+        self._groups_claim = groups_claim
         self._leeway_s = leeway_s
         self._jwt = jwt.PyJWT({"require": REQUIRED_CLAIMS, "enforce_minimum_key_length": True})
 
@@ -103,6 +105,7 @@ class OidcVerifier:
             algorithms=settings.oidc_algorithms,
             scope_claim=settings.oidc_scope_claim,
             project_claim=settings.oidc_project_claim,
+            groups_claim=settings.oidc_groups_claim,
             leeway_s=settings.oidc_leeway_s,
         )
 
@@ -151,7 +154,10 @@ class OidcVerifier:
                 f"the token's {self._project_claim} claim must be a project name (a string)"
             )
         name = next((v for c in NAME_CLAIMS if isinstance(v := claims.get(c), str)), None)
-        return Principal(scopes=scopes, project=project, subject=claims["sub"], name=name)
+        groups = frozenset(_names(claim(claims, self._groups_claim)))
+        return Principal(
+            scopes=scopes, project=project, subject=claims["sub"], name=name, groups=groups
+        )
 
 
 def _header(token: str) -> dict[str, Any]:
@@ -181,9 +187,14 @@ def claim(claims: Mapping[str, Any], name: str) -> Any:
     return value
 
 
-def _scopes(value: Any) -> frozenset[Scope]:
+def _names(value: Any) -> list[str]:
+    """A claim's names: a space-separated string or a list (anything else: none)."""
     names = value.split() if isinstance(value, str) else value if isinstance(value, list) else []
-    return frozenset(Scope(n) for n in names if isinstance(n, str) and n in _SCOPE_NAMES)
+    return [name for name in names if isinstance(name, str) and name]
+
+
+def _scopes(value: Any) -> frozenset[Scope]:
+    return frozenset(Scope(n) for n in _names(value) if n in _SCOPE_NAMES)
 
 
 def _reason(error: jwt.PyJWTError) -> str:

@@ -25,9 +25,20 @@ class Principal:
     anonymous: bool = False
     # The key's own limits (None: none of its own; its project's still apply).
     limits: Limits | None = field(default=None, compare=False, hash=False)
+    # The groups a token says the caller is in, for approvers named ``group:<name>``.
+    groups: frozenset[str] = frozenset()
 
     def may(self, action: Action) -> bool:
         return scope_table.allows(self.scopes, action)
+
+    @property
+    def person(self) -> str | None:
+        """Who the caller is where people are named (an approval's approvers, a run's
+        starter): a token's subject, else a key's name (else its id). None for an anonymous
+        caller, who says who it is in the request (``by``)."""
+        if self.anonymous:
+            return None
+        return self.subject or self.name or self.actor
 
     @property
     def actor(self) -> str:

@@ -42,7 +42,7 @@ from app.errors import (
 from app.events.bus import EventBus
 from app.events.notify import Channel, Notifier
 from app.observability import trace_context
-from app.services import audit, profiles
+from app.services import audit, identity, profiles
 from app.services.admission import Admission
 from app.services.audit import AuditAction
 from app.services.limits import LimitService
@@ -123,6 +123,7 @@ class ExecutionService:
         runnable = await self._workflows.runnable(workflow_id, version)
         if runnable.archived:
             raise WorkflowArchived(f"workflow {workflow_id!r} is archived")
+        started_by = identity.starter(started_by)
         await bounded.check_inputs(inputs, self._max_input_bytes)
         await self._admit()
         plan = runnable.plan

@@ -4,8 +4,9 @@ An answer is validated before anything is stored (422, one error per field), rec
 form's row lock (so of concurrent answers exactly one decides a form; the rest get 409), kept in
 the audit trail, and — once the form is decided — handed to its run: a waiting run is queued
 again for any replica to continue; a run still busy with other branches finds the answer when
-it settles (``pending_answers``). Who answered comes from ``by`` (and ``groups``) until API keys
-exist; the run's starter is recorded the same way, for ``allow_self_approval``.
+it settles (``pending_answers``). Who answered (``by``, ``groups``) and the run's starter (for
+``allow_self_approval``) come from the caller's credentials once there are any
+(:mod:`app.api.identity`), else from the request.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from app.errors import (
     NotAnApprover,
     SubmissionInvalid,
 )
-from app.services import audit
+from app.services import audit, identity
 from app.services.audit import AuditAction
 from app.store import db
 from app.store import forms as store
@@ -98,6 +99,7 @@ class FormService:
             form = await store.read(conn, form_id, project=context.project())
         if form is None:
             raise FormNotFound(f"no form {form_id!r}")
+        by, groups = identity.answerer(by, groups)
         _still_pending(form)
         if form.kind != "approval":
             return await self._fill(form, values, by, comment, at)

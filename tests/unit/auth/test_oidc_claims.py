@@ -101,6 +101,22 @@ async def test_the_caller_is_named_by_subject_and_username(client: httpx.AsyncCl
     assert (await verify(client, claims(ISSUER))).name is None
 
 
+async def test_the_person_is_the_subject_and_the_groups_come_from_their_claim(
+    client: httpx.AsyncClient,
+) -> None:
+    caller = await verify(client, claims(ISSUER, sub="u-7", groups=["ops", "", 3, "legal"]))
+    assert (caller.person, caller.groups) == ("u-7", {"ops", "legal"})
+    token_claims = claims(ISSUER, realm={"teams": "ops sre"})
+    assert (await verify(client, token_claims, groups_claim="realm.teams")).groups == {
+        "ops",
+        "sre",
+    }
+    assert (await verify(client, claims(ISSUER, groups="not-a-list-of-one"))).groups == {
+        "not-a-list-of-one"
+    }
+    assert (await verify(client, claims(ISSUER, groups={"ops": True}))).groups == set()
+
+
 async def test_only_the_configured_algorithms_are_accepted(client: httpx.AsyncClient) -> None:
     with pytest.raises(Unauthenticated, match=r"not accepted \(accepted: ES256\)"):
         await verify(client, claims(ISSUER), algorithms=["ES256"])
