@@ -1,5 +1,8 @@
 """In-process fan-out of persisted events to stream subscribers (SSE, WebSocket, waiters).
 
+A waiter (``GET /wait``) only watches (:meth:`EventBus.watch`): it reads the run's status once
+subscribed and again after a settling event, and nothing while it waits.
+
 Publishing happens after the events are stored and never blocks the run: each subscriber has a
 bounded queue, and one that falls behind is marked overflowed and re-reads what it missed from
 the events table. A stream replays stored events after the client's position first, then goes
@@ -21,7 +24,7 @@ import contextlib
 import logging
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol, cast
 
@@ -196,6 +199,20 @@ class EventBus:
         """Stored events after ``after_seq`` (a page of the log, no live part)."""
         return await self._reader.read_events(execution_id, after_seq, limit)
 
+    @contextlib.contextmanager
+    def watch(self, execution_id: str) -> Iterator[Subscription]:
+        """The run's batches published (or read for another replica's run) from now on, with
+        nothing read from the table: for a waiter that reads the run's status itself once
+        subscribed, so nothing committed before it subscribed goes unseen. Set the
+        subscription's ``position`` to the seq that status read gave (a read for another
+        replica's run starts after it)."""
+        subscription = Subscription(self._queue_size, 0)
+        self._subscribers[execution_id].add(subscription)
+        try:
+            yield subscription
+        finally:
+            self._leave(execution_id, subscription)
+
     def subscriber_count(self, execution_id: str) -> int:
         return len(self._subscribers.get(execution_id, ()))
 
@@ -254,11 +271,14 @@ class EventBus:
                             subscription.overflowed = True
                             break
         finally:
-            subscribers = self._subscribers.get(execution_id)
-            if subscribers is not None:
-                subscribers.discard(subscription)
-                if not subscribers:
-                    del self._subscribers[execution_id]
+            self._leave(execution_id, subscription)
+
+    def _leave(self, execution_id: str, subscription: Subscription) -> None:
+        subscribers = self._subscribers.get(execution_id)
+        if subscribers is not None:
+            subscribers.discard(subscription)
+            if not subscribers:
+                del self._subscribers[execution_id]
 
 
 def _after(batch: Sequence[Event], last: int) -> tuple[list[Event], bool]:

@@ -39,7 +39,7 @@ from app.errors import (
     RunConfigInvalid,
     WorkflowArchived,
 )
-from app.events.bus import EventBus
+from app.events.bus import EventBus, Subscription
 from app.events.notify import Channel, Notifier
 from app.observability import trace_context
 from app.services import audit, identity, profiles
@@ -261,18 +261,33 @@ class ExecutionService:
             )
 
     async def wait(self, execution_id: str, timeout_s: float) -> models.Execution:
-        """The execution once it is terminal, paused or waiting — or after ``timeout_s``."""
-        execution = await self.get(execution_id)
-        try:
-            async with asyncio.timeout(min(timeout_s, MAX_WAIT_S)):
-                # A settling event may not settle the run: a pause for a hand-back queues it.
-                while execution.status not in _SETTLED:
-                    async for event in self._bus.stream(execution_id, execution.last_seq):
-                        if event.type in _SETTLING_EVENTS:
-                            break
-                    execution = await self.get(execution_id)
-        except TimeoutError:
-            execution = await self.get(execution_id)
+        """The execution once it is terminal, paused or waiting — or after ``timeout_s``.
+
+        The waiter watches the bus (subscribed before it reads, so no event is missed) and
+        reads the run's row at the start and the run with its nodes after an event that may
+        settle it (or a batch it could not keep up with): three statements for a run that
+        settles once. Waiting itself reads nothing, however many wait."""
+        with self._bus.watch(execution_id) as watch:
+            execution, full = await self._status(execution_id), False
+            try:
+                async with asyncio.timeout(min(timeout_s, MAX_WAIT_S)):
+                    # A settling event may not settle the run: a pause for a hand-back queues it.
+                    while execution.status not in _SETTLED:
+                        watch.position = max(watch.position, execution.last_seq)
+                        await _settling(watch)
+                        execution, full = await self.get(execution_id), True
+            except TimeoutError:
+                full = False
+        return execution if full else await self.get(execution_id)
+
+    async def _status(self, execution_id: str) -> models.Execution:
+        """The run's row without its nodes (one statement)."""
+        async with self._read.connect() as conn:
+            execution = await store.get_execution(
+                conn, execution_id, with_nodes=False, project=context.project()
+            )
+        if execution is None:
+            raise ExecutionNotFound(f"no execution {execution_id!r}")
         return execution
 
     async def checkpoints(self, execution_id: str) -> builtins.list[models.CheckpointInfo]:
@@ -504,3 +519,15 @@ def _hash(workflow_id: str, version: int | None, inputs: Any, config: Any) -> st
         default=str,
     )
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+async def _settling(watch: Subscription) -> None:
+    """Return once ``watch`` got an event that may settle its run, or missed some."""
+    while True:
+        await watch.wake.wait()
+        batches = watch.take()
+        if watch.overflowed:
+            watch.overflowed = False
+            return
+        if any(event.type in _SETTLING_EVENTS for _, batch in batches for event in batch):
+            return
