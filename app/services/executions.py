@@ -13,6 +13,7 @@ import hashlib
 import json
 import uuid
 from collections.abc import AsyncIterator, Callable, Collection
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -47,13 +48,27 @@ from app.services.admission import Admission
 from app.services.audit import AuditAction
 from app.services.limits import LimitService
 from app.services.runner import Runner
-from app.services.workflows import WorkflowService
+from app.services.workflows import Runnable, WorkflowService
 from app.store import db, quotas, submissions
 from app.store import executions as store
 from app.store.journal import SqlJournal
 
 _E = ExecutionStatus
+
+
+@dataclass(frozen=True, slots=True)
+class _Request:
+    """A start request as checked so far (its inputs are checked against the version)."""
+
+    inputs: Any
+    config: RunConfig
+    idempotency_key: str | None
+    request_hash: str
+    started_by: str | None
+
+
 MAX_WAIT_S = 60.0  # seconds; the contract's cap for GET /wait
+HEAD_TRIES = 3  # a submission whose workflow changed meanwhile reads its head again this often
 CANCEL_TRIES = 5  # a cancel racing a run that moves between idle and driven tries this often
 _SETTLED = frozenset({_E.COMPLETED, _E.FAILED, _E.TIMED_OUT, _E.CANCELLED, _E.PAUSED, _E.WAITING})
 _SETTLING_EVENTS = frozenset(
@@ -126,19 +141,39 @@ class ExecutionService:
         started_by = identity.starter(started_by)
         await bounded.check_inputs(inputs, self._max_input_bytes)
         await self._admit()
+        request = _Request(inputs, run_config, idempotency_key, request_hash, started_by)
+        for _ in range(HEAD_TRIES):
+            try:
+                return await self._submit(workflow_id, runnable, request, traceparent)
+            except submissions.HeadChanged:
+                # The workflow changed on another replica since this one read its head.
+                runnable = await self._workflows.runnable(workflow_id, version, fresh=True)
+                if runnable.archived:
+                    raise WorkflowArchived(f"workflow {workflow_id!r} is archived") from None
+        raise InvalidState(f"workflow {workflow_id!r} kept changing while the run was submitted")
+
+    async def _submit(
+        self,
+        workflow_id: str,
+        runnable: Runnable,
+        request: _Request,
+        traceparent: str | None,
+    ) -> tuple[models.Execution, bool]:
+        """Write the run of ``runnable`` (its inputs checked against that version)."""
         plan = runnable.plan
-        inputs = apply_defaults(plan.input_schema, {} if inputs is None else inputs)
+        inputs = apply_defaults(plan.input_schema, {} if request.inputs is None else request.inputs)
         problems = validate_inputs(plan.input_schema, inputs)
         if problems:
             raise InputsInvalid([_prefixed("/inputs", p) for p in problems])
         execution_id = str(uuid.uuid4())
         now = datetime.now(UTC)
-        config_json = run_config.model_dump(mode="json")
+        config_json = request.config.model_dump(mode="json")
         trace = trace_context.for_new_run(traceparent, self._tracer)
         principal = context.principal()
         daily, concurrent = (
             self._limits.run_limits(principal, runnable.project) if self._limits else ([], [])
         )
+        key = request.idempotency_key
         new = submissions.NewRun(
             id=execution_id,
             project=runnable.project,
@@ -147,18 +182,19 @@ class ExecutionService:
             inputs=inputs,
             config=config_json,
             created_at=now,
-            started_by=started_by,
+            started_by=request.started_by,
             trace_context=trace,
             key_id=principal.key_id,
             runs_per_day=daily,
             concurrent=concurrent,
-            idempotency=None if idempotency_key is None else (idempotency_key, request_hash),
+            idempotency=None if key is None else (key, request.request_hash),
             audit=audit.entry(
                 AuditAction.RUN_START,
                 target=execution_id,
                 project=runnable.project,
                 detail={"workflow_id": workflow_id, "version": runnable.version},
             ),
+            workflow_head=runnable.head,
         )
         try:
             async with db.one_statement(self._engine) as conn:
@@ -167,9 +203,9 @@ class ExecutionService:
             raise LimitService.exceeded(reached, now) from None
         except IntegrityError:
             # A concurrent request with the same key won the race: answer with its run.
-            if idempotency_key is None:
+            if key is None:
                 raise
-            replay = await self._replay(workflow_id, idempotency_key, request_hash)
+            replay = await self._replay(workflow_id, key, request.request_hash)
             if replay is None:
                 raise
             return replay, False

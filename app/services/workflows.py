@@ -32,6 +32,7 @@ class Runnable:
     archived: bool
     plan: Plan
     project: str  # the workflow's: its runs belong to it
+    head: int  # the latest version, as this replica knows it (see WorkflowService.runnable)
 
 
 def _utcnow() -> datetime:
@@ -59,6 +60,8 @@ class WorkflowService:
         self._checks = checks or {}
         self._now = now
         self._versions: OrderedDict[tuple[str, int], Plan] = OrderedDict()
+        # workflow id -> (latest version, archived, project), as last read here
+        self._heads: OrderedDict[str, tuple[int, bool, str]] = OrderedDict()
 
     async def validate(self, document: dict[str, Any]) -> models.ValidationResult:
         """Check a document (stores nothing); raises WorkflowInvalid listing every problem."""
@@ -115,6 +118,7 @@ class WorkflowService:
                 project=project,
             )
             stored = await self._get(conn, workflow_id, version, project)
+            self._heads.pop(workflow_id, None)  # read again, after this commits
             await audit.record(
                 conn,
                 action=AuditAction.WORKFLOW_UPDATE,
@@ -150,6 +154,7 @@ class WorkflowService:
             )
             if not archived:
                 raise WorkflowNotFound(f"no workflow {workflow_id!r}")
+            self._heads.pop(workflow_id, None)
             await audit.record(conn, action=AuditAction.WORKFLOW_ARCHIVE, target=workflow_id)
 
     async def graph(self, workflow_id: str, version: int | None, fmt: render.Format) -> str:
@@ -164,19 +169,38 @@ class WorkflowService:
         workflow = await self.get(workflow_id, version)
         return workflow, await self._plan(workflow.document)
 
-    async def runnable(self, workflow_id: str, version: int | None) -> Runnable:
+    async def runnable(
+        self, workflow_id: str, version: int | None, *, fresh: bool = False
+    ) -> Runnable:
         """What starting a run needs: the version (latest by default), whether the workflow is
-        archived, and the plan (cached per version). Raises WorkflowNotFound."""
-        async with self._read.connect() as conn:
-            head = await store.workflow_head(conn, workflow_id, project=context.project())
+        archived, and the plan (cached per version). Raises WorkflowNotFound.
+
+        The head (latest version, archived, project) comes from this replica's memory unless
+        ``fresh``: another replica may have changed it since, so the run's submission checks
+        it still holds (:class:`app.store.submissions.HeadChanged` otherwise: ask again,
+        fresh)."""
+        head = None if fresh else self._heads.get(workflow_id)
         if head is None:
+            async with self._read.connect() as conn:
+                head = await store.workflow_head(conn, workflow_id, project=context.project())
+            if head is not None:
+                self._remember(workflow_id, head)
+        else:
+            self._heads.move_to_end(workflow_id)
+        if head is None or not context.principal().sees(head[2]):
             raise WorkflowNotFound(f"no workflow {workflow_id!r}")
         latest, archived, project = head
         if version is not None and not 1 <= version <= latest:
             raise WorkflowNotFound(f"no workflow {workflow_id!r} version {version}")
         chosen = latest if version is None else version
         plan = await self.plan_of_version(workflow_id, chosen)
-        return Runnable(chosen, archived, plan, project)
+        return Runnable(chosen, archived, plan, project, latest)
+
+    def _remember(self, workflow_id: str, head: tuple[int, bool, str]) -> None:
+        self._heads[workflow_id] = head
+        self._heads.move_to_end(workflow_id)
+        if len(self._heads) > self._plans.maxsize:
+            self._heads.popitem(last=False)
 
     async def plan_of_version(self, workflow_id: str, version: int) -> Plan:
         """The plan of one stored version. Versions never change, so it is read once per

@@ -12,9 +12,10 @@ of data-modifying CTEs in this order:
    lock is counted (the statement's own snapshot is older than the lock);
 3. ``charged``: one run added to each runs/day counter that has room (a conditional upsert,
    exact under concurrency: a row another submission holds is re-read once it commits);
-4. ``admitted``: every counter charged and every scope under its limit, else
-   ``oxify_refuse_run`` raises (SQLSTATE ``OX429``) and the statement, charges included,
-   rolls back;
+4. ``admitted``: the workflow's head still what the submitter read (its latest version, not
+   archived: the head may come from memory), every counter charged and every scope under its
+   limit, else ``oxify_refuse_run`` raises (SQLSTATE ``OX429``) and the statement, charges
+   included, rolls back;
 5. the run, its hold (``run_quotas``), its idempotency key and its audit row, each inserted
    from ``admitted``. The audit head is locked last and held only for the implicit commit.
 
@@ -38,10 +39,12 @@ from app.domain import limits as windows
 from app.domain.status import ExecutionStatus
 from app.store import audit, quotas
 from app.store import executions as runs
+from app.store import workflows as workflow_store
 from app.store.gauges import ACTIVE
 from app.store.tables import executions
 
 REFUSED_SQLSTATE = "OX429"  # raised by oxify_refuse_run (migration 0015)
+HEAD_CHANGED = "head"  # oxify_refuse_run's reason when the workflow's head moved
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +77,14 @@ class NewRun:
     runs_per_day: Sequence[Limit] = ()
     concurrent: Sequence[Limit] = ()
     idempotency: tuple[str, str] | None = None  # (key, request hash)
+    # The workflow's latest version as the submitter knew it (perhaps from memory): the run is
+    # written only while it still is, and the workflow is not archived.
+    workflow_head: int | None = None
+
+
+class HeadChanged(Exception):
+    """The workflow got a new version or was archived since the submitter read its head.
+    Nothing was written."""
 
 
 class QuotaReached(Exception):
@@ -103,13 +114,19 @@ async def submit(conn: AsyncConnection, new: NewRun) -> None:
 
 
 async def _submit_pg(conn: AsyncConnection, new: NewRun) -> None:
-    statement = _statement(len(new.concurrent), len(new.runs_per_day), new.idempotency is not None)
+    statement = _statement(
+        len(new.concurrent),
+        len(new.runs_per_day),
+        new.idempotency is not None,
+        new.workflow_head is not None,
+    )
     params: dict[str, Any] = {
         **{name: getattr(new, name) for name in _RUN_FIELDS},
         "status": ExecutionStatus.QUEUED.value,
         "updated_at": new.created_at,
         "key_id": new.key_id,
         "day": windows.window(new.created_at),
+        "workflow_head": new.workflow_head,
         "unfinished_statuses": ACTIVE,
         **{f"audit_{name}": value for name, value in audit.pg_arguments(new.audit).items()},
     }
@@ -126,6 +143,8 @@ async def _submit_pg(conn: AsyncConnection, new: NewRun) -> None:
         if getattr(exc.orig, "sqlstate", None) != REFUSED_SQLSTATE:
             raise
         quota, scope = str(getattr(exc.orig, "detail", "")).split(" ", 1)
+        if quota == HEAD_CHANGED:
+            raise HeadChanged(scope) from None
         chosen = new.runs_per_day if quota == "runs" else new.concurrent
         raise QuotaReached(quota, next(lim for lim in chosen if lim.scope == scope)) from None
 
@@ -142,25 +161,32 @@ _RUN_FIELDS = (
     "created_at",
 )
 _RUN_COLUMNS = (*_RUN_FIELDS, "status", "updated_at")
-_STATEMENTS: dict[tuple[int, int, bool], TextClause] = {}
+_STATEMENTS: dict[tuple[int, int, bool, bool], TextClause] = {}
 
 
-def _statement(concurrent: int, daily: int, idempotent: bool) -> TextClause:
+def _statement(concurrent: int, daily: int, idempotent: bool, headed: bool) -> TextClause:
     """The submission's statement for its shape (built once per shape: a handful exist)."""
-    shape = (concurrent, daily, idempotent)
+    shape = (concurrent, daily, idempotent, headed)
     found = _STATEMENTS.get(shape)
     if found is None:
         found = _STATEMENTS[shape] = _build(*shape)
     return found
 
 
-def _build(concurrent: int, daily: int, idempotent: bool) -> TextClause:
+def _build(concurrent: int, daily: int, idempotent: bool, headed: bool) -> TextClause:
     locks = "".join(
         f", pg_advisory_xact_lock(hashtext(CAST(:c{i}_scope AS text))) AS l{i}"
         for i in range(concurrent)
     )
     ctes = [f"locks AS MATERIALIZED (SELECT 1 AS ok{locks})"]
     refusals = []
+    if headed:
+        refusals.append(
+            "WHEN NOT EXISTS (SELECT 1 FROM workflows WHERE id = CAST(:workflow_id AS varchar) "
+            "AND project = CAST(:project AS varchar) "
+            "AND latest_version = CAST(:workflow_head AS integer) AND archived_at IS NULL) "
+            f"THEN oxify_refuse_run('{HEAD_CHANGED}', CAST(:workflow_id AS text))"
+        )
     if concurrent:
         counts = ", ".join(
             f"oxify_unfinished_runs(CAST(:c{i}_column AS text), CAST(:c{i}_value AS text), "
@@ -235,6 +261,10 @@ def _pg_type(column: str) -> str:
 
 
 async def _submit_serially(conn: AsyncConnection, new: NewRun) -> None:
+    if new.workflow_head is not None:
+        head = await workflow_store.workflow_head(conn, new.workflow_id, project=new.project)
+        if head is None or head[:2] != (new.workflow_head, False):
+            raise HeadChanged(new.workflow_id)
     await runs.insert_execution(
         conn,
         execution_id=new.id,
