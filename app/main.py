@@ -232,7 +232,7 @@ async def running_services(
     await housekeeping.start()
     gauges.start()
     keys.start()
-    rate_limits.start()
+    await rate_limits.start()
     try:
         yield services
     finally:

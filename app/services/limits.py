@@ -118,7 +118,10 @@ class LimitService:
             await quotas.release_finished(conn)
             await quotas.forget_before(conn, windows.window(self._now()) - timedelta(days=1))
 
-    def start(self) -> None:
+    async def start(self) -> None:
+        """Read the limits before the first request is served (else a project's own limits
+        would not apply for a moment after every start), then keep them fresh."""
+        await self._refresh_and_upkeep()
         self._task = asyncio.create_task(self._loop(), name="oxify-limits")
 
     async def close(self) -> None:
@@ -129,12 +132,15 @@ class LimitService:
 
     async def _loop(self) -> None:
         while True:
-            try:
-                await self.refresh()
-                await self.upkeep()
-            except Exception as exc:  # the database is down: the last limits stand
-                log.warning("limits not refreshed (%s)", type(exc).__name__)
             await asyncio.sleep(self._refresh_s)
+            await self._refresh_and_upkeep()
+
+    async def _refresh_and_upkeep(self) -> None:
+        try:
+            await self.refresh()
+            await self.upkeep()
+        except Exception as exc:  # the database is down: the last limits stand
+            log.warning("limits not refreshed (%s)", type(exc).__name__)
 
     # -- requests -------------------------------------------------------------------------
 

@@ -169,11 +169,13 @@ def asyncpg_dsn(engine: AsyncEngine) -> str:
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # WAL lets stream readers proceed while a run writes; foreign keys are off by default.
+    # The busy timeout comes first: setting the journal mode takes a lock, and a connection
+    # opened while another writes would otherwise fail at once ("database is locked").
     cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA busy_timeout=5000")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=5000")
     cursor.close()
 
 
