@@ -197,7 +197,7 @@ class ExecutionService:
             workflow_head=runnable.head,
         )
         try:
-            async with db.one_statement(self._engine) as conn:
+            async with db.one_statement(self._engine, self._read) as conn:
                 await submissions.submit(conn, new)
         except submissions.QuotaReached as reached:
             raise LimitService.exceeded(reached, now) from None
