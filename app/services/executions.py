@@ -54,19 +54,6 @@ from app.store import executions as store
 from app.store.journal import SqlJournal
 
 _E = ExecutionStatus
-
-
-@dataclass(frozen=True, slots=True)
-class _Request:
-    """A start request as checked so far (its inputs are checked against the version)."""
-
-    inputs: Any
-    config: RunConfig
-    idempotency_key: str | None
-    request_hash: str
-    started_by: str | None
-
-
 MAX_WAIT_S = 60.0  # seconds; the contract's cap for GET /wait
 HEAD_TRIES = 3  # a submission whose workflow changed meanwhile reads its head again this often
 CANCEL_TRIES = 5  # a cancel racing a run that moves between idle and driven tries this often
@@ -81,6 +68,17 @@ _SETTLING_EVENTS = frozenset(
         EventType.WORKFLOW_WAITING,
     }
 )
+
+
+@dataclass(frozen=True, slots=True)
+class _Request:
+    """A start request as checked so far (its inputs are checked against the version)."""
+
+    inputs: Any
+    config: RunConfig
+    idempotency_key: str | None
+    request_hash: str
+    started_by: str | None
 
 
 class ExecutionService:
@@ -301,7 +299,7 @@ class ExecutionService:
 
         The waiter watches the bus (subscribed before it reads, so no event is missed) and
         reads the run's row at the start and the run with its nodes after an event that may
-        settle it (or a batch it could not keep up with): three statements for a run that
+        settle it (or a batch it could not keep up with): two statements for a run that
         settles once. Waiting itself reads nothing, however many wait."""
         with self._bus.watch(execution_id) as watch:
             execution, full = await self._status(execution_id), False

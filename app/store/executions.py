@@ -10,7 +10,7 @@ from collections.abc import Collection
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Row, delete, func, null, select, update
+from sqlalchemy import JSON, Row, delete, func, literal_column, null, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.domain import views as models
@@ -116,7 +116,12 @@ async def get_execution(
     with_nodes: bool = True,
     project: str | None = None,
 ) -> models.Execution | None:
-    query = select(executions).where(
+    """The run; ``with_nodes``: with its node rows, read in the same statement (one round
+    trip: a JSON array of them beside the run's row)."""
+    columns: list[Any] = [executions]
+    if with_nodes:
+        columns.append(_node_rows(conn.dialect.name))
+    query = select(*columns).where(
         executions.c.id == execution_id, projects.visible(executions, project)
     )
     row = (await conn.execute(query)).first()
@@ -124,12 +129,7 @@ async def get_execution(
         return None
     nodes: list[models.NodeState] = []
     if with_nodes:
-        query = (
-            select(node_runs)
-            .where(node_runs.c.execution_id == execution_id)
-            .order_by(node_runs.c.started_at.asc().nulls_last(), node_runs.c.node_key)
-        )
-        nodes = [_node_state(n) for n in await conn.execute(query)]
+        nodes = sorted((_node_state(n) for n in row.node_rows or ()), key=_node_order)
     return models.Execution(
         **_summary_fields(row),
         inputs=row.inputs,
@@ -142,6 +142,47 @@ async def get_execution(
         purged_at=row.purged_at,
         trace_id=_trace_id(row.trace_context),
     )
+
+
+_NODE_FIELDS = (
+    "node_key",
+    "node_id",
+    "status",
+    "attempt",
+    "output",
+    "error",
+    "started_at",
+    "finished_at",
+    "duration_ms",
+    "steps",
+    "usage",
+)
+_NODE_JSON_FIELDS = frozenset({"output", "error", "steps", "usage"})
+
+
+def _node_rows(dialect: str) -> Any:
+    """The run's node rows as one JSON array (a scalar subquery correlated to the run)."""
+    n = node_runs.alias("n")
+    if dialect == "postgresql":
+        rows = func.json_agg(literal_column("n"), type_=JSON)
+    else:  # SQLite: JSON columns are text there; json() embeds them as JSON
+        pairs: list[Any] = []
+        for name in _NODE_FIELDS:
+            pairs += [name, func.json(n.c[name]) if name in _NODE_JSON_FIELDS else n.c[name]]
+        rows = func.json_group_array(func.json_object(*pairs), type_=JSON)
+    return (
+        select(rows)
+        .select_from(n)
+        .where(n.c.execution_id == executions.c.id)
+        .scalar_subquery()
+        .label("node_rows")
+    )
+
+
+def _node_order(node: models.NodeState) -> tuple[bool, datetime, str]:
+    """Started first, in the order they started; then the rest by key."""
+    started = node.started_at
+    return (started is None, started or datetime.min.replace(tzinfo=UTC), node.node_key)
 
 
 def _trace_id(traceparent: str | None) -> str | None:
@@ -360,20 +401,29 @@ def _summary_fields(row: Row[Any]) -> dict[str, Any]:
     }
 
 
-def _node_state(row: Row[Any]) -> models.NodeState:
+def _node_state(row: dict[str, Any]) -> models.NodeState:
+    """A node row as the JSON array of :func:`_node_rows` holds it (timestamps as text; naive
+    ones, SQLite's, are UTC)."""
     return models.NodeState(
-        node_key=row.node_key,
-        node_id=row.node_id,
-        status=NodeStatus(row.status),
-        attempt=row.attempt,
-        output=row.output,
-        error=row.error,
-        started_at=row.started_at,
-        finished_at=row.finished_at,
-        duration_ms=row.duration_ms,
-        steps=row.steps or [],
-        usage=row.usage,
+        node_key=row["node_key"],
+        node_id=row["node_id"],
+        status=NodeStatus(row["status"]),
+        attempt=row["attempt"],
+        output=row["output"],
+        error=row["error"],
+        started_at=_utc(row["started_at"]),
+        finished_at=_utc(row["finished_at"]),
+        duration_ms=row["duration_ms"],
+        steps=row["steps"] or [],
+        usage=row["usage"],
     )
+
+
+def _utc(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    parsed = datetime.fromisoformat(value)
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
 def _queue_position(cursor: str) -> int:

@@ -84,5 +84,5 @@ async def test_waiters_read_nothing_while_they_wait(pg_database_url: str) -> Non
             event.remove(engine, "before_cursor_execute", executed)
         assert {a.json()["status"] for a in answers} == {"completed"}
         assert all(len(a.json()["nodes"]) == 2 for a in answers)
-        # After the terminal event: the run with its nodes (two statements), once each.
-        assert len(statements) == 3 * WAITERS
+        # After the terminal event: the run with its nodes (one statement), once each.
+        assert len(statements) == 2 * WAITERS
