@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import orjson
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -60,6 +61,7 @@ def create_engine(url: str, *, timeout_s: float = DEFAULT_TIMEOUT_S, **kwargs: A
     statement that timed out, or lost a deadlock, is :class:`DatabaseUnavailable` too.
     """
     kwargs.setdefault("json_serializer", codec.dumps)
+    kwargs.setdefault("json_deserializer", orjson.loads)  # reads what codec.dumps wrote
     if url.startswith("sqlite"):
         engine = create_async_engine(url, **kwargs)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
