@@ -24,13 +24,13 @@ import contextlib
 import logging
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol, cast
 
 from app import faults
 from app.auth import context
-from app.domain.events import Event
+from app.domain.events import Event, EventType
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +89,35 @@ class Subscription:
         batches, self._queue, self._size = self._queue, [], 0
         self.wake.clear()
         return batches
+
+
+class Watch:
+    """A waiter's subscription: it learns that an event of some types came, not the events."""
+
+    __slots__ = ("_subscription",)
+
+    def __init__(self, subscription: Subscription) -> None:
+        self._subscription = subscription
+
+    def seen(self, seq: int) -> None:
+        """The waiter knows the run up to ``seq``: a read for another replica's run starts
+        after it (not at the waiter's start, again for every notification)."""
+        self._subscription.position = max(self._subscription.position, seq)
+
+    async def until(self, types: Collection[EventType]) -> None:
+        """Return once an event of ``types`` came, or once batches were missed (the mailbox
+        overflowed): either way the waiter reads the run again."""
+        subscription = self._subscription
+        while True:
+            await subscription.wake.wait()
+            batches = subscription.take()
+            if subscription.overflowed:
+                subscription.overflowed = False
+                return
+            for _, batch in batches:
+                self.seen(batch[-1].seq)
+            if any(event.type in types for _, batch in batches for event in batch):
+                return
 
 
 class EventBus:
@@ -200,16 +229,14 @@ class EventBus:
         return await self._reader.read_events(execution_id, after_seq, limit)
 
     @contextlib.contextmanager
-    def watch(self, execution_id: str) -> Iterator[Subscription]:
-        """The run's batches published (or read for another replica's run) from now on, with
-        nothing read from the table: for a waiter that reads the run's status itself once
-        subscribed, so nothing committed before it subscribed goes unseen. Set the
-        subscription's ``position`` to the seq that status read gave (a read for another
-        replica's run starts after it)."""
+    def watch(self, execution_id: str) -> Iterator[Watch]:
+        """The run's events from now on, with nothing read from the table: for a waiter that
+        reads the run's status itself once subscribed (so nothing committed before it
+        subscribed goes unseen) and tells the watch the seq that read gave."""
         subscription = Subscription(self._queue_size, 0)
         self._subscribers[execution_id].add(subscription)
         try:
-            yield subscription
+            yield Watch(subscription)
         finally:
             self._leave(execution_id, subscription)
 

@@ -40,7 +40,7 @@ from app.errors import (
     RunConfigInvalid,
     WorkflowArchived,
 )
-from app.events.bus import EventBus, Subscription
+from app.events.bus import EventBus
 from app.events.notify import Channel, Notifier
 from app.observability import trace_context
 from app.services import audit, identity, profiles
@@ -307,8 +307,8 @@ class ExecutionService:
                 async with asyncio.timeout(min(timeout_s, MAX_WAIT_S)):
                     # A settling event may not settle the run: a pause for a hand-back queues it.
                     while execution.status not in _SETTLED:
-                        watch.position = max(watch.position, execution.last_seq)
-                        await _settling(watch)
+                        watch.seen(execution.last_seq)
+                        await watch.until(_SETTLING_EVENTS)
                         execution, full = await self.get(execution_id), True
             except TimeoutError:
                 full = False
@@ -553,15 +553,3 @@ def _hash(workflow_id: str, version: int | None, inputs: Any, config: Any) -> st
         default=str,
     )
     return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-async def _settling(watch: Subscription) -> None:
-    """Return once ``watch`` got an event that may settle its run, or missed some."""
-    while True:
-        await watch.wake.wait()
-        batches = watch.take()
-        if watch.overflowed:
-            watch.overflowed = False
-            return
-        if any(event.type in _SETTLING_EVENTS for _, batch in batches for event in batch):
-            return

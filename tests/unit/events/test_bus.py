@@ -136,3 +136,46 @@ async def test_reads_stop_being_retried_once_nobody_follows_the_run() -> None:
     failed = reader.failed
     bus.refresh(["run"])  # a late notification for a run nobody follows reads nothing
     assert reader.failed == failed and not bus._fetching
+
+
+class CountingReader:
+    """The table, recording where each read started."""
+
+    def __init__(self, store: MemoryStore) -> None:
+        self.store = store
+        self.reads: list[int] = []
+
+    async def read_events(self, execution_id: str, after_seq: int, limit: int) -> list[Event]:
+        self.reads.append(after_seq)
+        return await self.store.read_events(execution_id, after_seq, limit)
+
+
+async def test_a_watch_reads_nothing_and_wakes_only_for_the_types_it_waits_for() -> None:
+    store = MemoryStore()
+    reader = CountingReader(store)
+    bus = EventBus(reader)
+    settling = {EventType.WORKFLOW_COMPLETED}
+    await store.emit([ev(1), ev(2)])
+    with bus.watch("run") as watch:
+        watch.seen(2)  # the waiter read the run: two events logged so far
+        waiting = asyncio.create_task(watch.until(settling))
+        await publish(store, bus, ev(3), ev(4))
+        await asyncio.sleep(0)
+        assert not waiting.done()
+        # Another replica's batch, heard of through a notification: read after what the
+        # watch has seen, not from where the waiter started.
+        await store.emit([ev(5, EventType.WORKFLOW_COMPLETED)])
+        bus.refresh(["run"])
+        await waiting
+    assert reader.reads == [4]
+    assert bus.subscriber_count("run") == 0
+
+
+async def test_a_watch_that_missed_batches_wakes_to_read_the_run_again() -> None:
+    store = MemoryStore()
+    bus = EventBus(store, queue_size=2)
+    with bus.watch("run") as watch:
+        waiting = asyncio.create_task(watch.until({EventType.WORKFLOW_COMPLETED}))
+        await asyncio.sleep(0)
+        await publish(store, bus, ev(1), ev(2), ev(3))  # more than its mailbox holds
+        await waiting
